@@ -1,0 +1,45 @@
+"""Service settings, read once from the environment and `.env`."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; names match the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    app_name: str = "{{ cookiecutter.project_name }}"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+
+    # Database
+{%- if cookiecutter.database == "postgresql" %}
+    database_url: str = "postgresql+asyncpg://postgres:postgres@localhost:5432/{{ cookiecutter.project_slug.replace('-', '_') }}"
+{%- else %}
+    database_url: str = "sqlite+aiosqlite:///./{{ cookiecutter.project_slug }}.db"
+{%- endif %}
+    database_pool_size: int = Field(default=5, ge=1)
+
+    # Cache
+    cache_url: str = "memory://"
+    cache_prefix: str = "{{ cookiecutter.project_slug }}"
+    cache_default_ttl: int = Field(default=300, ge=1)
+    response_cache_ttl: int = Field(default=60, ge=0)
+
+    # Tasks
+    task_max_attempts: int = Field(default=3, ge=1)
+    task_visibility_timeout: int = Field(default=30, ge=1)
+    task_status_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+{%- if cookiecutter.task_backend != "background" %}
+    redis_url: str = "redis://localhost:6379/0"
+{%- endif %}
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, built on first use (never at import time)."""
+    return Settings()

@@ -1,0 +1,79 @@
+"""The application factory and the lifespan that opens and closes every client."""
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from functools import cache
+
+from fastapi import FastAPI
+
+from app.api import health, items, metrics, tasks
+from app.api.errors import install_error_handlers
+from app.config import Settings, get_settings
+from app.core.logging import configure_logging
+from app.core.metrics import Metrics
+from app.infrastructure.cache import open_cache
+from app.infrastructure.database import create_engine, create_session_factory
+from app.middleware.cache import ResponseCacheMiddleware
+from app.state import AppState
+{%- if cookiecutter.task_backend == "background" %}
+from app.tasks.background import open_task_queue
+{%- elif cookiecutter.task_backend == "celery" %}
+from app.tasks.celery_queue import open_task_queue
+{%- else %}
+from app.tasks.redis_queue import open_task_queue
+{%- endif %}
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Open the database, cache and task queue for the app's lifetime; close them in reverse."""
+    settings: Settings = app.state.settings
+    async with AsyncExitStack() as stack:
+        metrics = Metrics()
+        engine = create_engine(settings)
+        stack.push_async_callback(engine.dispose)
+        cache = await stack.enter_async_context(open_cache(settings, metrics))
+        sessions = create_session_factory(engine)
+        task_queue = await stack.enter_async_context(
+            open_task_queue(settings, cache=cache, sessions=sessions, metrics=metrics)
+        )
+        app.state.resources = AppState(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            cache=cache,
+            metrics=metrics,
+            tasks=task_queue,
+        )
+        yield
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build an app; tests pass their own settings, production reads the environment."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    app.state.settings = settings
+    app.add_middleware(ResponseCacheMiddleware, settings=settings)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(items.router, prefix="/api/v1")
+    app.include_router(tasks.router, prefix="/api/v1")
+    return app
+
+
+@cache
+def _default_app() -> FastAPI:
+    return create_app()
+
+
+def __getattr__(name: str) -> FastAPI:
+    """Serve `app.main:app` (what uvicorn imports) without building it at import time.
+
+    Importing this module has no side effects: tests import `create_app` and build their
+    own apps; the default app reads the environment only when a server asks for it.
+    """
+    if name == "app":
+        return _default_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,36 @@
+"""Create the items table.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-01-01 00:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from app.models.base import UTCDateTime
+
+revision: str = "0001"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "items",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=100), nullable=False),
+        sa.Column("description", sa.Text(), nullable=True),
+        sa.Column("price", sa.Numeric(precision=12, scale=2), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+        sa.CheckConstraint("price >= 0", name=op.f("ck_items_price_non_negative")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_items")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("items")

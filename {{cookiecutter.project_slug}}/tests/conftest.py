@@ -1,0 +1,137 @@
+"""Fixtures shared by every test: real servers, fresh state per test, an app with its lifespan."""
+
+import asyncio
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.config import Config
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.config import Settings
+from app.main import create_app
+from app.models import Base
+from app.state import AppState
+from tests.servers import RedisServer, running_postgres, running_redis
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+USES_POSTGRES = str(Settings.model_fields["database_url"].default).startswith("postgresql")
+
+
+def migrate(database_url: str) -> None:
+    """Bring the database at `database_url` to the newest Alembic revision."""
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """The URL of a real Redis for the whole run (`TEST_REDIS_URL`, or one we start)."""
+    external = os.environ.get("TEST_REDIS_URL")
+    if external:
+        yield external
+        return
+    with running_redis() as server:
+        yield server.url
+
+
+@pytest.fixture
+async def redis_url(redis_server: str) -> str:
+    """The shared Redis, emptied before the test so that no state leaks between tests."""
+    client = Redis.from_url(redis_server)
+    await client.flushdb()
+    await client.aclose()
+    return redis_server
+
+
+@pytest.fixture
+def restartable_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own, which the test may stop and start (outage tests)."""
+    with running_redis() as server:
+        yield server
+
+
+async def _create_database(server_url: str, name: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    async with engine.connect() as connection:
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A database migrated once per run: a SQLite file to copy, or a PostgreSQL database."""
+    if not USES_POSTGRES:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'migrated.db'}"
+        migrate(url)
+        yield url
+        return
+    external = os.environ.get("TEST_DATABASE_URL")
+    if external:
+        yield _migrated_postgres(external)
+        return
+    with running_postgres() as server_url:
+        yield _migrated_postgres(server_url)
+
+
+def _migrated_postgres(server_url: str) -> str:
+    base, _, _ = server_url.rpartition("/")
+    asyncio.run(_create_database(server_url, "app_test"))
+    url = f"{base}/app_test"
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+async def database_url(migrated_database_url: str, tmp_path: Path) -> str:
+    """A migrated database with no rows: a fresh SQLite copy, or truncated PostgreSQL tables."""
+    if not USES_POSTGRES:
+        source = migrated_database_url.removeprefix("sqlite+aiosqlite:///")
+        target = tmp_path / "test.db"
+        shutil.copyfile(source, target)
+        return f"sqlite+aiosqlite:///{target}"
+    engine = create_async_engine(migrated_database_url)
+    tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
+    async with engine.begin() as connection:
+        await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await engine.dispose()
+    return migrated_database_url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """Settings for one test: fresh database, in-process cache, console logs."""
+    return Settings(database_url=database_url, cache_url="memory://", log_format="console")
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    """An app with its lifespan running, so every client is open as in production."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """An HTTP client that calls the app in-process."""
+    transport = ASGITransport(app=app)
+    async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def resources(app: FastAPI) -> AppState:
+    """The clients the app's lifespan opened."""
+    state: AppState = app.state.resources
+    return state

@@ -1,0 +1,148 @@
+"""Real Redis and PostgreSQL servers, started by the test suite on free loopback ports.
+
+Set `TEST_REDIS_URL` / `TEST_DATABASE_URL` to use servers you already run (CI service
+containers do). Without them, the binaries are looked up on PATH and in Debian's
+`/usr/lib/postgresql/*/bin`. A missing binary skips the tests that need it locally, and
+fails them under CI (`CI=true`): a green run must never hide an untested server.
+"""
+
+import contextlib
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+
+def require_binary(name: str, *search: str) -> str:
+    """Return the path of `name`; skip (locally) or fail (under CI) when it is missing."""
+    found = shutil.which(name) or next(
+        (path for pattern in search for path in sorted(glob.glob(pattern), reverse=True)), None
+    )
+    if found:
+        return found
+    reason = f"{name} not found: install it (Debian: apt-get install redis-server postgresql)"
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{reason}; under CI a missing server is a failure, not a skip")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """Ask the kernel for a port that is free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    """Block until something accepts connections on `127.0.0.1:port`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class RedisServer:
+    """A throwaway `redis-server` with no persistence; it can be stopped and started again."""
+
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL of database 0 on this server."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        """Start the server on its port and wait until it accepts connections."""
+        binary = require_binary("redis-server")
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        """Stop the server (as an outage would) and wait for it to exit."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@contextlib.contextmanager
+def running_redis() -> Iterator[RedisServer]:
+    """Run a fresh redis-server for the duration of the block."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    """`initdb` refuses to run as root: run the server as the `postgres` user when we are root."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """Run a fresh PostgreSQL cluster; yield the asyncpg URL of its `postgres` database.
+
+    The cluster lives in a new directory under the system temp dir (pytest's own temp dirs
+    are private to the current user, and the server may run as `postgres`).
+    """
+    search = "/usr/lib/postgresql/*/bin/"
+    initdb = require_binary("initdb", search + "initdb")
+    pg_ctl = require_binary("pg_ctl", search + "pg_ctl")
+    workdir = Path(tempfile.mkdtemp(prefix="test-postgres-"))
+    if os.geteuid() == 0:
+        shutil.chown(workdir, user="postgres")
+    data, port = workdir / "data", free_port()
+    subprocess.run(
+        _as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"]),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -F"
+    subprocess.run(
+        _as_postgres_user(
+            [pg_ctl, "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start"]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
+            check=False,
+            stdout=subprocess.DEVNULL,
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
