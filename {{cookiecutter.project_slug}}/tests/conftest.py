@@ -25,12 +25,16 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 USES_POSTGRES = str(Settings.model_fields["database_url"].default).startswith("postgresql")
 
 
+def alembic_config(database_url: str) -> Config:
+    """The project's Alembic configuration, pointed at `database_url`."""
+    config = Config(str(PROJECT_ROOT / "alembic.ini"))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
 def migrate(database_url: str) -> None:
     """Bring the database at `database_url` to the newest Alembic revision."""
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(PROJECT_ROOT / "migrations"))
-    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
-    command.upgrade(config, "head")
+    command.upgrade(alembic_config(database_url), "head")
 
 
 @pytest.fixture(scope="session")

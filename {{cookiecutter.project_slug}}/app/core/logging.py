@@ -5,8 +5,13 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-# Attributes every LogRecord has; anything else came through `extra=` and is logged as a field.
-_STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Attributes every LogRecord has (and uvicorn's terminal-only copy of the message);
+# anything else came through `extra=` and is logged as a field.
+_SKIPPED_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -21,7 +26,7 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         entry.update(
-            (key, value) for key, value in vars(record).items() if key not in _STANDARD_ATTRS
+            (key, value) for key, value in vars(record).items() if key not in _SKIPPED_ATTRS
         )
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

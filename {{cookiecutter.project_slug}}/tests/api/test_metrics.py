@@ -1,0 +1,14 @@
+"""`GET /metrics` exposes the app's own registry in the Prometheus text format."""
+
+from httpx import AsyncClient
+
+
+async def test_metrics_are_prometheus_text_with_cache_and_task_counters(
+    client: AsyncClient,
+) -> None:
+    response = await client.get("/metrics")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    for family in ("cache_hits", "cache_misses", "cache_errors", "tasks_finished"):
+        assert f"# TYPE {family}_total counter" in response.text
