@@ -14,6 +14,7 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
 from app.middleware.cache import ResponseCacheMiddleware
+from app.middleware.request_id import RequestIdMiddleware
 from app.state import AppState
 {%- if cookiecutter.task_backend == "background" %}
 from app.tasks.background import open_task_queue
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(ResponseCacheMiddleware, settings=settings)
+    app.add_middleware(RequestIdMiddleware)  # outermost: cached responses get an id too
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

@@ -5,6 +5,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from app.middleware.request_id import request_id
+
 # Attributes every LogRecord has (and uvicorn's terminal-only copy of the message);
 # anything else came through `extra=` and is logged as a field.
 _SKIPPED_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {
@@ -33,9 +35,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class RequestIdFilter(logging.Filter):
+    """Add the current request's id (or None outside a request) to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Stamp the record; never drop it."""
+        record.request_id = request_id.get()
+        return True
+
+
 def configure_logging(level: str, log_format: str) -> None:
     """Send every logger (uvicorn's included) through one handler on stderr."""
     handler = logging.StreamHandler()
+    handler.addFilter(RequestIdFilter())
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
