@@ -29,11 +29,25 @@ class Settings(BaseSettings):
     cache_prefix: str = "{{ cookiecutter.project_slug }}"
     cache_default_ttl: int = Field(default=300, ge=1)
     response_cache_ttl: int = Field(default=60, ge=0)
+    cache_socket_timeout: float = Field(default=0.25, gt=0)  # connect, and each operation
+    cache_backoff_seconds: float = Field(default=5.0, ge=0)  # skip the cache after an error
+    cache_lease_seconds: float = Field(default=5.0, gt=0)  # longest a loader holds a key
+    cache_max_connections: int = Field(default=50, ge=1)
+    cache_memory_max_entries: int = Field(default=10_000, ge=1)  # memory://, LRU beyond
+    # Path prefix -> resource name; responses under it are dropped when that resource changes.
+    response_cache_routes: dict[str, str] = {"/api/v1/items": "items"}
+    response_cache_vary: list[str] = ["accept", "accept-encoding"]  # request headers in the key
+    response_cache_max_body: int = Field(default=256 * 1024, ge=0)  # bytes; larger are streamed
 
     # Tasks
     task_max_attempts: int = Field(default=3, ge=1)
     task_visibility_timeout: int = Field(default=30, ge=1)
     task_status_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+    task_concurrency: int = Field(default=10, ge=1)
+    task_shutdown_timeout: float = Field(default=10.0, ge=0)
+    task_retry_backoff: float = Field(default=1.0, gt=0)
+    task_stream_maxlen: int = Field(default=100_000, ge=1000)
+    task_heartbeat_interval: int = Field(default=60, ge=1)
 {%- if cookiecutter.task_backend != "background" %}
     redis_url: str = "redis://localhost:6379/0"
 {%- endif %}

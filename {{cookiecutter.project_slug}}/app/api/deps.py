@@ -56,9 +56,9 @@ TaskQueueDep = Annotated[TaskQueue, Depends(get_task_queue)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_item_service(session: SessionDep) -> ItemService:
-    """An item service bound to this request's session."""
-    return ItemService(session)
+def get_item_service(session: SessionDep, cache: CacheDep) -> ItemService:
+    """An item service bound to this request's session and the shared cache."""
+    return ItemService(session, cache)
 
 
 ItemServiceDep = Annotated[ItemService, Depends(get_item_service)]

@@ -1,6 +1,18 @@
 """Prometheus collectors, one registry per app so that tests can build many apps."""
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceMetrics:
+    """The labelled cache collectors of one namespace, resolved once (labels() is not free)."""
+
+    hits: Counter
+    misses: Counter
+    errors: Counter
+    load_seconds: Histogram
 
 
 class Metrics:
@@ -50,3 +62,17 @@ class Metrics:
             ["name", "status"],
             registry=self.registry,
         )
+        self._namespaces: dict[str, NamespaceMetrics] = {}
+
+    def cache_namespace(self, namespace: str) -> NamespaceMetrics:
+        """The hit/miss/error/load collectors of `namespace`, cached for the hot path."""
+        found = self._namespaces.get(namespace)
+        if found is None:
+            found = NamespaceMetrics(
+                hits=self.cache_hits.labels(namespace),
+                misses=self.cache_misses.labels(namespace),
+                errors=self.cache_errors.labels(namespace),
+                load_seconds=self.cache_load_seconds.labels(namespace),
+            )
+            self._namespaces[namespace] = found
+        return found

@@ -1,0 +1,1 @@
+"""The benchmark harness: processes, renders, statistics, sections and the report."""

@@ -1,0 +1,132 @@
+"""What every section shares: sizes, processes, the Redis server and the rendered services."""
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.procs import Processes, RedisServer, free_port, wait_for_port
+from harness.render import render, sync
+from harness.results import Row
+
+BENCH = Path(__file__).resolve().parents[1]
+SCRIPTS = BENCH / "scripts"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much work each section does; `--quick` shrinks everything."""
+
+    wrk_seconds: float
+    wrk_repeats: int
+    wrk_connections: int
+    hits: int
+    hit_repeats: int
+    keyspaces: tuple[int, ...]
+    invalidation_repeats: int
+    stampede_repeats: int
+    tasks: int
+    task_repeats: int
+    kill_tasks: int
+    visibility_timeout: int
+    render_all: bool
+
+    @classmethod
+    def pick(cls, quick: bool) -> "Sizes":
+        """Tiny sizes for the smoke run, real ones otherwise."""
+        if quick:
+            return cls(1, 1, 16, 200, 2, (0, 10_000), 2, 1, 100, 1, 12, 3, False)
+        return cls(5, 3, 32, 3000, 5, (0, 10_000, 1_000_000), 5, 5, 2000, 3, 30, 5, True)
+
+
+@dataclass
+class Bench:
+    """The run's shared state."""
+
+    quick: bool
+    sizes: Sizes
+    out: Path
+    procs: Processes
+    redis: RedisServer
+    projects: dict[str, Path] = field(default_factory=dict)
+    plots: dict[str, Path] = field(default_factory=dict)
+    workers: dict[str, "subprocess.Popen[bytes]"] = field(default_factory=dict)
+    servers: dict[str, "subprocess.Popen[bytes]"] = field(default_factory=dict)
+
+    @property
+    def bench_python(self) -> str:
+        """The interpreter of the bench environment (competitor libraries live here)."""
+        return sys.executable
+
+    def project(self, backend: str) -> Path:
+        """The service rendered with `backend` and sqlite, synced; rendered once per run."""
+        if backend not in self.projects:
+            project = render(self.out / backend, task_backend=backend, database="sqlite")
+            sync(project)
+            self.projects[backend] = project
+        return self.projects[backend]
+
+    def python(self, backend: str) -> str:
+        """The interpreter of a rendered service."""
+        return str(self.project(backend) / ".venv" / "bin" / "python")
+
+    def service_env(self, backend: str, prefix: str, **extra: str) -> dict[str, str]:
+        """Environment for a rendered service: its own sqlite file, our Redis, quiet logs."""
+        database = self.out / f"{prefix}.db"
+        return {
+            "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+            "CACHE_URL": self.redis.url,
+            "REDIS_URL": self.redis.url,
+            "CACHE_PREFIX": prefix,
+            "LOG_LEVEL": "WARNING",
+            "CACHE_DEFAULT_TTL": "3600",
+            "RESPONSE_CACHE_TTL": "3600",
+            "TASK_VISIBILITY_TIMEOUT": str(self.sizes.visibility_timeout),
+            "PYTHONPATH": f"{self.project(backend)}{os.pathsep}{SCRIPTS}",
+            **extra,
+        }
+
+    def migrate(self, backend: str, env: dict[str, str]) -> None:
+        """Create the service's tables in its database."""
+        subprocess.run([self.python(backend), "-m", "alembic", "upgrade", "head"], cwd=self.project(backend),
+                       env={**os.environ, **env}, check=True, timeout=120, capture_output=True)
+
+    def serve(self, name: str, python: str, target: str, backend: str, env: dict[str, str]) -> str:
+        """Start one uvicorn worker for `target` (module:app); return its base URL."""
+        port = free_port()
+        process = self.procs.spawn(
+            name,
+            [python, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "1", "--no-access-log", "--log-level", "warning"],
+            cwd=self.project(backend), env=env,
+        )
+        wait_for_port(port, timeout=60, process=process)
+        self.servers[name] = process
+        return f"http://127.0.0.1:{port}"
+
+    @property
+    def plot_dir(self) -> Path:
+        """bench/plots for a full run; bench/out/plots for --quick (committed plots stay)."""
+        return BENCH / "out" / "plots" if self.quick else BENCH / "plots"
+
+    def named(self, name: str) -> "subprocess.Popen[bytes]":
+        """A server started by `serve` under `name`."""
+        return self.servers[name]
+
+    def run_script(self, python: str, script: str, backend: str, env: dict[str, str], *args: str,
+                   timeout: float = 600) -> str:
+        """Run one of bench/scripts in a rendered service's directory; return its stdout."""
+        done = subprocess.run([python, str(SCRIPTS / script), *args], cwd=self.project(backend),
+                              env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
+        if done.returncode != 0:
+            raise RuntimeError(f"{script} failed ({done.returncode}):\n{done.stderr[-4000:]}")
+        return done.stdout
+
+    def chart_rows(self, name: str, title: str, rows: list[Row], unit: str) -> None:
+        """Draw a bar chart of these rows into bench/plots/<name>.png."""
+        from harness.report import bar_chart
+
+        path = self.plot_dir / f"{name}.png"
+        bar_chart(path, title, rows, unit)
+        self.plots[title] = path

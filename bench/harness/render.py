@@ -1,0 +1,65 @@
+"""Render services from the template and install their dependencies with uv."""
+
+import contextlib
+import itertools
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+TEMPLATE = Path(__file__).resolve().parents[2]
+CHOICES = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+SLUG = "my-service"
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Silence the post-gen hook's next-steps message (it writes to fd 1 from a subprocess)."""
+    saved = os.dup(1)
+    with open(os.devnull, "wb") as devnull:
+        os.dup2(devnull.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def render(out: Path, **answers: str) -> Path:
+    """Render the template into `out` with `answers` (no prompts); return the project directory."""
+    from cookiecutter.main import cookiecutter
+
+    out.mkdir(parents=True, exist_ok=True)
+    with _quiet_stdout():
+        project = cookiecutter(
+        str(TEMPLATE), no_input=True, overwrite_if_exists=True, output_dir=str(out),
+            extra_context={"use_docker": "no", "use_github_actions": "no", **answers},
+        )
+    return Path(project)
+
+
+def sync(project: Path) -> Path:
+    """`uv sync` the rendered project; return its Python interpreter."""
+    subprocess.run(["uv", "sync", "--quiet"], cwd=project, check=True, timeout=600)
+    return project / ".venv" / "bin" / "python"
+
+
+def combinations() -> list[dict[str, str]]:
+    """Every combination of the template's choice options."""
+    options = {key: value for key, value in CHOICES.items() if isinstance(value, list)}
+    return [dict(zip(options, values, strict=True)) for values in itertools.product(*options.values())]
+
+
+def time_all_renders(limit: int | None = None) -> tuple[int, float]:
+    """Render every combination (or the first `limit`) into a scratch dir; return (count, wall seconds)."""
+    combos = combinations()[:limit]
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-render-") as scratch, _quiet_stdout():
+        from cookiecutter.main import cookiecutter
+
+        for index, answers in enumerate(combos):
+            cookiecutter(str(TEMPLATE), no_input=True, output_dir=f"{scratch}/{index}", extra_context=answers)
+    return len(combos), time.perf_counter() - started

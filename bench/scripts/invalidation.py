@@ -1,0 +1,83 @@
+"""Cost of invalidating the items namespace next to N unrelated keys: ours vs SCAN delete_pattern.
+
+argv: repeats, then keyspace sizes. Env: CACHE_URL. Prints JSON {size: {"ours": [ms], "scan": [ms]}}.
+"ours" is the real write path (`ItemCacheInvalidator.item_changed`: two namespace bumps and one
+entry delete); "scan" is `Cache.delete_pattern("items:pages:*")`, the tutorial way.
+"""
+
+import asyncio
+import json
+import os
+import sys
+import time
+
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.core.metrics import Metrics
+from app.infrastructure.cache import RedisCache, cache_from_url
+from app.services.invalidation import ITEM_PAGES, ItemCacheInvalidator
+
+CACHED_PAGES = 100
+CALLS_PER_SAMPLE = 50
+
+
+async def fill_versioned(cache: RedisCache) -> None:
+    for page in range(CACHED_PAGES):
+        found = await cache.lookup(ITEM_PAGES, f"page-{page}")
+        await cache.fill(found, b'{"items": []}', 3600)
+
+
+async def fill_plain(cache: RedisCache) -> None:
+    for page in range(CACHED_PAGES):
+        await cache.set(f"{ITEM_PAGES}:page-{page}", b'{"items": []}', 3600)
+
+
+async def measure(raw: Redis, cache: RedisCache, scan_cache: RedisCache, size: int, repeats: int, scan_repeats: int) -> dict[str, list[float]]:
+    await raw.flushall()
+    if size:
+        await raw.execute_command("DEBUG", "POPULATE", size, "bench-unrelated")
+    assert await raw.dbsize() >= size
+    invalidator = ItemCacheInvalidator(cache)
+    ours = []
+    for _ in range(repeats):
+        await fill_versioned(cache)
+        started = time.perf_counter()
+        for item_id in range(CALLS_PER_SAMPLE):
+            await invalidator.item_changed(item_id)
+        ours.append((time.perf_counter() - started) / CALLS_PER_SAMPLE * 1000)
+    stale = await cache.lookup(ITEM_PAGES, "page-0")
+    if stale.value is not None:
+        raise AssertionError("a page survived the invalidation")
+    scan = []
+    for _ in range(scan_repeats):
+        await fill_plain(scan_cache)
+        started = time.perf_counter()
+        deleted = await scan_cache.delete_pattern(f"{ITEM_PAGES}:*")
+        scan.append((time.perf_counter() - started) * 1000)
+        if deleted != CACHED_PAGES:
+            raise AssertionError(f"delete_pattern deleted {deleted}, expected {CACHED_PAGES}")
+    return {"ours": ours, "scan": scan}
+
+
+async def main() -> None:
+    repeats, sizes = int(sys.argv[1]), [int(x) for x in sys.argv[2:]]
+    url = os.environ["CACHE_URL"]
+    settings = Settings(cache_url=url, cache_prefix="bench-inv", cache_socket_timeout=30)
+    cache = cache_from_url(url, settings=settings, metrics=Metrics())
+    scan_settings = settings.model_copy(update={"cache_prefix": "bench-scan"})
+    scan_cache = cache_from_url(url, settings=scan_settings, metrics=Metrics())
+    assert isinstance(cache, RedisCache)
+    assert isinstance(scan_cache, RedisCache)
+    raw = Redis.from_url(url)
+    results = {}
+    for size in sizes:
+        results[size] = await measure(raw, cache, scan_cache, size, repeats, min(repeats, 3))
+    await raw.flushall()
+    await raw.aclose()
+    await cache.close()
+    await scan_cache.close()
+    print(json.dumps(results))
+
+
+asyncio.run(main())

@@ -1,0 +1,536 @@
+"""The cache: one async protocol, a Redis implementation and an in-process one.
+
+Keys. Every key starts with `CACHE_PREFIX`. Cached reads live under a namespace version,
+`{prefix}:{namespace}:v{version}:{key}`; invalidating a namespace is one INCR of
+`{prefix}:ns-version:{namespace}`, whatever the number of keys (old versions expire by TTL).
+Key parts that come from users are percent-escaped (`escape_key_part`), so that no id can
+contain the `:` separator or a glob character and match a pattern meant for another id.
+
+Leases. A lookup that misses takes a short lease on the key (a random token). Invalidating a
+key deletes its entry and its lease; a fill stores the value only while the lease still holds
+the token. So a loader that read the database before a write committed cannot put its stale
+value back after the write invalidated the key (the "stale set" race). A caller that finds
+someone else's lease may wait for that caller's value instead of loading too.
+
+Failing open. A Redis error or timeout never reaches the caller: the lookup reports a miss,
+the error is counted and logged once, and Redis is left alone for `CACHE_BACKOFF_SECONDS`
+(a circuit breaker). Timeouts are short and redis-py's retries are off, so an outage
+costs one short timeout per back-off period, not seconds per request.
+"""
+
+import asyncio
+import fnmatch
+import hashlib
+import itertools
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, NamedTuple, Protocol, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, RedisError
+
+from app.config import Settings
+from app.core.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+_ESCAPES = str.maketrans({char: f"%{ord(char):02X}" for char in "%:*?[]\\ "})
+_TOKENS = itertools.count()
+_PROCESS_TOKEN = os.urandom(6).hex()
+
+
+def escape_key_part(part: str) -> str:
+    """Percent-escape `%`, `:`, glob characters and spaces, so a key part matches only itself."""
+    return part.translate(_ESCAPES)
+
+
+class Lookup(NamedTuple):
+    """What a versioned lookup found; pass it back to `Cache.fill` after a miss."""
+
+    namespace: str
+    key: str
+    value: bytes | None
+    version: str = ""  # the namespace version a miss was read under (fills go there)
+    token: str | None = None  # the lease this caller took on a miss
+    leased: bool = False  # someone else holds the lease
+    available: bool = True  # False when the cache was down or backing off
+
+
+class Cache(Protocol):
+    """The async cache the service, the decorator and the middleware share."""
+
+    prefix: str
+    default_ttl: float
+    lease_ttl: float
+    metrics: Metrics
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the raw value stored at `{prefix}:{key}`, or None."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store `value` at `{prefix}:{key}` for `ttl` seconds."""
+        ...
+
+    async def delete(self, *keys: str) -> None:
+        """Delete `{prefix}:{key}` for every key given."""
+        ...
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every key matching `{prefix}:{pattern}` with SCAN (operators, not requests)."""
+        ...
+
+    async def lookup(self, namespace: str, key: str) -> Lookup:
+        """Read a versioned entry; on a miss, take the key's lease if nobody holds it."""
+        ...
+
+    async def fill(self, found: Lookup, value: bytes | None, ttl: float) -> bool:
+        """Store `value` if `found`'s lease still holds (None only releases it); True if stored."""
+        ...
+
+    async def invalidate(
+        self, *, namespaces: Iterable[str] = (), keys: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Drop whole namespaces (O(1) each) and single `(namespace, key)` entries, in one call."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise unless the cache answers (readiness probe); ignores the back-off."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def response_namespace(resource: str) -> str:
+    """The namespace of cached HTTP responses about `resource` (see RESPONSE_CACHE_ROUTES)."""
+    return f"http:{resource}"
+
+
+def new_token() -> str:
+    """A lease token unique across processes, cheap enough for every miss."""
+    return f"{_PROCESS_TOKEN}-{next(_TOKENS)}"
+
+
+# KEYS[1] version key. ARGV: entry base "{prefix}:{ns}:v", ":{key}", token, lease ms.
+# A hit returns the value alone (the cheapest reply to parse); a miss {version, leased by us}.
+# A missing version starts from the server clock, so a lost version key never revives old entries.
+_LOOKUP = """
+local version = redis.call('GET', KEYS[1])
+if not version then
+  local now = redis.call('TIME')
+  version = now[1] .. string.format('%06d', now[2])
+  redis.call('SET', KEYS[1], version)
+end
+local entry = ARGV[1] .. version .. ARGV[2]
+local value = redis.call('GET', entry)
+if value then return value end
+if redis.call('SET', entry .. ':lease', ARGV[3], 'NX', 'PX', ARGV[4]) then
+  return {version, 1}
+end
+return {version, 0}
+"""
+
+# KEYS[1] entry, KEYS[2] its lease. ARGV: token, value, ttl ms ('' releases the lease only).
+_FILL = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2])
+if ARGV[3] == '' then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS: version keys to bump, then version keys of single entries. ARGV: number of namespaces,
+# then for each single entry its base "{prefix}:{ns}:v" and ":{key}".
+_INVALIDATE = """
+local bumps = tonumber(ARGV[1])
+for i = 1, bumps do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('INCR', KEYS[i])
+  else
+    local now = redis.call('TIME')
+    redis.call('SET', KEYS[i], now[1] .. string.format('%06d', now[2]))
+  end
+end
+for i = bumps + 1, #KEYS do
+  local version = redis.call('GET', KEYS[i])
+  if version then
+    local arg = 2 + (i - bumps - 1) * 2
+    local entry = ARGV[arg] .. version .. ARGV[arg + 1]
+    redis.call('DEL', entry, entry .. ':lease')
+  end
+end
+return 0
+"""
+
+
+class _Script:
+    """A Lua script sent by SHA (EVALSHA), loaded on first use or after a server restart."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    async def __call__(self, client: Redis, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run the script on `client`."""
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            await client.script_load(self.source)
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+
+_LOOKUP_SCRIPT = _Script(_LOOKUP)
+_FILL_SCRIPT = _Script(_FILL)
+_INVALIDATE_SCRIPT = _Script(_INVALIDATE)
+_CACHE_ERRORS = (RedisError, OSError, TimeoutError)
+
+
+class RedisCache:
+    """The cache on Redis: one connection pool, short timeouts, no retries, a circuit breaker."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str,
+        default_ttl: float,
+        lease_ttl: float,
+        timeout: float,
+        backoff: float,
+        metrics: Metrics,
+    ) -> None:
+        self.client = client
+        self.timeout = timeout
+        self.prefix = prefix
+        self.default_ttl = default_ttl
+        self.lease_ttl = lease_ttl
+        self.backoff = backoff
+        self.metrics = metrics
+        self._lease_ms = str(max(1, int(lease_ttl * 1000)))
+        self._open_until = 0.0
+        self._failing = False
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    def _version_key(self, namespace: str) -> str:
+        return f"{self.prefix}:ns-version:{namespace}"
+
+    def _bypassed(self) -> bool:
+        """True while backing off after an error."""
+        return self._failing and time.monotonic() < self._open_until
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            logger.info("cache is answering again; using it")
+
+    def _trip(self, namespace: str, error: BaseException) -> None:
+        """Count the error, log once per outage, and skip Redis for the back-off period."""
+        self.metrics.cache_namespace(namespace).errors.inc()
+        if not self._failing:
+            logger.warning(
+                "cache unavailable, serving without it for %.1fs: %s: %s",
+                self.backoff,
+                type(error).__name__,
+                error,
+            )
+        self._failing = True
+        self._open_until = time.monotonic() + self.backoff
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the raw value stored at `{prefix}:{key}`, or None (also when Redis is down)."""
+        if self._bypassed():
+            return None
+        try:
+            async with asyncio.timeout(self.timeout):
+                value = cast(bytes | None, await self.client.get(self._key(key)))
+        except _CACHE_ERRORS as error:
+            self._trip("-", error)
+            return None
+        self._recovered()
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store `value` at `{prefix}:{key}` for `ttl` seconds."""
+        if self._bypassed():
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.client.set(self._key(key), value, px=max(1, int(ttl * 1000)))
+        except _CACHE_ERRORS as error:
+            self._trip("-", error)
+            return
+        self._recovered()
+
+    async def delete(self, *keys: str) -> None:
+        """Delete `{prefix}:{key}` for every key given, in one command."""
+        if not keys or self._bypassed():
+            return
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.client.delete(*(self._key(key) for key in keys))
+        except _CACHE_ERRORS as error:
+            self._trip("-", error)
+            return
+        self._recovered()
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every key matching `{prefix}:{pattern}` with SCAN + UNLINK (operators only).
+
+        This walks the whole keyspace; request paths use `invalidate` instead. Errors raise.
+        """
+        deleted = 0
+        batch: list[bytes] = []
+        async for key in self.client.scan_iter(match=self._key(pattern), count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += await self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += await self.client.unlink(*batch)
+        return deleted
+
+    async def lookup(self, namespace: str, key: str) -> Lookup:
+        """One round trip: read the namespace version and the entry; lease the key on a miss."""
+        if self._bypassed():
+            return Lookup(namespace, key, None, available=False)
+        token = new_token()
+        base = f"{self.prefix}:{namespace}:v"
+        try:
+            async with asyncio.timeout(self.timeout):
+                reply = await _LOOKUP_SCRIPT(
+                    self.client,
+                    (self._version_key(namespace),),
+                    (base, f":{key}", token, self._lease_ms),
+                )
+        except _CACHE_ERRORS as error:
+            self._trip(namespace, error)
+            return Lookup(namespace, key, None, available=False)
+        if self._failing:
+            self._recovered()
+        if isinstance(reply, bytes):
+            return Lookup(namespace, key, reply)
+        version = reply[0].decode()
+        if reply[1]:
+            return Lookup(namespace, key, None, version, token)
+        return Lookup(namespace, key, None, version, leased=True)
+
+    async def fill(self, found: Lookup, value: bytes | None, ttl: float) -> bool:
+        """Store `value` under `found`'s version if its lease still holds; None releases it."""
+        if found.token is None or self._bypassed():
+            return False
+        entry = f"{self.prefix}:{found.namespace}:v{found.version}:{found.key}"
+        ttl_ms = "" if value is None else str(max(1, int(ttl * 1000)))
+        try:
+            async with asyncio.timeout(self.timeout):
+                stored = await _FILL_SCRIPT(
+                    self.client, (entry, f"{entry}:lease"), (found.token, value or b"", ttl_ms)
+                )
+        except _CACHE_ERRORS as error:
+            self._trip(found.namespace, error)
+            return False
+        self._recovered()
+        return bool(stored)
+
+    async def invalidate(
+        self, *, namespaces: Iterable[str] = (), keys: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Bump namespace versions and delete single entries (and their leases) in one script."""
+        bumped = list(namespaces)
+        entries = list(keys)
+        if (not bumped and not entries) or self._bypassed():
+            return
+        script_keys = [self._version_key(namespace) for namespace in bumped]
+        script_keys += [self._version_key(namespace) for namespace, _ in entries]
+        args: list[str] = [str(len(bumped))]
+        for namespace, key in entries:
+            args += [f"{self.prefix}:{namespace}:v", f":{key}"]
+        try:
+            async with asyncio.timeout(self.timeout):
+                await _INVALIDATE_SCRIPT(self.client, script_keys, args)
+        except _CACHE_ERRORS as error:
+            self._trip(bumped[0] if bumped else entries[0][0], error)
+            return
+        self._recovered()
+
+    async def ping(self) -> None:
+        """Raise unless Redis answers PING within CACHE_SOCKET_TIMEOUT."""
+        async with asyncio.timeout(self.timeout):
+            await self.client.ping()
+
+    async def close(self) -> None:
+        """Close the client and its connection pool."""
+        await self.client.aclose()
+
+
+class _Entry(NamedTuple):
+    value: bytes
+    expires: float
+
+
+class MemoryCache:
+    """The same semantics in this process: versions, leases, TTL, LRU eviction past `max_entries`.
+
+    For `memory://` (development, tests, a single process). Nothing here awaits, so a hit costs
+    a dict lookup; every method is still async to keep one protocol.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        default_ttl: float,
+        lease_ttl: float,
+        max_entries: int,
+        metrics: Metrics,
+    ) -> None:
+        self.prefix = prefix
+        self.default_ttl = default_ttl
+        self.lease_ttl = lease_ttl
+        self.max_entries = max_entries
+        self.metrics = metrics
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._leases: dict[str, tuple[str, float]] = {}
+        self._versions: dict[str, int] = {}
+
+    def _read(self, full_key: str) -> bytes | None:
+        entry = self._entries.get(full_key)
+        if entry is None:
+            return None
+        if entry.expires <= time.monotonic():
+            del self._entries[full_key]
+            return None
+        self._entries.move_to_end(full_key)
+        return entry.value
+
+    def _write(self, full_key: str, value: bytes, ttl: float) -> None:
+        self._entries[full_key] = _Entry(value, time.monotonic() + ttl)
+        self._entries.move_to_end(full_key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the raw value stored at `{prefix}:{key}`, or None."""
+        return self._read(f"{self.prefix}:{key}")
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store `value` at `{prefix}:{key}` for `ttl` seconds."""
+        self._write(f"{self.prefix}:{key}", value, ttl)
+
+    async def delete(self, *keys: str) -> None:
+        """Delete `{prefix}:{key}` for every key given."""
+        for key in keys:
+            self._entries.pop(f"{self.prefix}:{key}", None)
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every key matching `{prefix}:{pattern}` (glob, as Redis MATCH)."""
+        full = f"{self.prefix}:{pattern}"
+        matched = [key for key in self._entries if fnmatch.fnmatchcase(key, full)]
+        for key in matched:
+            del self._entries[key]
+        return len(matched)
+
+    async def lookup(self, namespace: str, key: str) -> Lookup:
+        """Read a versioned entry; on a miss, take the key's lease if nobody holds it."""
+        version = self._versions.get(namespace, 0)
+        entry_key = f"{self.prefix}:{namespace}:v{version}:{key}"
+        entry = self._entries.get(entry_key)
+        now = time.monotonic()
+        if entry is not None:
+            if entry.expires > now:
+                self._entries.move_to_end(entry_key)
+                return Lookup(namespace, key, entry.value)
+            del self._entries[entry_key]
+        held = self._leases.get(entry_key)
+        if held is not None and held[1] > now:
+            return Lookup(namespace, key, None, str(version), leased=True)
+        if len(self._leases) >= self.max_entries:
+            self._leases = {name: lease for name, lease in self._leases.items() if lease[1] > now}
+        token = new_token()
+        self._leases[entry_key] = (token, now + self.lease_ttl)
+        return Lookup(namespace, key, None, str(version), token)
+
+    async def fill(self, found: Lookup, value: bytes | None, ttl: float) -> bool:
+        """Store `value` if `found`'s lease still holds; None releases the lease."""
+        if found.token is None:
+            return False
+        entry_key = f"{self.prefix}:{found.namespace}:v{found.version}:{found.key}"
+        held = self._leases.get(entry_key)
+        if held is None or held[0] != found.token:
+            return False
+        del self._leases[entry_key]
+        if value is None or held[1] <= time.monotonic():
+            return False
+        self._write(entry_key, value, ttl)
+        return True
+
+    async def invalidate(
+        self, *, namespaces: Iterable[str] = (), keys: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Bump namespace versions and delete single entries and their leases."""
+        for namespace in namespaces:
+            self._versions[namespace] = self._versions.get(namespace, 0) + 1
+        for namespace, key in keys:
+            version = self._versions.get(namespace, 0)
+            entry_key = f"{self.prefix}:{namespace}:v{version}:{key}"
+            self._entries.pop(entry_key, None)
+            self._leases.pop(entry_key, None)
+
+    async def ping(self) -> None:
+        """Always answers: the cache lives in this process."""
+
+    async def close(self) -> None:
+        """Drop every entry."""
+        self._entries.clear()
+        self._leases.clear()
+
+
+def cache_from_url(url: str, *, settings: Settings, metrics: Metrics) -> RedisCache | MemoryCache:
+    """Build the cache `url` names: `memory://`, or `redis://` / `rediss://` / `unix://`."""
+    if url.startswith("memory://"):
+        return MemoryCache(
+            prefix=settings.cache_prefix,
+            default_ttl=settings.cache_default_ttl,
+            lease_ttl=settings.cache_lease_seconds,
+            max_entries=settings.cache_memory_max_entries,
+            metrics=metrics,
+        )
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        # Reads are bounded by one asyncio.timeout per operation in RedisCache: cheaper than
+        # redis-py's socket_timeout, which wraps every read and write in asyncio.wait_for.
+        client = Redis.from_url(
+            url,
+            socket_connect_timeout=settings.cache_socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            retry_on_timeout=False,
+            max_connections=settings.cache_max_connections,
+        )
+        return RedisCache(
+            client,
+            prefix=settings.cache_prefix,
+            default_ttl=settings.cache_default_ttl,
+            lease_ttl=settings.cache_lease_seconds,
+            timeout=settings.cache_socket_timeout,
+            backoff=settings.cache_backoff_seconds,
+            metrics=metrics,
+        )
+    raise ValueError(f"unsupported CACHE_URL scheme: {url.split('://', 1)[0]!r}")
+
+
+@asynccontextmanager
+async def open_cache(settings: Settings, metrics: Metrics) -> AsyncIterator[Cache]:
+    """The app's cache for the lifespan; its connections are closed on the way out."""
+    cache = cache_from_url(settings.cache_url, settings=settings, metrics=metrics)
+    try:
+        yield cache
+    finally:
+        await cache.close()

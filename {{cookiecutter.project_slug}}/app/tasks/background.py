@@ -1,0 +1,159 @@
+"""The `background` backend: tasks run in the API process, after the response is sent.
+
+The queue owns its asyncio tasks for the app's lifespan instead of borrowing a request's
+`BackgroundTasks`: a retry with backoff outlives the request, and shutdown can cancel
+what is left. Delivery is at most once: whatever is queued, running or waiting for a
+retry is lost when the process stops.
+"""
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.core.metrics import Metrics
+from app.infrastructure.cache import Cache
+from app.tasks.definitions import registry
+from app.tasks.registry import TaskContext
+from app.tasks.schedule import PeriodicJob, periodic_jobs
+from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+
+class BackgroundTaskQueue:
+    """Run tasks as asyncio tasks of this process, with retries and backoff."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        statuses: MemoryStatusStore | RedisStatusStore,
+        metrics: Metrics,
+    ) -> None:
+        self.broker: str | None = None
+        self._settings = settings
+        self._sessions = sessions
+        self._statuses = statuses
+        self._metrics = metrics
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
+        """Validate, record `queued`, and start the task in the background."""
+        parsed = registry.validate(name, payload).model_dump(mode="json")
+        status = TaskStatus(id=uuid.uuid4().hex, name=name)
+        await self._statuses.save(status)
+        task = asyncio.create_task(self._run(status, parsed))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return status
+
+    async def _run(self, status: TaskStatus, payload: dict[str, Any]) -> None:
+        for attempt in range(1, self._settings.task_max_attempts + 1):
+            status = status.moved("running", attempts=attempt)
+            await self._statuses.save(status)
+            context = TaskContext(task_id=status.id, attempt=attempt, sessions=self._sessions)
+            try:
+                result = await registry.run(status.name, payload, context)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if attempt == self._settings.task_max_attempts:
+                    status = status.moved("failed", error=error)
+                    break
+                await self._statuses.save(status.moved("retrying", error=error))
+                delay = self._settings.task_retry_backoff * 2 ** (attempt - 1)
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            else:
+                status = status.moved("succeeded", result=result, error=None)
+                break
+        await self._statuses.save(status)
+        self._metrics.tasks_finished.labels(name=status.name, status=status.status).inc()
+
+    async def get(self, task_id: str) -> TaskStatus | None:
+        """The status of `task_id`, or None when unknown or expired."""
+        return await self._statuses.load(task_id)
+
+    async def ping(self) -> None:
+        """Nothing to reach: the work runs in this process."""
+
+    async def sync_metrics(self, metrics: Metrics) -> None:
+        """Nothing to do: tasks run here and count themselves."""
+
+    async def close(self) -> None:
+        """Cancel what is still running (it is lost, as documented)."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
+
+
+def _add_periodic_jobs(
+    scheduler: AsyncIOScheduler,
+    queue: BackgroundTaskQueue,
+    jobs: list[PeriodicJob],
+    redis: Redis | None,
+    prefix: str,
+) -> None:
+    """Add every periodic job; with Redis, a `SET NX PX` per tick lets one process run it.
+
+    Without Redis (CACHE_URL=memory://) each API process runs its own schedule: run one.
+    """
+
+    async def fire(job: PeriodicJob) -> None:
+        if redis is not None:
+            tick = int(time.time() // job.interval)
+            key = f"{prefix}:schedule:{job.name}:{tick}"
+            if not await redis.set(key, "1", nx=True, px=job.interval * 2000):
+                return
+        await queue.enqueue(job.task, job.payload)
+
+    for job in jobs:
+        first_tick = (int(time.time() // job.interval) + 1) * job.interval  # aligned to the epoch
+        scheduler.add_job(
+            fire,
+            "interval",
+            seconds=job.interval,
+            start_date=datetime.fromtimestamp(first_tick, UTC),
+            args=[job],
+            id=job.name,
+        )
+
+
+@asynccontextmanager
+async def open_task_queue(
+    settings: Settings,
+    *,
+    cache: Cache,
+    sessions: async_sessionmaker[AsyncSession],
+    metrics: Metrics,
+) -> AsyncIterator[BackgroundTaskQueue]:
+    """The in-process queue and its scheduler, for the app's lifespan.
+
+    Statuses go where the cache lives: Redis when CACHE_URL is redis (every API process
+    sees them), else this process's memory.
+    """
+    async with AsyncExitStack() as stack:
+        redis: Redis | None = None
+        statuses: MemoryStatusStore | RedisStatusStore
+        if settings.cache_url.startswith(("redis://", "rediss://", "unix://")):
+            redis = Redis.from_url(settings.cache_url, socket_connect_timeout=1.0)
+            stack.push_async_callback(redis.aclose)
+            statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
+        else:
+            statuses = MemoryStatusStore(settings.task_status_ttl)
+        queue = BackgroundTaskQueue(settings, sessions, statuses, metrics)
+        stack.push_async_callback(queue.close)
+        scheduler = AsyncIOScheduler()
+        _add_periodic_jobs(scheduler, queue, periodic_jobs(settings), redis, settings.cache_prefix)
+        scheduler.start()
+        stack.callback(scheduler.shutdown, wait=False)
+        yield queue

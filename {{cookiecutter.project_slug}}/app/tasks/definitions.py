@@ -1,0 +1,73 @@
+"""The service's tasks. Add one with `@registry.task(name, PayloadModel)`."""
+
+import asyncio
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from app.models.base import utcnow
+from app.models.item import Item
+from app.tasks.registry import TaskContext, TaskRegistry
+
+registry = TaskRegistry()
+
+
+class AddPayload(BaseModel):
+    """Two numbers to add."""
+
+    a: float
+    b: float
+
+
+class SleepPayload(BaseModel):
+    """How long to sleep."""
+
+    seconds: float = Field(ge=0, le=60)
+
+
+class FlakyPayload(BaseModel):
+    """How many attempts fail before one succeeds."""
+
+    fail_times: int = Field(ge=0, le=10)
+
+
+class ItemPayload(BaseModel):
+    """An item, by id (tasks take ids, never ORM objects)."""
+
+    item_id: int = Field(ge=1)
+
+
+@registry.task("add", AddPayload)
+async def add(payload: AddPayload, context: TaskContext) -> float:
+    """Return a + b."""
+    return payload.a + payload.b
+
+
+@registry.task("sleep", SleepPayload)
+async def sleep(payload: SleepPayload, context: TaskContext) -> float:
+    """Sleep for `seconds`, then return them."""
+    await asyncio.sleep(payload.seconds)
+    return payload.seconds
+
+
+class FlakyError(RuntimeError):
+    """The planned failure of `flaky`."""
+
+
+@registry.task("flaky", FlakyPayload)
+async def flaky(payload: FlakyPayload, context: TaskContext) -> int:
+    """Fail on the first `fail_times` attempts; return the attempt that succeeded."""
+    if context.attempt <= payload.fail_times:
+        raise FlakyError(f"planned failure on attempt {context.attempt}")
+    return context.attempt
+
+
+@registry.task("touch_item", ItemPayload)
+async def touch_item(payload: ItemPayload, context: TaskContext) -> dict[str, Any]:
+    """Mark an item as updated now, in the task's own session and transaction."""
+    async with context.sessions() as session, session.begin():
+        item = await session.get(Item, payload.item_id)
+        if item is None:
+            return {"item_id": payload.item_id, "found": False}
+        item.updated_at = utcnow()
+    return {"item_id": payload.item_id, "found": True}

@@ -1,0 +1,133 @@
+"""The Redis Streams task queue: the API's client (XADD) and the keys workers share."""
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.core.metrics import Metrics
+from app.infrastructure.cache import Cache
+from app.tasks.definitions import registry
+from app.tasks.queue import BrokerUnavailableError
+from app.tasks.status import RedisStatusStore, TaskStatus
+
+GROUP = "workers"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueKeys:
+    """Every Redis key the queue uses, under one prefix."""
+
+    prefix: str
+
+    @property
+    def stream(self) -> str:
+        """The stream of tasks ready to run."""
+        return f"{self.prefix}:tasks"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set of retries, scored by the time they are due."""
+        return f"{self.prefix}:tasks:delayed"
+
+    @property
+    def dead(self) -> str:
+        """Stream of tasks that failed TASK_MAX_ATTEMPTS times."""
+        return f"{self.prefix}:tasks:dead"
+
+    @property
+    def finished(self) -> str:
+        """Hash of final-status counts, `<name>:<status>` -> count (read by /metrics)."""
+        return f"{self.prefix}:tasks:finished"
+
+    def schedule_tick(self, job: str, tick: int) -> str:
+        """The lock a scheduler takes to enqueue `job` for `tick`."""
+        return f"{self.prefix}:schedule:{job}:{tick}"
+
+
+def connect(settings: Settings) -> Redis:
+    """A Redis client for the queue, with short connect timeouts so outages fail fast."""
+    return Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, health_check_interval=10)
+
+
+def entry_fields(task_id: str, name: str, payload: dict[str, Any]) -> dict[str, bytes]:
+    """The stream fields of one task."""
+    return {"id": task_id.encode(), "name": name.encode(), "payload": orjson.dumps(payload)}
+
+
+class RedisTaskQueue:
+    """Enqueue onto the stream and read statuses; workers run the tasks."""
+
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self.broker: str | None = "redis"
+        self._redis = redis
+        self._settings = settings
+        self.keys = QueueKeys(settings.cache_prefix)
+        self._seen_finished: dict[tuple[str, str], int] = {}
+        self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
+
+    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
+        """Validate, write the `queued` status, then XADD (one round trip)."""
+        parsed = registry.validate(name, payload)
+        status = TaskStatus(id=uuid.uuid4().hex, name=name)
+        fields = entry_fields(status.id, name, parsed.model_dump(mode="json"))
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(
+                    self.statuses.key(status.id), status.model_dump_json(), ex=self.statuses.ttl
+                )
+                pipe.xadd(
+                    self.keys.stream,
+                    fields,  # type: ignore[arg-type]
+                    maxlen=self._settings.task_stream_maxlen,
+                    approximate=True,
+                )
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"task broker (Redis) unavailable: {exc}") from exc
+        return status
+
+    async def get(self, task_id: str) -> TaskStatus | None:
+        """The status of `task_id`, or None when unknown or expired."""
+        try:
+            return await self.statuses.load(task_id)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"task broker (Redis) unavailable: {exc}") from exc
+
+    async def ping(self) -> None:
+        """Raise when Redis cannot be reached."""
+        await self._redis.ping()
+
+    async def sync_metrics(self, metrics: Metrics) -> None:
+        """Add to `tasks_finished` what workers counted in Redis since the last scrape."""
+        raw: dict[bytes, bytes] = await self._redis.hgetall(self.keys.finished)  # type: ignore[assignment]
+        for field, value in raw.items():
+            name, _, status = field.decode().rpartition(":")
+            total = int(value)
+            delta = total - self._seen_finished.get((name, status), 0)
+            if delta > 0:
+                metrics.tasks_finished.labels(name=name, status=status).inc(delta)
+            self._seen_finished[(name, status)] = total
+
+
+@asynccontextmanager
+async def open_task_queue(
+    settings: Settings,
+    *,
+    cache: Cache,
+    sessions: async_sessionmaker[AsyncSession],
+    metrics: Metrics,
+) -> AsyncIterator[RedisTaskQueue]:
+    """The API side of the queue, open for the lifespan (the worker runs the tasks)."""
+    redis = connect(settings)
+    try:
+        yield RedisTaskQueue(redis, settings)
+    finally:
+        await redis.aclose()

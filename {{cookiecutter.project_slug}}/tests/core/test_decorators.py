@@ -1,0 +1,230 @@
+"""@cached: typed hits, stable keys, one load per key, leases, negative caching, failing open."""
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from app.core.decorators import cache_key, cached, entry, invalidate
+from app.core.metrics import Metrics
+from app.infrastructure.cache import Cache, RedisCache, cache_from_url
+from tests.infrastructure.conftest import cache_settings
+from tests.servers import RedisServer
+
+
+class Widget(BaseModel):
+    id: int
+    name: str
+    price: Decimal
+
+
+class Widgets:
+    """A service-like class: `@cached` finds the cache in `self.cache`."""
+
+    def __init__(self, cache: Cache, loads: list[str] | None = None) -> None:
+        self.cache = cache
+        self.loads = [] if loads is None else loads
+
+    @cached("widget")
+    async def one(self, widget_id: int) -> Widget:
+        self.loads.append(f"one:{widget_id}")
+        return Widget(id=widget_id, name=f"w{widget_id}", price=Decimal("9.99"))
+
+    @cached("widget:pages")
+    async def page(self, *, offset: int = 0, limit: int = 2) -> list[Widget]:
+        self.loads.append("page")
+        return [Widget(id=i, name=f"w{i}", price=Decimal(i)) for i in range(offset, offset + limit)]
+
+    @cached("plain")
+    async def plain(self, name: str) -> dict[str, Any]:
+        self.loads.append("plain")
+        return {"name": name, "tags": ["a", "b"], "nested": {"n": 1.5}}
+
+    @cached("maybe", cache_none=True, none_ttl=60)
+    async def maybe(self, widget_id: int) -> Widget | None:
+        self.loads.append("maybe")
+        return None
+
+    @cached("never-none")
+    async def never_none(self, widget_id: int) -> Widget | None:
+        self.loads.append("never-none")
+        return None
+
+    @cached("slow")
+    async def slow(self, key: str) -> int:
+        self.loads.append("slow")
+        await asyncio.sleep(0.1)
+        return len(self.loads)
+
+    @cached("locked", lock=True)
+    async def locked(self, key: str) -> str:
+        self.loads.append("locked")
+        await asyncio.sleep(0.1)
+        return key.upper()
+
+    @cached("failing")
+    async def failing(self, key: str) -> int:
+        self.loads.append("failing")
+        raise RuntimeError("database is gone")
+
+
+@cached("double", exclude=("calls",))
+async def double(number: int, calls: list[int], *, cache: Cache) -> int:
+    calls.append(number)
+    return number * 2
+
+
+@pytest.mark.parametrize(
+    ("method", "args"),
+    [("one", (7,)), ("page", ()), ("plain", ("x",)), ("maybe", (3,))],
+)
+async def test_a_hit_returns_what_a_miss_returned(
+    cache: Cache, method: str, args: tuple[Any, ...]
+) -> None:
+    widgets = Widgets(cache)
+
+    missed = await getattr(widgets, method)(*args)
+    hit = await getattr(widgets, method)(*args)
+
+    assert len(widgets.loads) == 1
+    assert hit == missed
+    assert type(hit) is type(missed)
+    if isinstance(hit, list):
+        assert all(type(item) is Widget for item in hit)
+
+
+async def test_none_is_cached_only_when_asked(cache: Cache) -> None:
+    widgets = Widgets(cache)
+
+    for _ in range(2):
+        assert await widgets.maybe(1) is None
+        assert await widgets.never_none(1) is None
+
+    assert widgets.loads == ["maybe", "never-none", "never-none"]
+
+
+async def test_keys_come_from_argument_values_not_from_self_or_call_style(cache: Cache) -> None:
+    loads: list[str] = []
+    first, second = Widgets(cache, loads), Widgets(cache, loads)
+
+    await first.one(5)
+    await second.one(widget_id=5)
+    await first.page(offset=0, limit=2)
+    await second.page()
+    await first.one(6)
+
+    assert loads == ["one:5", "page", "one:6"]
+    assert cache_key(5) == "5"
+    assert cache_key("a:b", None) == '"a%3Ab":null'
+    assert cache_key("x" * 500).startswith("#")
+
+
+async def test_a_free_function_takes_its_cache_as_an_argument(cache: Cache) -> None:
+    calls: list[int] = []
+
+    results = [await double(4, calls, cache=cache), await double(4, [], cache=cache)]
+
+    assert results == [8, 8]
+    assert calls == [4]
+
+
+async def test_concurrent_misses_on_one_key_load_once(cache: Cache) -> None:
+    widgets = Widgets(cache)
+
+    results = await asyncio.gather(*(widgets.slow("hot") for _ in range(20)))
+
+    assert widgets.loads == ["slow"]
+    assert results == [1] * 20
+    assert await widgets.slow("hot") == 1  # and it was stored
+
+
+async def test_invalidation_drops_one_entry_or_a_whole_namespace(cache: Cache) -> None:
+    widgets = Widgets(cache)
+    await widgets.one(1)
+    await widgets.one(2)
+    await widgets.page()
+
+    await invalidate(cache, entries=[entry("widget", 1)])
+    await widgets.one(1)
+    await widgets.one(2)
+    await invalidate(cache, "widget:pages")
+    await widgets.page()
+
+    assert widgets.loads == ["one:1", "one:2", "page", "one:1", "page"]
+
+
+async def test_a_failing_loader_raises_and_releases_the_key(cache: Cache) -> None:
+    widgets = Widgets(cache)
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="database is gone"):
+            await widgets.failing("k")
+
+    assert widgets.loads == ["failing", "failing"]
+
+
+async def test_an_entry_of_another_shape_is_reloaded_not_returned(cache: Cache) -> None:
+    widgets = Widgets(cache)
+    found = await cache.lookup("widget", cache_key(3))
+    await cache.fill(found, b'{"id": 3, "name": "from an older release"}', 60)
+
+    widget = await widgets.one(3)
+
+    assert widget.price == Decimal("9.99")
+    assert widgets.loads == ["one:3"]
+
+
+async def test_hits_and_misses_are_counted_per_namespace(cache: Cache) -> None:
+    widgets = Widgets(cache)
+
+    for _ in range(3):
+        await widgets.one(1)
+
+    counters = cache.metrics.cache_namespace("widget")
+    assert counters.misses._value.get() == 1
+    assert counters.hits._value.get() == 2
+
+
+async def test_lock_makes_other_processes_wait_for_the_one_loading(redis_url: str) -> None:
+    settings = cache_settings()
+    loads: list[str] = []
+    caches = [cache_from_url(redis_url, settings=settings, metrics=Metrics()) for _ in range(3)]
+    processes = [Widgets(cache, loads) for cache in caches]  # one client each, as processes
+
+    results = await asyncio.gather(*(process.locked("k") for process in processes))
+    for cache in caches:
+        await cache.close()
+
+    assert results == ["K"] * 3
+    assert loads == ["locked"]
+
+
+@pytest.mark.slow
+async def test_reads_stay_up_and_fast_while_redis_is_down(restartable_redis: RedisServer) -> None:
+    metrics = Metrics()
+    cache = cache_from_url(restartable_redis.url, settings=cache_settings(), metrics=metrics)
+    assert isinstance(cache, RedisCache)
+    widgets = Widgets(cache)
+    await widgets.one(1)
+    assert await widgets.one(1) == Widget(id=1, name="w1", price=Decimal("9.99"))
+
+    restartable_redis.stop()
+    started = time.perf_counter()
+    during = [await widgets.one(1) for _ in range(20)]
+    elapsed = time.perf_counter() - started
+
+    assert all(widget.id == 1 for widget in during)  # served by the loader
+    assert elapsed < 0.5  # no timeout per call: the breaker skips Redis
+    assert metrics.cache_namespace("widget").errors._value.get() >= 1
+
+    restartable_redis.start()
+    await asyncio.sleep(0.35)  # the back-off ends; nothing to do by hand
+    loads_before = len(widgets.loads)
+    await widgets.one(1)
+    await widgets.one(1)
+    await cache.close()
+
+    assert len(widgets.loads) == loads_before + 1  # one load, then a hit: caching is back

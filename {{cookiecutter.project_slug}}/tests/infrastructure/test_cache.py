@@ -1,0 +1,220 @@
+"""The cache contract, on MemoryCache and on a real Redis: keys, versions, leases, failing open."""
+
+import asyncio
+import signal
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from app.core.metrics import Metrics
+from app.infrastructure.cache import (
+    Cache,
+    MemoryCache,
+    RedisCache,
+    cache_from_url,
+    escape_key_part,
+    open_cache,
+)
+from tests.infrastructure.conftest import cache_settings
+from tests.servers import RedisServer
+
+
+async def test_set_get_delete_and_expiry(cache: Cache) -> None:
+    await cache.set("a", b"1", ttl=60)
+    await cache.set("b", b"2", ttl=0.05)
+    await cache.set("c", b"3", ttl=60)
+
+    assert await cache.get("a") == b"1"
+    await cache.delete("a", "c")
+    await asyncio.sleep(0.1)
+
+    assert await cache.get("a") is None
+    assert await cache.get("b") is None
+    assert await cache.get("c") is None
+
+
+async def test_a_miss_leases_the_key_and_the_lease_holder_fills_it(cache: Cache) -> None:
+    first = await cache.lookup("ns", "k")
+    second = await cache.lookup("ns", "k")
+
+    assert first.value is None
+    assert first.token is not None
+    assert second.leased
+    assert second.token is None
+    assert not await cache.fill(second, b"theirs", 60)
+    assert await cache.fill(first, b"mine", 60)
+    assert (await cache.lookup("ns", "k")).value == b"mine"
+
+
+async def test_a_fill_after_the_key_was_invalidated_is_refused(cache: Cache) -> None:
+    loading = await cache.lookup("ns", "k")  # a reader misses and goes to the database...
+
+    await cache.invalidate(keys=[("ns", "k")])  # ...a writer commits and invalidates...
+
+    assert not await cache.fill(loading, b"stale", 60)  # ...so the stale value is not stored
+    fresh = await cache.lookup("ns", "k")
+    assert fresh.value is None
+    assert fresh.token is not None
+
+
+async def test_invalidating_a_namespace_hides_its_entries_and_late_fills(cache: Cache) -> None:
+    found = await cache.lookup("pages", "1")
+    await cache.fill(found, b"old", 60)
+    late = await cache.lookup("pages", "2")
+    other = await cache.lookup("other", "1")
+    await cache.fill(other, b"kept", 60)
+
+    await cache.invalidate(namespaces=["pages"])
+    stored_late = await cache.fill(late, b"old", 60)
+
+    assert (await cache.lookup("pages", "1")).value is None
+    assert (await cache.lookup("pages", "2")).value is None
+    assert (await cache.lookup("other", "1")).value == b"kept"
+    assert stored_late  # stored under the old version, which nobody reads any more
+    assert found.version != (await cache.lookup("pages", "1")).version
+
+
+async def test_a_released_lease_lets_the_next_caller_load(cache: Cache) -> None:
+    found = await cache.lookup("ns", "k")
+
+    assert not await cache.fill(found, None, 0)
+
+    assert (await cache.lookup("ns", "k")).token is not None
+
+
+def test_key_parts_are_escaped_so_they_cannot_act_as_patterns_or_separators() -> None:
+    escaped = escape_key_part("1:*?[a]\\ 100%")
+
+    assert escaped == "1%3A%2A%3F%5Ba%5D%5C%20100%25"
+    assert not set(escaped) & set(":*?[]\\ ")
+
+
+async def test_delete_pattern_with_an_escaped_id_matches_only_that_id(cache: Cache) -> None:
+    for user in ("1", "1*", "12"):
+        await cache.set(f"orders:{escape_key_part(user)}:x", b"v", 60)
+
+    deleted = await cache.delete_pattern(f"orders:{escape_key_part('1*')}:*")
+
+    assert deleted == 1
+    assert await cache.get("orders:1:x") == b"v"
+    assert await cache.get("orders:12:x") == b"v"
+
+
+async def test_every_key_carries_the_prefix(redis_url: str) -> None:
+    cache = cache_from_url(redis_url, settings=cache_settings(), metrics=Metrics())
+    found = await cache.lookup("ns", "k")
+    await cache.fill(found, b"v", 60)
+    await cache.set("plain", b"v", 60)
+    await cache.lookup("ns", "leased")
+    await cache.close()
+
+    client = Redis.from_url(redis_url)
+    keys = [key.decode() async for key in client.scan_iter("*")]
+    await client.aclose()
+
+    assert len(keys) == 4  # version, entry, plain key, lease
+    assert all(key.startswith("test:") for key in keys)
+
+
+def test_memory_cache_evicts_the_least_recently_used_entry() -> None:
+    async def scenario() -> MemoryCache:
+        cache = MemoryCache(
+            prefix="t", default_ttl=60, lease_ttl=1, max_entries=2, metrics=Metrics()
+        )
+        await cache.set("a", b"1", 60)
+        await cache.set("b", b"2", 60)
+        await cache.get("a")  # "b" is now the least recently used
+        await cache.set("c", b"3", 60)
+        return cache
+
+    cache = asyncio.run(scenario())
+
+    assert [asyncio.run(cache.get(key)) for key in "abc"] == [b"1", None, b"3"]
+
+
+async def test_a_lost_version_key_does_not_revive_old_entries(redis_url: str) -> None:
+    cache = cache_from_url(redis_url, settings=cache_settings(), metrics=Metrics())
+    first = await cache.lookup("ns", "k")
+    await cache.fill(first, b"v1", 60)
+    client = Redis.from_url(redis_url)
+    await client.delete("test:ns-version:ns")  # evicted under memory pressure, say
+    await client.aclose()
+
+    again = await cache.lookup("ns", "k")
+    await cache.close()
+
+    assert again.value is None
+    assert again.version != first.version
+
+
+async def test_unknown_scheme_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported CACHE_URL"):
+        cache_from_url("memcached://x", settings=cache_settings(), metrics=Metrics())
+
+
+async def test_open_cache_yields_a_working_cache_and_closes_it(redis_url: str) -> None:
+    settings = cache_settings(cache_url=redis_url)
+
+    observer = Redis.from_url(redis_url)
+    async with open_cache(settings, Metrics()) as cache:
+        await cache.ping()
+        assert isinstance(cache, RedisCache)
+        while_open = len(await observer.client_list())
+    after_close = len(await observer.client_list())
+    await observer.aclose()
+
+    assert (while_open, after_close) == (2, 1)
+
+
+@pytest.mark.slow
+async def test_redis_outage_fails_open_fast_and_recovers(restartable_redis: RedisServer) -> None:
+    metrics = Metrics()
+    cache = cache_from_url(restartable_redis.url, settings=cache_settings(), metrics=metrics)
+    warm = await cache.lookup("ns", "k")
+    await cache.fill(warm, b"v", 60)
+
+    restartable_redis.stop()
+    started = time.perf_counter()
+    during = [await cache.lookup("ns", "k") for _ in range(50)]
+    elapsed = time.perf_counter() - started
+
+    assert all(not found.available and found.value is None for found in during)
+    assert elapsed < 0.5  # one failed attempt, then the breaker skips Redis
+    assert metrics.cache_errors.labels("ns")._value.get() == 1
+
+    restartable_redis.start()  # a fresh server: the old entry is gone, the cache is back
+    await asyncio.sleep(0.35)  # past the back-off
+    after = await cache.lookup("ns", "k")
+    await cache.close()
+
+    assert after.available
+    assert after.token is not None
+
+
+@pytest.mark.slow
+async def test_a_hung_redis_costs_one_short_timeout_then_is_skipped(
+    restartable_redis: RedisServer,
+) -> None:
+    cache = cache_from_url(restartable_redis.url, settings=cache_settings(), metrics=Metrics())
+    await cache.ping()
+    assert restartable_redis.process is not None
+    restartable_redis.process.send_signal(signal.SIGSTOP)  # accepts nothing, answers nothing
+    try:
+        started = time.perf_counter()
+        first = await cache.lookup("ns", "k")
+        first_took = time.perf_counter() - started
+        started = time.perf_counter()
+        for _ in range(20):
+            await cache.lookup("ns", "k")
+        rest_took = time.perf_counter() - started
+    finally:
+        restartable_redis.process.send_signal(signal.SIGCONT)
+    await asyncio.sleep(0.35)
+    after = await cache.lookup("ns", "k")
+    await cache.close()
+
+    assert not first.available
+    assert 0.2 < first_took < 0.6  # CACHE_SOCKET_TIMEOUT (0.25 s), no retries
+    assert rest_took < 0.05
+    assert after.available

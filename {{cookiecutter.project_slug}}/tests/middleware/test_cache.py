@@ -1,0 +1,223 @@
+"""ResponseCacheMiddleware: what is served from the cache, what is stored, and what is not."""
+
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+
+import pytest
+from httpx import ASGITransport, AsyncClient, Response
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from starlette.routing import Route
+
+from app.config import Settings
+from app.core.metrics import Metrics
+from app.infrastructure.cache import Cache, MemoryCache, response_namespace
+from app.middleware.cache import ResponseCacheMiddleware
+
+MAX_BODY = 1024
+
+
+def build_app(cache: Cache, settings: Settings) -> Starlette:
+    """A small app whose handlers count their calls, behind the middleware."""
+    calls: dict[str, int] = {}
+
+    async def handler(request: Request) -> JSONResponse | PlainTextResponse | StreamingResponse:
+        name = request.path_params.get("name", "list")
+        calls[name] = calls.get(name, 0) + 1
+        body = {"name": name, "call": calls[name]}
+        if name == "cookie":
+            response = JSONResponse(body)
+            response.set_cookie("session", "secret")
+            return response
+        if name in ("no-store", "private"):
+            return JSONResponse(body, headers={"Cache-Control": name})
+        if name == "missing":
+            return JSONResponse(body, status_code=404)
+        if name == "vary-origin":
+            return JSONResponse(body, headers={"Vary": "Origin"})
+        if name == "large":
+
+            async def chunks() -> AsyncIterator[bytes]:
+                for _ in range(4):
+                    yield b"x" * 600
+
+            return StreamingResponse(chunks(), media_type="text/plain")
+        return JSONResponse(body)
+
+    app = Starlette(
+        routes=[
+            Route("/api/v1/items", handler),
+            Route("/api/v1/items/{name}", handler),
+            Route("/other", handler),
+        ]
+    )
+    app.add_middleware(ResponseCacheMiddleware, settings=settings)
+    app.state.resources = SimpleNamespace(cache=cache, metrics=cache.metrics)
+    app.state.calls = calls
+    return app
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings(response_cache_ttl=60, response_cache_max_body=MAX_BODY)
+
+
+def new_cache() -> MemoryCache:
+    return MemoryCache(prefix="t", default_ttl=60, lease_ttl=1, max_entries=100, metrics=Metrics())
+
+
+def http_calls(http: AsyncClient) -> dict[str, int]:
+    """How often each handler of the app behind `http` ran."""
+    transport = http._transport
+    assert isinstance(transport, ASGITransport)
+    calls: dict[str, int] = transport.app.state.calls  # type: ignore[attr-defined]
+    return calls
+
+
+@pytest.fixture
+def cache() -> MemoryCache:
+    return new_cache()
+
+
+@pytest.fixture
+async def http(cache: Cache, settings: Settings) -> AsyncIterator[AsyncClient]:
+    transport = ASGITransport(app=build_app(cache, settings))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+        yield client
+
+
+async def twice(http: AsyncClient, path: str, **headers: str) -> tuple[Response, Response]:
+    first = await http.get(path, headers=headers)
+    second = await http.get(path, headers=headers)
+    return first, second
+
+
+async def test_a_second_get_is_a_hit_with_the_same_body_and_etag(http: AsyncClient) -> None:
+    first, second = await twice(http, "/api/v1/items/a?b=2&a=1")
+    reordered = await http.get("/api/v1/items/a?a=1&b=2")
+
+    assert first.headers["x-cache"] == "MISS"
+    assert second.headers["x-cache"] == "HIT"
+    assert reordered.headers["x-cache"] == "HIT"  # the query is sorted in the key
+    assert second.content == first.content
+    assert second.headers["etag"] == first.headers["etag"]
+    assert second.headers["content-type"] == "application/json"
+
+
+async def test_the_etag_comes_from_the_content_alone(settings: Settings) -> None:
+    etags = []
+    for _ in range(2):  # two apps with caches of their own, as two processes
+        transport = ASGITransport(app=build_app(new_cache(), settings))
+        async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+            etags.append((await client.get("/api/v1/items/a")).headers["etag"])
+
+    assert etags[0] == etags[1]
+
+
+async def test_if_none_match_gets_304_on_a_hit_and_on_a_miss(http: AsyncClient) -> None:
+    first = await http.get("/api/v1/items/a")
+    etag = first.headers["etag"]
+
+    hit = await http.get("/api/v1/items/a", headers={"if-none-match": etag})
+    other = await http.get("/api/v1/items/b", headers={"if-none-match": '"nope", ' + etag})
+    fresh = await http.get("/api/v1/items/c")
+    on_miss = await http.get("/api/v1/items/d", headers={"if-none-match": fresh.headers["etag"]})
+
+    assert (hit.status_code, hit.content, hit.headers["x-cache"]) == (304, b"", "HIT")
+    assert hit.headers["etag"] == etag
+    assert other.status_code == 200
+    assert on_miss.status_code == 200  # same shape, different content: a different ETag
+    weak = await http.get("/api/v1/items/a", headers={"if-none-match": f"W/{etag}"})
+    assert weak.status_code == 304
+
+
+async def test_head_is_answered_from_the_get_entry(http: AsyncClient) -> None:
+    head_miss = await http.head("/api/v1/items/a")
+    get = await http.get("/api/v1/items/a")
+    head_hit = await http.head("/api/v1/items/a")
+
+    assert head_miss.headers["x-cache"] == "MISS"
+    assert get.headers["x-cache"] == "MISS"  # HEAD stores nothing
+    assert head_hit.headers["x-cache"] == "HIT"
+    assert head_hit.content == b""
+    assert head_hit.headers["content-length"] == str(len(get.content))
+
+
+@pytest.mark.parametrize("header", ["authorization", "cookie"])
+async def test_requests_that_identify_someone_never_share_an_entry(
+    http: AsyncClient, header: str
+) -> None:
+    await http.get("/api/v1/items/a")  # a shared entry exists
+
+    first, second = await twice(http, "/api/v1/items/a", **{header: "secret"})
+
+    assert first.headers["x-cache"] == second.headers["x-cache"] == "BYPASS"
+    assert second.json()["call"] == 3  # the app answered each time
+
+
+async def test_no_cache_requests_are_not_served_from_the_cache(http: AsyncClient) -> None:
+    await http.get("/api/v1/items/a")
+
+    response = await http.get("/api/v1/items/a", headers={"cache-control": "no-cache"})
+
+    assert response.headers["x-cache"] == "BYPASS"
+    assert response.json()["call"] == 2
+
+
+@pytest.mark.parametrize("name", ["cookie", "no-store", "private", "missing", "vary-origin"])
+async def test_responses_that_may_not_be_shared_are_never_stored(
+    http: AsyncClient, name: str
+) -> None:
+    first = await http.get(f"/api/v1/items/{name}")
+    http.cookies.clear()  # a client that keeps the cookie would (rightly) be bypassed
+    second = await http.get(f"/api/v1/items/{name}")
+
+    assert first.headers["x-cache"] == second.headers["x-cache"] == "MISS"
+    assert second.json()["call"] == 2
+    assert "etag" not in second.headers
+
+
+async def test_a_body_over_the_limit_streams_through_and_is_not_stored(http: AsyncClient) -> None:
+    first, second = await twice(http, "/api/v1/items/large")
+
+    assert first.content == second.content == b"x" * 2400
+    assert first.headers["x-cache"] == second.headers["x-cache"] == "MISS"
+    assert http_calls(http)["large"] == 2
+
+
+async def test_other_paths_and_methods_pass_through(http: AsyncClient) -> None:
+    other = await http.get("/other")
+    post = await http.post("/api/v1/items")
+
+    assert "x-cache" not in other.headers
+    assert "x-cache" not in post.headers
+
+
+async def test_a_version_bump_drops_every_cached_response(http: AsyncClient, cache: Cache) -> None:
+    await twice(http, "/api/v1/items")
+
+    await cache.invalidate(namespaces=[response_namespace("items")])
+    after = await http.get("/api/v1/items")
+
+    assert after.headers["x-cache"] == "MISS"
+    assert after.json()["call"] == 2
+
+
+async def test_outcomes_are_counted(http: AsyncClient, cache: Cache) -> None:
+    await twice(http, "/api/v1/items/a")
+    await http.get("/api/v1/items/a", headers={"authorization": "x"})
+
+    counter = cache.metrics.response_cache
+    counts = [counter.labels(result)._value.get() for result in ("hit", "miss", "bypass")]
+    assert counts == [1, 1, 1]
+
+
+async def test_a_zero_ttl_turns_the_middleware_off(settings: Settings) -> None:
+    off = settings.model_copy(update={"response_cache_ttl": 0})
+    transport = ASGITransport(app=build_app(new_cache(), off))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+        _, second = await twice(client, "/api/v1/items/a")
+
+    assert "x-cache" not in second.headers
+    assert second.json()["call"] == 2

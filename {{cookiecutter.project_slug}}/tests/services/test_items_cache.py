@@ -1,0 +1,78 @@
+"""Items through both caches: no read after a write returns old data, on memory:// and on Redis."""
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from httpx import ASGITransport, AsyncClient
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.main import create_app
+
+NO_RESPONSE_CACHE = {"cache-control": "no-cache"}  # bypass the middleware: test the service cache
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def http(
+    request: pytest.FixtureRequest, settings: Settings, redis_server: str
+) -> AsyncIterator[AsyncClient]:
+    """An API client over an app whose cache is memory:// or the real Redis (emptied)."""
+    cache_url = "memory://" if request.param == "memory" else redis_server
+    if request.param == "redis":
+        redis = Redis.from_url(redis_server)
+        await redis.flushdb()
+        await redis.aclose()
+    app = create_app(settings.model_copy(update={"cache_url": cache_url}))
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+async def read(http: AsyncClient, path: str, **headers: str) -> tuple[int, Any, str]:
+    response = await http.get(path, headers=headers)
+    return response.status_code, response.json(), response.headers.get("x-cache", "")
+
+
+async def test_every_write_is_visible_to_the_next_read(http: AsyncClient) -> None:
+    assert (await read(http, "/api/v1/items/1"))[0] == 404  # "missing" is cached too
+
+    created = (await http.post("/api/v1/items", json={"name": "a", "price": 1})).json()
+    assert created["id"] == 1
+    assert await read(http, "/api/v1/items/1") == (200, created, "MISS")
+    assert await read(http, "/api/v1/items/1") == (200, created, "HIT")
+    _, page, _ = await read(http, "/api/v1/items")
+    assert (await read(http, "/api/v1/items"))[2] == "HIT"
+    assert page["total"] == 1
+
+    patched = await http.patch("/api/v1/items/1", json={"name": "b", "price": 2.5})
+    assert patched.status_code == 200
+    status, item, x_cache = await read(http, "/api/v1/items/1")
+    assert (status, item["name"], item["price"], x_cache) == (200, "b", 2.5, "MISS")
+    _, page, _ = await read(http, "/api/v1/items")
+    assert [entry["name"] for entry in page["items"]] == ["b"]
+
+    assert (await http.delete("/api/v1/items/1")).status_code == 204
+    assert (await read(http, "/api/v1/items/1"))[0] == 404
+    _, page, _ = await read(http, "/api/v1/items")
+    assert (page["total"], page["items"]) == (0, [])
+
+
+async def test_the_service_cache_serves_repeated_reads_and_drops_them_on_write(
+    http: AsyncClient,
+) -> None:
+    created = (await http.post("/api/v1/items", json={"name": "a", "price": 1})).json()
+    path = f"/api/v1/items/{created['id']}"
+
+    for _ in range(3):
+        assert (await read(http, path, **NO_RESPONSE_CACHE))[1] == created
+    await http.patch(path, json={"description": "new"})
+    _, fresh, x_cache = await read(http, path, **NO_RESPONSE_CACHE)
+    metrics = (await http.get("/metrics")).text
+
+    assert x_cache == "BYPASS"
+    assert fresh["description"] == "new"
+    assert 'cache_hits_total{namespace="item"} 2.0' in metrics
+    assert 'cache_misses_total{namespace="item"} 2.0' in metrics
+    assert 'response_cache_requests_total{result="bypass"} 4.0' in metrics

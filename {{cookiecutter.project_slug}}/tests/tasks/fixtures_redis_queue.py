@@ -1,0 +1,107 @@
+"""Fixtures for the `redis_queue` backend: real `python -m app.tasks.worker` processes."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.tasks.redis_queue import GROUP, QueueKeys
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a worker process exactly these settings."""
+    env = {
+        key.upper(): value if isinstance(value, str) else json.dumps(value)
+        for key, value in settings.model_dump(mode="json").items()
+    }
+    return {**os.environ, **env}
+
+
+def spawn_worker(settings: Settings, concurrency: int) -> subprocess.Popen[bytes]:
+    """Start `python -m app.tasks.worker` with `settings`."""
+    command = [sys.executable, "-m", "app.tasks.worker", "--concurrency", str(concurrency)]
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=worker_env(settings))
+
+
+@dataclass
+class Workers:
+    """Start, kill and stop worker processes; every one is stopped at teardown."""
+
+    settings: Settings
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    async def start(self, concurrency: int = 4, **overrides: object) -> subprocess.Popen[bytes]:
+        """Start a worker and wait until it reads from the stream."""
+        process = spawn_worker(self.settings.model_copy(update=overrides), concurrency)
+        self.processes.append(process)
+        await self.wait_consumers(len([p for p in self.processes if p.poll() is None]))
+        return process
+
+    async def wait_consumers(self, count: int, within: float = 20.0) -> None:
+        """Wait until `count` consumers have read from the group."""
+        redis = Redis.from_url(self.settings.redis_url)
+        stream = QueueKeys(self.settings.cache_prefix).stream
+        deadline = time.monotonic() + within
+        try:
+            while time.monotonic() < deadline:
+                groups = await redis.xinfo_groups(stream) if await redis.exists(stream) else []
+                if any(g["name"] == GROUP.encode() and g["consumers"] >= count for g in groups):
+                    return
+                await asyncio.sleep(0.05)
+        finally:
+            await redis.aclose()
+        raise TimeoutError(f"{count} workers did not start in {within}s")
+
+    def stop_all(self) -> None:
+        """SIGTERM every live worker; SIGKILL those still alive after 10 s."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def settings(settings: Settings, redis_url: str) -> Settings:
+    """The queue on the test's Redis, with small timeouts so that failure paths run fast."""
+    return settings.model_copy(
+        update={
+            "redis_url": redis_url,
+            "task_visibility_timeout": 2,
+            "task_retry_backoff": 0.05,
+            "task_shutdown_timeout": 1.0,
+            "task_heartbeat_interval": 3600,
+        }
+    )
+
+
+@pytest.fixture
+async def workers(settings: Settings) -> AsyncIterator[Workers]:
+    """A factory of worker processes, all stopped at teardown."""
+    pool = Workers(settings)
+    try:
+        yield pool
+    finally:
+        pool.stop_all()
+
+
+@pytest.fixture
+async def task_runner(workers: Workers) -> None:
+    """One running worker."""
+    await workers.start()

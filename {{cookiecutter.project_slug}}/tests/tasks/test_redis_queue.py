@@ -1,0 +1,157 @@
+"""The Redis Streams queue with real worker processes: crashes, shutdowns, outages, schedules."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.main import create_app
+from app.tasks.status import TaskStatus
+from tests.servers import RedisServer
+from tests.tasks.fixtures_redis_queue import PROJECT_ROOT, Workers, worker_env
+from tests.tasks.helpers import enqueue, wait_final
+
+pytestmark = pytest.mark.slow
+
+
+async def wait_running(client: AsyncClient, task_ids: list[str], within: float = 10.0) -> None:
+    """Wait until every task is running."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        bodies = [(await client.get(f"/api/v1/tasks/{task_id}")).json() for task_id in task_ids]
+        if all(body["status"] == "running" for body in bodies):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("tasks did not start")
+
+
+async def test_kill_9_loses_nothing(client: AsyncClient, workers: Workers) -> None:
+    doomed = await workers.start(concurrency=4)
+    held = [await enqueue(client, "sleep", {"seconds": 1}) for _ in range(4)]
+    await wait_running(client, held)
+    waiting = [await enqueue(client, "add", {"a": n, "b": 1}) for n in range(5)]
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    killed_at = time.monotonic()
+    await workers.start(concurrency=4)
+    for task_id in held:
+        body = await wait_final(client, task_id)
+        assert body["status"] == "succeeded"
+        assert body["attempts"] == 2  # the killed run counts as an attempt
+    # visibility timeout (2 s) + 2 s, plus the 1 s the task itself sleeps
+    assert time.monotonic() - killed_at <= 2 + 2 + 1
+    results = [(await wait_final(client, task_id))["result"] for task_id in waiting]
+    assert results == [n + 1 for n in range(5)]
+
+
+async def test_sigterm_finishes_short_work_and_hands_back_long_work(
+    client: AsyncClient, workers: Workers
+) -> None:
+    worker = await workers.start(concurrency=4)
+    short = await enqueue(client, "sleep", {"seconds": 0.3})
+    long = await enqueue(client, "sleep", {"seconds": 3})
+    await wait_running(client, [short, long])
+    started = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    await asyncio.to_thread(worker.wait, 10)
+    assert time.monotonic() - started < 1.0 + 1.5  # shutdown deadline 1 s, plus exit
+    assert worker.returncode == 0
+    assert (await wait_final(client, short, within=1))["status"] == "succeeded"
+    await workers.start()
+    assert (await wait_final(client, long))["status"] == "succeeded"
+
+
+async def test_dead_letters_can_be_listed_and_requeued(
+    client: AsyncClient, workers: Workers, settings: Settings
+) -> None:
+    await workers.start()
+    task_id = await enqueue(client, "flaky", {"fail_times": 3})
+    assert (await wait_final(client, task_id))["status"] == "failed"
+    listing = await asyncio.to_thread(run_cli, settings, "dead-letters")
+    assert "dead=1" in listing
+    assert "planned failure on attempt 3" in listing
+    dead_id = next(line.split()[0] for line in listing.splitlines() if "flaky" in line)
+    requeued = await asyncio.to_thread(run_cli, settings, "dead-letters", "--requeue", dead_id)
+    assert task_id in requeued
+    body = await wait_final(client, task_id)
+    assert body["status"] == "failed"  # a requeued task gets fresh attempts: all three ran again
+    assert body["attempts"] == 3
+    again = await asyncio.to_thread(run_cli, settings, "dead-letters")
+    assert "dead=1" in again
+    assert dead_id not in again
+
+
+def run_cli(settings: Settings, *args: str) -> str:
+    """Run the worker CLI with `settings`; return its output."""
+    done = subprocess.run(
+        [sys.executable, "-m", "app.tasks.worker", *args],
+        cwd=PROJECT_ROOT,
+        env=worker_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return done.stdout
+
+
+async def test_periodic_job_runs_once_per_tick_with_two_workers(
+    workers: Workers, settings: Settings
+) -> None:
+    await workers.start(task_heartbeat_interval=1)
+    await workers.start(task_heartbeat_interval=1)
+    await asyncio.sleep(3.5)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(f"{settings.cache_prefix}:task:*")]
+        values = await redis.mget(keys)
+        statuses = [TaskStatus.model_validate_json(raw) for raw in values if raw is not None]
+    finally:
+        await redis.aclose()
+    ticks = Counter(int(status.created_at.timestamp()) for status in statuses)
+    assert len(ticks) >= 2
+    assert set(ticks.values()) == {1}, ticks
+
+
+@pytest.fixture
+async def outage_client(
+    settings: Settings, restartable_redis: RedisServer
+) -> AsyncIterator[AsyncClient]:
+    """A client of an app whose queue uses a Redis the test may stop."""
+    app: FastAPI = create_app(settings.model_copy(update={"redis_url": restartable_redis.url}))
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
+    ):
+        yield http
+
+
+async def test_redis_down_is_503_and_recovers(
+    outage_client: AsyncClient, restartable_redis: RedisServer
+) -> None:
+    await enqueue(outage_client, "add", {"a": 1, "b": 2})
+    restartable_redis.stop()
+    body = {"name": "add", "payload": {"a": 1, "b": 2}}
+    response = await outage_client.post("/api/v1/tasks", json=body)
+    assert response.status_code == 503
+    assert "unavailable" in response.json()["detail"]
+    restartable_redis.start()
+    task_id = await enqueue(outage_client, "add", {"a": 1, "b": 2})
+    assert (await outage_client.get(f"/api/v1/tasks/{task_id}")).json()["status"] == "queued"
+
+
+def test_worker_module_has_no_import_side_effects() -> None:
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    subprocess.run(
+        [sys.executable, "-c", "import app.tasks.worker"], cwd=PROJECT_ROOT, env=env, check=True
+    )
