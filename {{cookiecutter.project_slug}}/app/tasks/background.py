@@ -2,8 +2,9 @@
 
 The queue owns its asyncio tasks for the app's lifespan instead of borrowing a request's
 `BackgroundTasks`: a retry with backoff outlives the request, and shutdown can cancel
-what is left. Delivery is at most once: whatever is queued, running or waiting for a
-retry is lost when the process stops.
+what is left. At most TASK_CONCURRENCY tasks run at once; the rest wait their turn, so a
+burst of enqueues cannot starve the requests this process serves. Delivery is at most
+once: whatever is queued, running or waiting for a retry is lost when the process stops.
 """
 
 import asyncio
@@ -18,12 +19,15 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
+from app.infrastructure.redis_client import redis_client
 from app.tasks.definitions import registry
+from app.tasks.queue import BrokerUnavailableError
 from app.tasks.registry import TaskContext
 from app.tasks.schedule import PeriodicJob, periodic_jobs
 from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
@@ -32,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 
 class BackgroundTaskQueue:
-    """Run tasks as asyncio tasks of this process, with retries and backoff."""
+    """Run tasks as asyncio tasks of this process, TASK_CONCURRENCY at a time, with retries."""
 
     def __init__(
         self,
@@ -46,38 +50,57 @@ class BackgroundTaskQueue:
         self._sessions = sessions
         self._statuses = statuses
         self._metrics = metrics
+        self._slots = asyncio.Semaphore(settings.task_concurrency)
         self._running: set[asyncio.Task[None]] = set()
 
     async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
         """Validate, record `queued`, and start the task in the background."""
         parsed = registry.validate(name, payload).model_dump(mode="json")
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
-        await self._statuses.save(status)
+        try:
+            await self._statuses.save(status)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"task status store (Redis) unavailable: {exc}") from exc
         task = asyncio.create_task(self._run(status, parsed))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return status
 
     async def _run(self, status: TaskStatus, payload: dict[str, Any]) -> None:
+        """Attempt until success or TASK_MAX_ATTEMPTS; back off between tries without a slot."""
         for attempt in range(1, self._settings.task_max_attempts + 1):
-            status = status.moved("running", attempts=attempt)
-            await self._statuses.save(status)
-            context = TaskContext(task_id=status.id, attempt=attempt, sessions=self._sessions)
-            try:
-                result = await registry.run(status.name, payload, context)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                if attempt == self._settings.task_max_attempts:
-                    status = status.moved("failed", error=error)
-                    break
-                await self._statuses.save(status.moved("retrying", error=error))
-                delay = self._settings.task_retry_backoff * 2 ** (attempt - 1)
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
-            else:
-                status = status.moved("succeeded", result=result, error=None)
+            async with self._slots:
+                status = await self._attempt(status, payload, attempt)
+            if status.status != "retrying":
                 break
-        await self._statuses.save(status)
+            delay = self._settings.task_retry_backoff * 2 ** (attempt - 1)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
         self._metrics.tasks_finished.labels(name=status.name, status=status.status).inc()
+
+    async def _attempt(
+        self, status: TaskStatus, payload: dict[str, Any], attempt: int
+    ) -> TaskStatus:
+        """Run one attempt; return it as succeeded, retrying, or failed when it was the last."""
+        status = status.moved("running", attempts=attempt)
+        await self._save(status)
+        context = TaskContext(task_id=status.id, attempt=attempt, sessions=self._sessions)
+        try:
+            result = await registry.run(status.name, payload, context)
+        except Exception as exc:
+            last = attempt == self._settings.task_max_attempts
+            error = f"{type(exc).__name__}: {exc}"
+            status = status.moved("failed" if last else "retrying", error=error)
+        else:
+            status = status.moved("succeeded", result=result, error=None)
+        await self._save(status)
+        return status
+
+    async def _save(self, status: TaskStatus) -> None:
+        """Record a status change; an outage of the status store must not stop the task."""
+        try:
+            await self._statuses.save(status)
+        except (RedisError, OSError) as exc:
+            logger.warning("could not record task %s as %s: %s", status.id, status.status, exc)
 
     async def get(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
@@ -145,7 +168,9 @@ async def open_task_queue(
         redis: Redis | None = None
         statuses: MemoryStatusStore | RedisStatusStore
         if settings.cache_url.startswith(("redis://", "rediss://", "unix://")):
-            redis = Redis.from_url(settings.cache_url, socket_connect_timeout=1.0)
+            redis = redis_client(
+                settings.cache_url, max_connections=settings.cache_max_connections, timeout=1.0
+            )
             stack.push_async_callback(redis.aclose)
             statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         else:

@@ -1,17 +1,76 @@
-"""The in-process backend: periodic jobs once per tick across API processes sharing Redis."""
+"""The in-process backend: its concurrency cap, a status-store outage, and periodic jobs."""
 
 import asyncio
+import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
 from redis.asyncio import Redis
 
 from app.config import Settings
 from app.main import create_app
 from app.tasks.status import TaskStatus
+from tests.servers import RedisServer
+from tests.tasks.helpers import enqueue, wait_final
 
 pytestmark = pytest.mark.slow
+
+
+async def serve(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """A client of an app built from `settings`, with its lifespan running."""
+    app: FastAPI = create_app(settings)
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+async def capped_client(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """A client of an app that runs at most two tasks at a time."""
+    async for http in serve(settings.model_copy(update={"task_concurrency": 2})):
+        yield http
+
+
+async def test_at_most_task_concurrency_tasks_run_at_once(capped_client: AsyncClient) -> None:
+    # Four 0.3 s tasks, two at a time, take two waves: at least 0.6 s, and well under the
+    # 1.2 s they would take one at a time (without a cap they would all end after 0.3 s).
+    started = time.monotonic()
+    task_ids = [await enqueue(capped_client, "sleep", {"seconds": 0.3}) for _ in range(4)]
+    bodies = [await wait_final(capped_client, task_id) for task_id in task_ids]
+    elapsed = time.monotonic() - started
+    assert [body["status"] for body in bodies] == ["succeeded"] * 4
+    assert 0.6 <= elapsed < 1.2
+
+
+@pytest.fixture
+async def outage_client(
+    settings: Settings, restartable_redis: RedisServer
+) -> AsyncIterator[AsyncClient]:
+    """A client of an app whose statuses live in a Redis the test may stop."""
+    async for http in serve(settings.model_copy(update={"cache_url": restartable_redis.url})):
+        yield http
+
+
+async def test_status_store_down_is_503_and_recovers(
+    outage_client: AsyncClient, restartable_redis: RedisServer
+) -> None:
+    await wait_final(outage_client, await enqueue(outage_client, "add", {"a": 1, "b": 2}))
+    restartable_redis.stop()
+    body = {"name": "add", "payload": {"a": 1, "b": 2}}
+    started = time.monotonic()
+    response = await outage_client.post("/api/v1/tasks", json=body)
+    assert response.status_code == 503
+    assert "unavailable" in response.json()["detail"]
+    assert time.monotonic() - started < 2
+    restartable_redis.start()
+    task_id = await enqueue(outage_client, "add", {"a": 1, "b": 2})
+    assert (await wait_final(outage_client, task_id))["result"] == 3
 
 
 async def test_periodic_job_runs_once_per_tick_with_two_apps(
