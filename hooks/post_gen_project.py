@@ -24,6 +24,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         "celery": (
             "app/tasks/celery_app.py",
             "app/tasks/celery_queue.py",
+            "app/tasks/celery_worker.py",
             "tests/tasks/fixtures_celery.py",
             "tests/tasks/test_celery*.py",
         ),
@@ -42,8 +43,8 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
 WORKER_COMMANDS: dict[str, tuple[str, ...]] = {
     "background": (),
     "celery": (
-        "uv run celery -A app.tasks.celery_app worker --loglevel=INFO",
-        "uv run celery -A app.tasks.celery_app beat --loglevel=INFO",
+        "uv run celery -A app.tasks.celery_app worker",
+        "uv run celery -A app.tasks.celery_app beat",
     ),
     "redis_queue": ("uv run python -m app.tasks.worker",),
 }

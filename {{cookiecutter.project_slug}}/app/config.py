@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     task_retry_backoff: float = Field(default=1.0, gt=0)
     task_stream_maxlen: int = Field(default=100_000, ge=1000)
     task_heartbeat_interval: int = Field(default=60, ge=1)
+{%- if cookiecutter.task_backend == "celery" %}
+    task_time_limit: float = Field(default=300.0, gt=0)  # seconds per attempt (celery)
+{%- endif %}
 {%- if cookiecutter.task_backend != "background" %}
     redis_url: str = "redis://localhost:6379/0"
 {%- endif %}

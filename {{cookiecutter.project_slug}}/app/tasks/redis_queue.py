@@ -16,7 +16,7 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.tasks.definitions import registry
 from app.tasks.queue import BrokerUnavailableError
-from app.tasks.status import RedisStatusStore, TaskStatus
+from app.tasks.status import FinishedCounts, RedisStatusStore, TaskStatus
 
 GROUP = "workers"
 
@@ -42,11 +42,6 @@ class QueueKeys:
         """Stream of tasks that failed TASK_MAX_ATTEMPTS times."""
         return f"{self.prefix}:tasks:dead"
 
-    @property
-    def finished(self) -> str:
-        """Hash of final-status counts, `<name>:<status>` -> count (read by /metrics)."""
-        return f"{self.prefix}:tasks:finished"
-
     def schedule_tick(self, job: str, tick: int) -> str:
         """The lock a scheduler takes to enqueue `job` for `tick`."""
         return f"{self.prefix}:schedule:{job}:{tick}"
@@ -70,7 +65,7 @@ class RedisTaskQueue:
         self._redis = redis
         self._settings = settings
         self.keys = QueueKeys(settings.cache_prefix)
-        self._seen_finished: dict[tuple[str, str], int] = {}
+        self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
 
     async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
@@ -107,14 +102,7 @@ class RedisTaskQueue:
 
     async def sync_metrics(self, metrics: Metrics) -> None:
         """Add to `tasks_finished` what workers counted in Redis since the last scrape."""
-        raw: dict[bytes, bytes] = await self._redis.hgetall(self.keys.finished)  # type: ignore[assignment]
-        for field, value in raw.items():
-            name, _, status = field.decode().rpartition(":")
-            total = int(value)
-            delta = total - self._seen_finished.get((name, status), 0)
-            if delta > 0:
-                metrics.tasks_finished.labels(name=name, status=status).inc(delta)
-            self._seen_finished[(name, status)] = total
+        await self.finished.sync_metrics(metrics)
 
 
 @asynccontextmanager

@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from app.core.metrics import Metrics
 
 TaskState = Literal["queued", "running", "retrying", "succeeded", "failed"]
 FINAL_STATES: frozenset[TaskState] = frozenset({"succeeded", "failed"})
@@ -31,6 +34,11 @@ class TaskStatus(BaseModel):
     def moved(self, status: TaskState, **changes: Any) -> "TaskStatus":
         """A copy in `status`, with `changes` applied and `updated_at` set to now."""
         return self.model_copy(update={"status": status, "updated_at": utcnow(), **changes})
+
+
+def status_key(prefix: str, task_id: str) -> str:
+    """The Redis key of one task's status."""
+    return f"{prefix}:task:{task_id}"
 
 
 class MemoryStatusStore:
@@ -64,7 +72,7 @@ class RedisStatusStore:
 
     def key(self, task_id: str) -> str:
         """The Redis key of one task's status."""
-        return f"{self._prefix}:task:{task_id}"
+        return status_key(self._prefix, task_id)
 
     async def save(self, status: TaskStatus) -> None:
         """Store `status` with its expiry."""
@@ -74,3 +82,32 @@ class RedisStatusStore:
         """The status of `task_id`, or None when unknown or expired."""
         raw = await self._redis.get(self.key(task_id))
         return None if raw is None else TaskStatus.model_validate_json(raw)
+
+
+class FinishedCounts:
+    """Final-status counts per task, in one Redis hash that every worker adds to.
+
+    A worker counts a task in the transaction that writes its final status (`count`); each
+    API process adds what changed since its previous scrape to its own `tasks_finished`
+    counter (`sync_metrics`), so `/metrics` covers the work of every worker process.
+    """
+
+    def __init__(self, redis: Redis, prefix: str) -> None:
+        self._redis = redis
+        self.key = f"{prefix}:tasks:finished"
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def count(self, pipe: Pipeline, status: TaskStatus) -> None:
+        """Add one to the count of `status.name` in its (final) state, inside `pipe`."""
+        pipe.hincrby(self.key, f"{status.name}:{status.status}", 1)
+
+    async def sync_metrics(self, metrics: Metrics) -> None:
+        """Add to `tasks_finished` what workers counted since the last call."""
+        raw: dict[bytes, bytes] = await self._redis.hgetall(self.key)  # type: ignore[assignment]
+        for field, value in raw.items():
+            name, _, status = field.decode().rpartition(":")
+            total = int(value)
+            delta = total - self._seen.get((name, status), 0)
+            if delta > 0:
+                metrics.tasks_finished.labels(name=name, status=status).inc(delta)
+            self._seen[(name, status)] = total

@@ -31,7 +31,7 @@ from app.tasks.definitions import registry
 from app.tasks.redis_queue import GROUP, QueueKeys, RedisTaskQueue, connect, entry_fields
 from app.tasks.registry import TaskContext
 from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule
-from app.tasks.status import RedisStatusStore, TaskStatus
+from app.tasks.status import FinishedCounts, RedisStatusStore, TaskStatus
 
 logger = logging.getLogger("app.tasks.worker")
 
@@ -77,6 +77,7 @@ class Worker:
         self.statuses = RedisStatusStore(
             self.redis, self.settings.cache_prefix, self.settings.task_status_ttl
         )
+        self.finished = FinishedCounts(self.redis, self.settings.cache_prefix)
         self.slots = asyncio.Semaphore(self.concurrency)
         self.promote = self.redis.register_script(PROMOTE_DUE)
 
@@ -168,7 +169,7 @@ class Worker:
         """Write the final status, count it, then XACK and XDEL, in one transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.statuses.key(status.id), status.model_dump_json(), ex=self.statuses.ttl)
-            pipe.hincrby(self.keys.finished, f"{status.name}:{status.status}", 1)
+            self.finished.count(pipe, status)
             pipe.xack(self.keys.stream, GROUP, entry_id)
             pipe.xdel(self.keys.stream, entry_id)
             await pipe.execute()
@@ -187,7 +188,7 @@ class Worker:
                     maxlen=self.settings.task_stream_maxlen,
                     approximate=True,
                 )
-                pipe.hincrby(self.keys.finished, f"{final.name}:failed", 1)
+                self.finished.count(pipe, final)
                 pipe.xack(self.keys.stream, GROUP, entry_id)
                 pipe.xdel(self.keys.stream, entry_id)
                 await pipe.execute()

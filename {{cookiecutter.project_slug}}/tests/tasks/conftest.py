@@ -4,7 +4,7 @@
 {%- if cookiecutter.task_backend == "background" %}
 from tests.tasks.fixtures_background import settings, task_runner  # noqa: F401
 {%- elif cookiecutter.task_backend == "celery" %}
-from tests.tasks.fixtures_celery import settings, task_runner  # noqa: F401
+from tests.tasks.fixtures_celery import celery_processes, settings, task_runner  # noqa: F401
 {%- else %}
 from tests.tasks.fixtures_redis_queue import settings, task_runner, workers  # noqa: F401
 {%- endif %}

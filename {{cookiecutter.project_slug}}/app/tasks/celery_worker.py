@@ -1,0 +1,190 @@
+"""What runs inside a Celery worker: one event loop per pool process, and each attempt.
+
+Celery calls a task function synchronously, in a pool process forked from the worker's
+main process. The registry's tasks are coroutines, and they (and the status store) use an
+async SQLAlchemy engine and an async Redis client, whose connections belong to the event
+loop that opened them. Two common ways to bridge that break:
+
+- `asyncio.run()` in every task creates and closes a loop each time, so the pooled
+  connections of a shared engine end up used on a loop they do not belong to ("attached
+  to a different loop", "Event loop is closed"); an engine per task avoids that only by
+  opening a new database connection for every task.
+- Opening the engine or clients at import time, in the main process, hands the same
+  sockets to every forked child.
+
+So each pool process opens, right after it is forked (`worker_process_init`), one event
+loop and the clients bound to it (`WorkerProcess`), runs every task on that loop with
+`run_until_complete`, and disposes of them when it exits (`worker_process_shutdown`).
+A pool process runs one task at a time, so the loop is never shared between two tasks.
+"""
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar, cast
+
+from celery import bootsteps
+from celery.worker import state
+from celery.worker.consumer import Consumer
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.infrastructure.database import create_engine, create_session_factory
+from app.infrastructure.redis_client import redis_client
+from app.tasks.definitions import registry
+from app.tasks.registry import InvalidPayloadError, TaskContext, UnknownTaskError
+from app.tasks.status import FINAL_STATES, FinishedCounts, RedisStatusStore, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class AttemptFailedError(Exception):
+    """An attempt failed and attempts are left: Celery retries the task with backoff."""
+
+
+class TaskFailedError(Exception):
+    """The task failed for good (its last attempt, or input no attempt can fix)."""
+
+
+class TimeLimitError(Exception):
+    """An attempt ran longer than TASK_TIME_LIMIT and was cancelled."""
+
+
+class TaskRunner:
+    """Run one attempt of a registry task, recording each status change as it happens."""
+
+    def __init__(
+        self, settings: Settings, redis: Redis, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self._settings = settings
+        self._redis = redis
+        self._sessions = sessions
+        self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
+        self.finished = FinishedCounts(redis, settings.cache_prefix)
+
+    async def attempt(self, task_id: str, name: str, payload: dict[str, Any]) -> Any:
+        """Run the next attempt; return its result, or raise AttemptFailedError / TaskFailedError.
+
+        AttemptFailedError asks Celery for a retry; TaskFailedError means the task is over.
+        Attempts are counted in the stored status, not by Celery, so an attempt cut short by
+        a lost worker process counts as well. A message delivered again after its task
+        reached a final status is acknowledged without running the task again.
+        """
+        status = await self.statuses.load(task_id) or TaskStatus(id=task_id, name=name)
+        if status.status in FINAL_STATES:
+            return status.result
+        if status.attempts >= self._settings.task_max_attempts:
+            error = (
+                f"attempt {status.attempts} never finished (its worker process was killed, ran"
+                " out of memory or passed the hard time limit) and no attempts are left"
+            )
+            await self._finish(status.moved("failed", error=error))
+            raise TaskFailedError(error)
+        status = status.moved("running", attempts=status.attempts + 1)
+        await self.statuses.save(status)
+        try:
+            result = await self._run(status, payload)
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            hopeless = isinstance(exc, UnknownTaskError | InvalidPayloadError)
+            if hopeless or status.attempts >= self._settings.task_max_attempts:
+                await self._finish(status.moved("failed", error=error))
+                raise TaskFailedError(error) from exc
+            await self.statuses.save(status.moved("retrying", error=error))
+            raise AttemptFailedError(error) from exc
+        await self._finish(status.moved("succeeded", result=result, error=None))
+        return result
+
+    async def _run(self, status: TaskStatus, payload: dict[str, Any]) -> Any:
+        """Run the task function, cancelled (cleanly, on the loop) after TASK_TIME_LIMIT."""
+        limit = self._settings.task_time_limit
+        context = TaskContext(task_id=status.id, attempt=status.attempts, sessions=self._sessions)
+        try:
+            async with asyncio.timeout(limit) as deadline:
+                return await registry.run(status.name, payload, context)
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise TimeLimitError(f"cancelled after TASK_TIME_LIMIT ({limit:g} s)") from exc
+            raise
+
+    async def _finish(self, status: TaskStatus) -> None:
+        """Write a final status and count it, in one transaction."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.statuses.key(status.id), status.model_dump_json(), ex=self.statuses.ttl)
+            self.finished.count(pipe, status)
+            await pipe.execute()
+
+
+class WorkerProcess:
+    """One pool process's event loop and the clients opened for it (see the module docstring)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._engine = create_engine(settings)
+        self._redis = redis_client(
+            settings.redis_url, max_connections=settings.cache_max_connections, timeout=5.0
+        )
+        self.runner = TaskRunner(settings, self._redis, create_session_factory(self._engine))
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run `coroutine` to completion on this process's loop."""
+        return self.loop.run_until_complete(coroutine)
+
+    def close(self) -> None:
+        """Close the database pool and the Redis client, then the loop."""
+        try:
+            self.run(self._engine.dispose())
+            self.run(self._redis.aclose())
+            self.run(self.loop.shutdown_asyncgens())
+            self.run(self.loop.shutdown_default_executor())
+        finally:
+            self.loop.close()
+
+
+class HoldMessages(bootsteps.StartStopStep):
+    """Keep the messages a live worker holds from being handed to another worker.
+
+    kombu's Redis transport redelivers a message that has been unacknowledged for
+    `visibility_timeout` seconds, whether or not its worker is still running it: a task
+    longer than TASK_VISIBILITY_TIMEOUT would run twice at once. This step re-stamps the
+    delivery time of every message the worker holds (running, reserved, or waiting for a
+    retry's countdown) every quarter of the timeout, so only the messages of a worker that
+    stopped stamping (killed, frozen, cut off from Redis) are redelivered.
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def __init__(self, parent: Consumer, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self._timer: Any = None
+
+    def start(self, parent: Consumer) -> None:
+        """Stamp every quarter of the visibility timeout."""
+        options = parent.app.conf.broker_transport_options
+        interval = options["visibility_timeout"] / 4
+        self._timer = parent.timer.call_repeatedly(interval, self.stamp, (parent,), priority=10)
+
+    def stop(self, parent: Consumer) -> None:
+        """Stop stamping (the consumer is closing or reconnecting)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def stamp(self, consumer: Consumer) -> None:
+        """Set the delivery time of each held message to now; acked ones are left out."""
+        tags = [request.message.delivery_tag for request in list(state.requests.values())]
+        channel: Any = cast(Any, consumer).task_consumer.channel
+        index = getattr(channel, "unacked_index_key", None)
+        if not tags or index is None:  # nothing held, or a broker without visibility timeout
+            return
+        try:
+            with channel.conn_or_acquire() as client:
+                client.zadd(index, dict.fromkeys(tags, time.time()), xx=True)
+        except Exception as exc:  # a missed stamp is retried; it must not stop the consumer
+            logger.warning("could not refresh %d held messages: %s", len(tags), exc)

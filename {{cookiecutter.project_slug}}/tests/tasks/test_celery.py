@@ -1,0 +1,218 @@
+"""The Celery backend with real workers and beats: crashes, shutdowns, outages, schedules."""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.main import create_app
+from app.tasks.celery_app import RUN_TASK, create_celery_app
+from app.tasks.status import TaskStatus
+from tests.servers import RedisServer
+from tests.tasks.fixtures_celery import PROJECT_ROOT, CeleryProcesses
+from tests.tasks.helpers import enqueue, wait_final
+
+pytestmark = pytest.mark.slow
+
+
+async def wait_running(client: AsyncClient, task_ids: list[str], within: float = 15.0) -> None:
+    """Wait until every task is running."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        bodies = [(await client.get(f"/api/v1/tasks/{task_id}")).json() for task_id in task_ids]
+        if all(body["status"] == "running" for body in bodies):
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"tasks did not start: {bodies}")
+
+
+async def test_kill_9_of_a_whole_worker_loses_nothing(
+    client: AsyncClient, celery_processes: CeleryProcesses, settings: Settings
+) -> None:
+    doomed = await celery_processes.worker(concurrency=2)
+    held = [await enqueue(client, "sleep", {"seconds": 1}) for _ in range(2)]
+    await wait_running(client, held)
+    waiting = [await enqueue(client, "add", {"a": n, "b": 1}) for n in range(4)]
+    doomed.kill()  # the main process and its pool children, all at once
+    killed_at = time.monotonic()
+    await celery_processes.worker(concurrency=2)
+    ready_at = time.monotonic()
+    for task_id in held:
+        body = await wait_final(client, task_id, within=30)
+        assert body["status"] == "succeeded", body
+        assert body["attempts"] == 2  # the killed run counts as an attempt
+    # Redelivered once unacknowledged for the visibility timeout (2 s), as soon as a sweep
+    # (every 1 s) of the new worker sees it, then run (1 s), with 2.5 s to spare for a busy
+    # machine: seconds, where kombu's default sweep would take up to 100 s.
+    eligible = max(killed_at + settings.task_visibility_timeout, ready_at)
+    assert time.monotonic() - eligible <= 1 + 1 + 2.5
+    results = [(await wait_final(client, task_id))["result"] for task_id in waiting]
+    assert results == [n + 1 for n in range(4)]
+
+
+async def test_sigterm_finishes_running_tasks_and_leaves_the_queue_alone(
+    client: AsyncClient, celery_processes: CeleryProcesses
+) -> None:
+    worker = await celery_processes.worker(concurrency=2)
+    running = [await enqueue(client, "sleep", {"seconds": 1.5}) for _ in range(2)]
+    await wait_running(client, running)
+    queued = [await enqueue(client, "add", {"a": n, "b": 1}) for n in range(3)]
+    worker.process.send_signal(signal.SIGTERM)  # to the main process, as an orchestrator does
+    assert await asyncio.to_thread(worker.process.wait, 15) == 0, worker.log
+    for task_id in running:  # finished and acknowledged before the worker exited
+        body = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+        assert (body["status"], body["attempts"]) == ("succeeded", 1), body
+    for task_id in queued:  # never taken: still on the broker for the next worker
+        assert (await client.get(f"/api/v1/tasks/{task_id}")).json()["status"] == "queued"
+    await celery_processes.worker()
+    results = [(await wait_final(client, task_id))["result"] for task_id in queued]
+    assert results == [n + 1 for n in range(3)]
+
+
+async def test_a_task_longer_than_the_visibility_timeout_runs_once(
+    client: AsyncClient, celery_processes: CeleryProcesses, settings: Settings
+) -> None:
+    busy, idle = await asyncio.gather(
+        celery_processes.worker(concurrency=1), celery_processes.worker(concurrency=1)
+    )
+    seconds = settings.task_visibility_timeout * 2 + 1
+    task_id = await enqueue(client, "sleep", {"seconds": seconds})
+    body = await wait_final(client, task_id, within=seconds + 10)
+    assert (body["status"], body["attempts"]) == ("succeeded", 1), body
+    received = busy.log.count(f"[{task_id}] received") + idle.log.count(f"[{task_id}] received")
+    assert received == 1, busy.log + idle.log
+
+
+@pytest.mark.usefixtures("task_runner")
+async def test_async_session_tasks_share_one_engine_per_process(client: AsyncClient) -> None:
+    items = [
+        (await client.post("/api/v1/items", json={"name": f"item {n}", "price": "1"})).json()
+        for n in range(2)
+    ]
+    task_ids = [
+        await enqueue(client, "touch_item", {"item_id": items[n % 2]["id"]}) for n in range(8)
+    ]
+    for n, task_id in enumerate(task_ids):  # 4 tasks per pool process, on one loop and engine
+        body = await wait_final(client, task_id)
+        assert body["status"] == "succeeded", body
+        assert body["result"] == {"item_id": items[n % 2]["id"], "found": True}
+
+
+class Exploit:
+    """Unpickling this runs a shell command: what accepting pickle would let a sender do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return os.system, (f"touch {self.marker}",)
+
+
+async def test_a_pickle_message_is_refused_unread(
+    client: AsyncClient, celery_processes: CeleryProcesses, settings: Settings, tmp_path: Path
+) -> None:
+    worker = await celery_processes.worker()
+    marker = tmp_path / "unpickled"
+    sender = create_celery_app(settings)
+    try:
+        await asyncio.to_thread(
+            sender.send_task, RUN_TASK, args=("add", Exploit(marker)), serializer="pickle"
+        )
+    finally:
+        sender.close()
+    await asyncio.to_thread(worker.wait_for, "Refusing to deserialize untrusted content")
+    assert not marker.exists()
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        assert await redis.llen("celery") == 0  # not left to be retried
+        assert await redis.hlen("unacked") == 0
+    finally:
+        await redis.aclose()
+    body = await wait_final(client, await enqueue(client, "add", {"a": 1, "b": 1}))
+    assert body["status"] == "succeeded"
+
+
+async def test_periodic_job_runs_once_per_tick_with_two_beats_and_two_workers(
+    celery_processes: CeleryProcesses, settings: Settings
+) -> None:
+    every_second = {"task_heartbeat_interval": 1}
+    *_, first, second = await asyncio.gather(
+        celery_processes.worker(**every_second),
+        celery_processes.worker(**every_second),
+        celery_processes.beat(**every_second),
+        celery_processes.beat(**every_second),
+    )
+    beats = [first, second]
+    await asyncio.sleep(3.5)
+    for beat in beats:
+        beat.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(beat.process.wait, 10)
+    await asyncio.sleep(1)  # let the workers finish the last tick
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        keys = [key async for key in redis.scan_iter(f"{settings.cache_prefix}:task:*")]
+        statuses = [TaskStatus.model_validate_json(raw) for raw in await redis.mget(keys) if raw]
+    finally:
+        await redis.aclose()
+    ticks = Counter(int(status.created_at.timestamp()) for status in statuses)
+    assert len(ticks) >= 3
+    assert set(ticks.values()) == {1}, ticks
+    assert {status.status for status in statuses} == {"succeeded"}
+    skipped = sum(beat.log.count("was sent by another beat") for beat in beats)
+    assert skipped >= 1  # both beats were due at once, and one stood down
+
+
+@pytest.fixture
+async def outage_client(
+    settings: Settings, restartable_redis: RedisServer
+) -> AsyncIterator[AsyncClient]:
+    """A client of an app whose broker is a Redis the test may stop."""
+    app: FastAPI = create_app(settings.model_copy(update={"redis_url": restartable_redis.url}))
+    async with (
+        app.router.lifespan_context(app),
+        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
+    ):
+        yield http
+
+
+async def test_redis_down_is_a_fast_503_and_the_api_recovers(
+    outage_client: AsyncClient, restartable_redis: RedisServer
+) -> None:
+    await enqueue(outage_client, "add", {"a": 1, "b": 2})
+    restartable_redis.stop()
+    started = time.monotonic()
+    response = await outage_client.post("/api/v1/tasks", json={"name": "add", "payload": {}})
+    assert response.status_code == 422  # validation needs no broker
+    response = await outage_client.post(
+        "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}}
+    )
+    assert response.status_code == 503
+    assert "unavailable" in response.json()["detail"]
+    assert (await outage_client.get("/api/v1/tasks/some-id")).status_code == 503
+    assert time.monotonic() - started < 1.0
+    restartable_redis.start()
+    task_id = await enqueue(outage_client, "add", {"a": 1, "b": 2})
+    assert (await outage_client.get(f"/api/v1/tasks/{task_id}")).json()["status"] == "queued"
+    redis = Redis.from_url(restartable_redis.url)
+    try:
+        assert await redis.llen("celery") == 1  # published on a fresh connection
+    finally:
+        await redis.aclose()
+
+
+def test_celery_module_has_no_import_side_effects() -> None:
+    env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
+    code = "import app.tasks.celery_app as m; assert 'app' not in vars(m)"
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, check=True)

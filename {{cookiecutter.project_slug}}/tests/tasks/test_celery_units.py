@@ -1,0 +1,137 @@
+"""The Celery app's configuration, its schedule, and one attempt, without worker processes."""
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.state import AppState
+from app.tasks.celery_app import RUN_TASK, EveryInterval, create_celery_app
+from app.tasks.celery_worker import AttemptFailedError, TaskFailedError, TaskRunner
+from app.tasks.schedule import periodic_jobs
+from app.tasks.status import TaskStatus
+
+
+def test_messages_are_json_only_and_acknowledged_late(settings: Settings) -> None:
+    conf = create_celery_app(settings).conf
+    assert conf.accept_content == ["json"]
+    assert conf.task_serializer == "json"
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.task_acks_on_timeout is False
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_url == settings.redis_url
+    options = conf.broker_transport_options
+    assert options["visibility_timeout"] == settings.task_visibility_timeout
+    assert options["unacked_restore_interval"] <= settings.task_visibility_timeout
+
+
+def test_the_run_task_retries_with_backoff_up_to_the_attempts(settings: Settings) -> None:
+    task: Any = create_celery_app(settings).tasks[RUN_TASK]
+    assert task.max_retries == settings.task_max_attempts - 1
+    assert AttemptFailedError in task.autoretry_for
+    assert task.retry_backoff
+    assert task.retry_jitter
+
+
+def test_beat_schedules_every_periodic_job(settings: Settings) -> None:
+    conf = create_celery_app(settings).conf
+    assert conf.beat_scheduler == "app.tasks.celery_app:OncePerTickScheduler"
+    jobs = periodic_jobs(settings)
+    assert set(conf.beat_schedule) == {job.name for job in jobs}
+    for job in jobs:
+        entry = conf.beat_schedule[job.name]
+        assert entry["task"] == RUN_TASK
+        assert entry["schedule"].every == job.interval
+
+
+def at(seconds: float) -> datetime:
+    """A UTC time, `seconds` after the epoch."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@pytest.mark.parametrize(
+    ("last_run", "now", "due", "next_in"),
+    [
+        (600.5, 659.0, False, 1.0),  # same minute
+        (600.5, 660.0, True, 60.0),  # the top of the next minute
+        (659.9, 660.1, True, 59.9),  # a tick is due even right after the last run
+        (100.0, 900.0, True, 60.0),  # missed ticks are run once, not caught up
+    ],
+)
+def test_every_interval_is_due_on_the_ticks_of_the_epoch(
+    last_run: float, now: float, due: bool, next_in: float
+) -> None:
+    schedule = EveryInterval(60, nowfun=lambda: at(now))
+    state = schedule.is_due(at(last_run))
+    assert state.is_due is due
+    assert state.next == pytest.approx(next_in)
+
+
+@pytest.fixture
+async def runner(settings: Settings, resources: AppState) -> AsyncIterator[TaskRunner]:
+    """A runner on the test's Redis and database, as a pool process builds it."""
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        yield TaskRunner(settings, redis, resources.sessions)
+    finally:
+        await redis.aclose()
+
+
+async def test_an_attempt_records_running_then_succeeded(runner: TaskRunner) -> None:
+    assert await runner.attempt("t1", "add", {"a": 1, "b": 2}) == 3
+    status = await runner.statuses.load("t1")
+    assert status is not None
+    assert (status.status, status.attempts, status.result) == ("succeeded", 1, 3)
+
+
+async def test_a_failed_attempt_is_recorded_as_retrying(runner: TaskRunner) -> None:
+    with pytest.raises(AttemptFailedError, match="planned failure on attempt 1"):
+        await runner.attempt("t1", "flaky", {"fail_times": 1})
+    status = await runner.statuses.load("t1")
+    assert status is not None
+    assert (status.status, status.attempts) == ("retrying", 1)
+    assert await runner.attempt("t1", "flaky", {"fail_times": 1}) == 2
+
+
+async def test_a_message_delivered_again_after_the_end_does_not_run(runner: TaskRunner) -> None:
+    done = TaskStatus(id="t1", name="flaky", status="succeeded", result=7, attempts=1)
+    await runner.statuses.save(done)
+    assert await runner.attempt("t1", "flaky", {"fail_times": 9}) == 7
+    assert await runner.statuses.load("t1") == done
+
+
+async def test_attempts_used_up_by_lost_workers_end_the_task_failed(
+    runner: TaskRunner, settings: Settings
+) -> None:
+    lost = TaskStatus(id="t1", name="add", status="running", attempts=settings.task_max_attempts)
+    await runner.statuses.save(lost)
+    with pytest.raises(TaskFailedError, match=f"attempt {lost.attempts} never finished"):
+        await runner.attempt("t1", "add", {"a": 1, "b": 2})
+    status = await runner.statuses.load("t1")
+    assert status is not None
+    assert (status.status, status.attempts) == ("failed", settings.task_max_attempts)
+
+
+async def test_an_unknown_task_fails_at_once(runner: TaskRunner) -> None:
+    with pytest.raises(TaskFailedError, match="unknown task 'gone'"):
+        await runner.attempt("t1", "gone", {})  # e.g. sent by a newer API than this worker
+
+
+async def test_an_attempt_past_the_time_limit_is_cancelled_and_retried(
+    settings: Settings, resources: AppState
+) -> None:
+    redis = Redis.from_url(settings.redis_url)
+    limited = TaskRunner(
+        settings.model_copy(update={"task_time_limit": 0.2}), redis, resources.sessions
+    )
+    try:
+        with pytest.raises(
+            AttemptFailedError, match=r"TimeLimitError: cancelled after .* \(0.2 s\)"
+        ):
+            await limited.attempt("t1", "sleep", {"seconds": 5})
+    finally:
+        await redis.aclose()
