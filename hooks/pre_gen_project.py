@@ -60,6 +60,10 @@ EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s.]+")
 TEXT_FIELDS = ("project_name", "description", "author_name")
 REQUIRED_TEXT_FIELDS = frozenset({"project_name", "author_name"})
 TEXT_FORBIDDEN = frozenset('"\\\n\r')
+# The name is the default APP_NAME, a string literal in app/config.py that must fit one line.
+MAX_PROJECT_NAME = 60
+# The slug (with '_') names the PostgreSQL database, whose names are cut at 63 bytes.
+MAX_SLUG = 50
 
 
 def import_name(slug: str) -> str:
@@ -71,6 +75,8 @@ def slug_error(slug: str) -> str | None:
     """Why `slug` cannot name the project, or None when it can."""
     if not SLUG_PATTERN.fullmatch(slug):
         return f"project_slug {slug!r} is not a valid distribution name: use {SLUG_RULE}"
+    if len(slug) > MAX_SLUG:
+        return f"project_slug {slug!r} is longer than {MAX_SLUG} characters: shorten it"
     name = import_name(slug)
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return f"project_slug {slug!r} is a Python keyword: pick another name"
@@ -105,6 +111,8 @@ def text_error(field: str, value: str) -> str | None:
     """
     if field in REQUIRED_TEXT_FIELDS and not value.strip():
         return f"{field} must not be empty"
+    if field == "project_name" and len(value) > MAX_PROJECT_NAME:
+        return f"project_name {value!r} is longer than {MAX_PROJECT_NAME} characters: shorten it"
     if any(char in value for char in TEXT_FORBIDDEN):
         return f"{field} {value!r} must not contain double quotes, backslashes or line breaks"
     return None

@@ -55,6 +55,7 @@ def test_good_slugs_pass(slug: str) -> None:
         ("pydantic-settings", "depends on or owns"),
         ("app", "depends on or owns"),
         ("tests", "depends on or owns"),
+        ("s" * 51, "longer than 50 characters"),
     ],
 )
 def test_bad_slugs_are_named_with_the_reason(slug: str, reason: str) -> None:
@@ -93,6 +94,15 @@ def test_text_that_would_break_a_literal_is_rejected(field: str, value: str) -> 
     errors = pre_gen.validate({**GOOD_ANSWERS, field: value})
     assert len(errors) == 1
     assert errors[0].startswith(field)
+
+
+def test_the_longest_allowed_answers_pass_and_one_more_character_fails() -> None:
+    longest = {**GOOD_ANSWERS, "project_name": "N" * 60, "project_slug": "s" * 50}
+    assert pre_gen.validate(longest) == []
+    too_long = {**longest, "project_name": "N" * 61}
+    assert pre_gen.validate(too_long) == [
+        f"project_name {'N' * 61!r} is longer than 60 characters: shorten it"
+    ]
 
 
 def test_good_answers_and_the_defaults_validate() -> None:

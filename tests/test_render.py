@@ -169,3 +169,16 @@ def test_docker_and_actions_change_no_python(
         }
 
     assert python_sources("yes") == python_sources("no")
+
+
+@pytest.mark.parametrize("task_backend", CHOICES["task_backend"])
+def test_the_longest_allowed_answers_render_and_lint(render: Render, task_backend: str) -> None:
+    root = render(
+        project_name="N" * 59 + " ",
+        project_slug="s" * 50,
+        task_backend=task_backend,
+        database="postgresql",
+    )
+    for command in (["ruff", "check", "--no-cache", "."], ["ruff", "format", "--check", "."]):
+        result = subprocess.run(command, cwd=root, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
