@@ -10,7 +10,6 @@ once: whatever is queued, running or waiting for a retry is lost when the proces
 import asyncio
 import logging
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,7 +29,7 @@ from app.infrastructure.redis_client import redis_client
 from app.tasks.definitions import registry
 from app.tasks.queue import BrokerUnavailableError
 from app.tasks.registry import TaskContext
-from app.tasks.schedule import PeriodicJob, periodic_jobs
+from app.tasks.schedule import PeriodicJob, Schedule, periodic_jobs, tick_lock
 from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,23 @@ class BackgroundTaskQueue:
         await asyncio.gather(*self._running, return_exceptions=True)
 
 
+class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
+    """Fire on the runs of one of our schedules, so jobs tick alike under every backend.
+
+    (APScheduler's own CronTrigger numbers weekdays from Monday and requires both day
+    fields to match, where cron starts on Sunday and takes either.)
+    """
+
+    def __init__(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        """The run after the previous one, or the first one after now."""
+        return self.schedule.next_after(previous_fire_time or now)
+
+
 def _add_periodic_jobs(
     scheduler: AsyncIOScheduler,
     queue: BackgroundTaskQueue,
@@ -126,29 +143,20 @@ def _add_periodic_jobs(
     redis: Redis | None,
     prefix: str,
 ) -> None:
-    """Add every periodic job; with Redis, a `SET NX PX` per tick lets one process run it.
+    """Add every periodic job; with Redis, a lock per tick lets one API process run it.
 
     Without Redis (CACHE_URL=memory://) each API process runs its own schedule: run one.
     """
 
     async def fire(job: PeriodicJob) -> None:
         if redis is not None:
-            tick = int(time.time() // job.interval)
-            key = f"{prefix}:schedule:{job.name}:{tick}"
-            if not await redis.set(key, "1", nx=True, px=job.interval * 2000):
+            key, lifetime_ms = tick_lock(prefix, job, datetime.now(UTC))
+            if not await redis.set(key, "1", nx=True, px=lifetime_ms):
                 return
         await queue.enqueue(job.task, job.payload)
 
     for job in jobs:
-        first_tick = (int(time.time() // job.interval) + 1) * job.interval  # aligned to the epoch
-        scheduler.add_job(
-            fire,
-            "interval",
-            seconds=job.interval,
-            start_date=datetime.fromtimestamp(first_tick, UTC),
-            args=[job],
-            id=job.name,
-        )
+        scheduler.add_job(fire, ScheduleTrigger(job.schedule), args=[job], id=job.name)
 
 
 @asynccontextmanager

@@ -15,10 +15,9 @@ the ones it holds (`HoldMessages`). Messages are JSON only: pickle is refused un
 
 import logging
 import os
-import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache, cached_property
 from typing import Any, cast
 
@@ -37,7 +36,7 @@ from app.tasks.celery_worker import (
     WorkerProcess,
 )
 from app.tasks.definitions import registry
-from app.tasks.schedule import periodic_jobs
+from app.tasks.schedule import Schedule, periodic_jobs, tick_lock
 from app.tasks.status import TaskStatus, status_key
 
 logger = logging.getLogger(__name__)
@@ -88,25 +87,29 @@ def run_registered_task(task: Task[Any, Any], name: str, payload: dict[str, Any]
     return process.run(process.runner.attempt(str(task.request.id), name, payload))
 
 
-class EveryInterval(schedules.schedule):
-    """Due every `seconds`, on multiples of it since the epoch (60 = the top of each minute)."""
+class OnSchedule(schedules.schedule):
+    """Beat's view of one of our schedules (`Every` or `Cron`), read as every backend reads it."""
 
-    def __init__(self, seconds: int, nowfun: Callable[[], datetime] | None = None) -> None:
-        super().__init__(timedelta(seconds=seconds), nowfun=nowfun)
-        self.every = seconds
+    def __init__(
+        self, job_schedule: Schedule, nowfun: Callable[[], datetime] | None = None
+    ) -> None:
+        super().__init__(timedelta(seconds=job_schedule.resolution), nowfun=nowfun)
+        self.job_schedule = job_schedule
 
     def is_due(self, last_run_at: datetime) -> schedules.schedstate:
-        """Due once the clock has entered a tick later than the last run's."""
-        now = self.now().timestamp()
-        last = maybe_make_aware(last_run_at).timestamp()
-        due = now // self.every > last // self.every
-        return schedules.schedstate(due, self.every - now % self.every)
+        """Due once the first run after the last one has come; look again at the next run."""
+        now = maybe_make_aware(self.now())
+        next_run = self.job_schedule.next_after(maybe_make_aware(last_run_at))
+        if next_run <= now:
+            following = self.job_schedule.next_after(now)
+            return schedules.schedstate(True, (following - now).total_seconds())
+        return schedules.schedstate(False, (next_run - now).total_seconds())
 
-    def __reduce__(self) -> tuple[type["EveryInterval"], tuple[int]]:
-        return self.__class__, (self.every,)
+    def __reduce__(self) -> tuple[type["OnSchedule"], tuple[Schedule]]:
+        return self.__class__, (self.job_schedule,)
 
     def __repr__(self) -> str:
-        return f"<every {self.every} s, aligned to the epoch>"
+        return f"<on {self.job_schedule!r}>"
 
 
 class OncePerTickScheduler(beat.Scheduler):
@@ -131,24 +134,22 @@ class OncePerTickScheduler(beat.Scheduler):
         if job is None:  # added to beat_schedule by hand: sent as Celery would, unguarded
             super().apply_entry(entry, producer)
             return
-        tick = int(time.time() // job.interval)
-        prefix = self._settings.cache_prefix
+        claim, lifetime_ms = tick_lock(self._settings.cache_prefix, job, datetime.now(UTC))
         status = TaskStatus(id=uuid.uuid4().hex, name=job.task)
         try:
-            claim = f"{prefix}:schedule:{job.name}:{tick}"
-            if not self._redis.set(claim, status.id, nx=True, px=job.interval * 2000):
-                logger.info("beat: tick %d of %s was sent by another beat", tick, job.name)
+            if not self._redis.set(claim, status.id, nx=True, px=lifetime_ms):
+                logger.info("beat: %s was sent by another beat", claim)
                 return
             self._redis.set(
-                status_key(prefix, status.id),
+                status_key(self._settings.cache_prefix, status.id),
                 status.model_dump_json(),
                 ex=self._settings.task_status_ttl,
             )
             cast(TaskApp, self.app).publish(status.id, job.task, job.payload)
         except (RedisError, OSError, OperationalError) as exc:
-            logger.error("beat: could not send tick %d of %s: %s", tick, job.name, exc)
+            logger.error("beat: could not send %s: %s", claim, exc)
             return
-        logger.info("beat: sent tick %d of %s as task %s", tick, job.name, status.id)
+        logger.info("beat: sent %s as task %s", claim, status.id)
 
     def close(self) -> None:
         """Close the broker connection and, if it was opened, the claims client."""
@@ -210,7 +211,7 @@ def create_celery_app(settings: Settings) -> TaskApp:
         beat_schedule={
             job.name: {
                 "task": RUN_TASK,
-                "schedule": EveryInterval(job.interval),
+                "schedule": OnSchedule(job.schedule),
                 "args": (job.task, job.payload),
             }
             for job in periodic_jobs(settings)

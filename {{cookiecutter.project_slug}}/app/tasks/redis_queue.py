@@ -42,10 +42,6 @@ class QueueKeys:
         """Stream of tasks that failed TASK_MAX_ATTEMPTS times."""
         return f"{self.prefix}:tasks:dead"
 
-    def schedule_tick(self, job: str, tick: int) -> str:
-        """The lock a scheduler takes to enqueue `job` for `tick`."""
-        return f"{self.prefix}:schedule:{job}:{tick}"
-
 
 def connect(settings: Settings) -> Redis:
     """A Redis client for the queue, with short connect timeouts so outages fail fast."""

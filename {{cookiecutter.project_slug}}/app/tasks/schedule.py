@@ -1,60 +1,127 @@
-"""Periodic jobs, declared in one place, and the loop that enqueues each once per tick.
+"""Periodic jobs, declared in one place, and what every backend's scheduler shares.
 
-A job runs every `interval` seconds, aligned to the epoch (interval 60 = the top of every
-minute, like `* * * * *`). Each tick is claimed through `claim(job, tick)`; the Redis
-backends make that a `SET NX PX` per tick key, so many processes enqueue a tick once.
+A job runs on a schedule: `Every(seconds)`, aligned to the epoch (`Every(60)` fires at the
+top of every minute, `Every(3600)` on the hour), or `Cron.parse("0 3 * * *")` (five fields,
+UTC; `app.tasks.cron`). Each backend drives the schedules its own way, and before it
+enqueues a run it claims the run's tick in Redis with `SET NX` (`tick_lock`), so a job runs
+once per tick however many schedulers are running.
 """
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from app.config import Settings
 
 logger = logging.getLogger(__name__)
 
+MAX_IDLE_SECONDS = 1.0  # the loop looks at the clock at least this often (clock changes)
+
+
+class Schedule(Protocol):
+    """When a job runs."""
+
+    @property
+    def resolution(self) -> int:
+        """Seconds in one tick; two runs of a job are at least this far apart."""
+        ...
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first run strictly after `moment`."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Every:
+    """Every `seconds`, on the multiples of it since the epoch."""
+
+    seconds: int
+
+    def __post_init__(self) -> None:
+        if self.seconds < 1:
+            raise ValueError(f"Every({self.seconds}): the interval must be at least 1 second")
+
+    @property
+    def resolution(self) -> int:
+        """One tick is one interval."""
+        return self.seconds
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The next multiple of `seconds` since the epoch, strictly after `moment`."""
+        ticks = int(moment.timestamp() // self.seconds) + 1
+        return datetime.fromtimestamp(ticks * self.seconds, UTC)
+
 
 @dataclass(frozen=True, slots=True)
 class PeriodicJob:
-    """Enqueue `task(payload)` every `interval` seconds."""
+    """Enqueue `task(payload)` on `schedule`."""
 
     name: str
     task: str
-    interval: int
+    schedule: Schedule
     payload: dict[str, Any] = field(default_factory=dict)
 
 
 def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     """Every periodic job of the service: add yours here."""
     return [
-        PeriodicJob("heartbeat", "add", settings.task_heartbeat_interval, {"a": 0, "b": 0}),
+        PeriodicJob("heartbeat", "add", Every(settings.task_heartbeat_interval), {"a": 0, "b": 0}),
     ]
 
 
-Claim = Callable[[PeriodicJob, int], Awaitable[bool]]
+def tick_lock(prefix: str, job: PeriodicJob, moment: datetime) -> tuple[str, int]:
+    """The key a scheduler sets with NX to enqueue `job`'s run at `moment`, and its life in ms.
+
+    The tick counts whole resolutions since the epoch, so every scheduler that fires the
+    same run claims the same key, and the key outlives the tick so a late one cannot win.
+    """
+    resolution = job.schedule.resolution
+    tick = int(moment.timestamp() // resolution)
+    return f"{prefix}:schedule:{job.name}:{tick}", resolution * 2000
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware."""
+    return datetime.now(UTC)
+
+
+Claim = Callable[[PeriodicJob, datetime], Awaitable[bool]]
 Enqueue = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
 async def run_schedule(
-    jobs: list[PeriodicJob], *, claim: Claim, enqueue: Enqueue, stop: asyncio.Event
+    jobs: list[PeriodicJob],
+    *,
+    claim: Claim,
+    enqueue: Enqueue,
+    stop: asyncio.Event,
+    clock: Callable[[], datetime] = utcnow,
 ) -> None:
-    """Until `stop` is set, enqueue each job once per tick that this process claims."""
-    last_tick = {job.name: int(time.time() // job.interval) for job in jobs}
+    """Until `stop` is set, enqueue each run of each job that this process claims.
+
+    A run missed while the loop could not look (a blocked loop, a suspended machine) is
+    skipped, not caught up, as in the other backends' schedulers.
+    """
+    if not jobs:
+        await stop.wait()
+        return
+    due = {job.name: job.schedule.next_after(clock()) for job in jobs}
     while not stop.is_set():
+        now = clock()
         for job in jobs:
-            tick = int(time.time() // job.interval)
-            if tick == last_tick[job.name]:
+            if now < due[job.name]:
                 continue
-            last_tick[job.name] = tick
+            run_at, due[job.name] = due[job.name], job.schedule.next_after(now)
             try:
-                if await claim(job, tick):
+                if await claim(job, run_at):
                     await enqueue(job.task, job.payload)
             except Exception:
                 logger.exception("periodic job %s failed to enqueue", job.name)
+        idle = (min(due.values()) - clock()).total_seconds()
         try:
-            await asyncio.wait_for(stop.wait(), timeout=0.2)
+            await asyncio.wait_for(stop.wait(), timeout=min(max(idle, 0.01), MAX_IDLE_SECONDS))
         except TimeoutError:
             continue

@@ -17,6 +17,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -30,7 +31,7 @@ from app.infrastructure.database import create_engine, create_session_factory
 from app.tasks.definitions import registry
 from app.tasks.redis_queue import GROUP, QueueKeys, RedisTaskQueue, connect, entry_fields
 from app.tasks.registry import TaskContext
-from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule
+from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule, tick_lock
 from app.tasks.status import FinishedCounts, RedisStatusStore, TaskStatus
 
 logger = logging.getLogger("app.tasks.worker")
@@ -232,12 +233,10 @@ class Worker:
                 logger.warning("housekeeping failed: %s", exc)
             await asyncio.sleep(min(0.5, self.settings.task_visibility_timeout / 4))
 
-    async def claim_tick(self, job: PeriodicJob, tick: int) -> bool:
-        """Take the lock of `job` at `tick`; only one process in the fleet gets it."""
-        taken = await self.redis.set(
-            self.keys.schedule_tick(job.name, tick), self.name, nx=True, px=job.interval * 2000
-        )
-        return bool(taken)
+    async def claim_tick(self, job: PeriodicJob, run_at: datetime) -> bool:
+        """Take the lock of `job`'s run at `run_at`; only one process in the fleet gets it."""
+        key, lifetime_ms = tick_lock(self.settings.cache_prefix, job, run_at)
+        return bool(await self.redis.set(key, self.name, nx=True, px=lifetime_ms))
 
     async def drain(self) -> None:
         """Wait for running tasks up to the deadline; cancel the rest (they stay unacked)."""

@@ -5,6 +5,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi import FastAPI
@@ -13,6 +14,8 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.main import create_app
+from app.tasks.background import ScheduleTrigger
+from app.tasks.cron import Cron
 from app.tasks.status import TaskStatus
 from tests.servers import RedisServer
 from tests.tasks.helpers import enqueue, wait_final
@@ -92,3 +95,12 @@ async def test_periodic_job_runs_once_per_tick_with_two_apps(
     ticks = Counter(int(status.created_at.timestamp()) for status in statuses)
     assert len(ticks) >= 2
     assert set(ticks.values()) == {1}, ticks
+
+
+def test_the_apscheduler_trigger_follows_our_cron_semantics() -> None:
+    # 0 = Sunday as in cron (APScheduler's own CronTrigger would read 0 as Monday).
+    trigger = ScheduleTrigger(Cron.parse("30 2 * * 0"))
+    tuesday = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+    sunday = datetime(2026, 11, 29, 2, 30, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, tuesday) == sunday
+    assert trigger.get_next_fire_time(sunday, sunday) == sunday + timedelta(days=7)

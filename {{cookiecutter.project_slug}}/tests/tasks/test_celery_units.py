@@ -1,7 +1,7 @@
 """The Celery app's configuration, its schedule, and one attempt, without worker processes."""
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -9,9 +9,10 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.state import AppState
-from app.tasks.celery_app import RUN_TASK, EveryInterval, create_celery_app
+from app.tasks.celery_app import RUN_TASK, OnSchedule, create_celery_app
 from app.tasks.celery_worker import AttemptFailedError, TaskFailedError, TaskRunner
-from app.tasks.schedule import periodic_jobs
+from app.tasks.cron import Cron
+from app.tasks.schedule import Every, periodic_jobs
 from app.tasks.status import TaskStatus
 
 
@@ -45,7 +46,7 @@ def test_beat_schedules_every_periodic_job(settings: Settings) -> None:
     for job in jobs:
         entry = conf.beat_schedule[job.name]
         assert entry["task"] == RUN_TASK
-        assert entry["schedule"].every == job.interval
+        assert entry["schedule"].job_schedule == job.schedule
 
 
 def at(seconds: float) -> datetime:
@@ -62,13 +63,22 @@ def at(seconds: float) -> datetime:
         (100.0, 900.0, True, 60.0),  # missed ticks are run once, not caught up
     ],
 )
-def test_every_interval_is_due_on_the_ticks_of_the_epoch(
+def test_every_is_due_on_the_ticks_of_the_epoch(
     last_run: float, now: float, due: bool, next_in: float
 ) -> None:
-    schedule = EveryInterval(60, nowfun=lambda: at(now))
+    schedule = OnSchedule(Every(60), nowfun=lambda: at(now))
     state = schedule.is_due(at(last_run))
     assert state.is_due is due
     assert state.next == pytest.approx(next_in)
+
+
+def test_a_cron_job_is_due_at_its_minute_and_then_a_day_later() -> None:
+    three_am = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
+    yesterday = three_am - timedelta(days=1)
+    early = OnSchedule(Cron.parse("0 3 * * *"), nowfun=lambda: three_am - timedelta(seconds=5))
+    assert early.is_due(yesterday) == (False, 5.0)
+    on_time = OnSchedule(Cron.parse("0 3 * * *"), nowfun=lambda: three_am)
+    assert on_time.is_due(yesterday) == (True, 24 * 3600.0)
 
 
 @pytest.fixture

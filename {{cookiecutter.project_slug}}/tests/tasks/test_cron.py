@@ -1,0 +1,62 @@
+"""Cron expressions: parsing errors name the field; next_after follows cron's rules."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from app.tasks.cron import Cron, CronError
+
+
+def at(text: str) -> datetime:
+    """A UTC datetime from 'YYYY-MM-DD HH:MM'."""
+    return datetime.strptime(text, "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("expression", "after", "expected"),
+    [
+        ("* * * * *", "2026-11-24 10:07", "2026-11-24 10:08"),
+        ("*/15 * * * *", "2026-11-24 10:07", "2026-11-24 10:15"),
+        ("*/15 * * * *", "2026-11-24 10:15", "2026-11-24 10:30"),  # strictly after
+        ("5/20 * * * *", "2026-11-24 10:26", "2026-11-24 10:45"),
+        ("0 3 * * *", "2026-11-24 03:00", "2026-11-25 03:00"),
+        ("30 8-10/2 * * *", "2026-11-24 09:00", "2026-11-24 10:30"),
+        ("0 9 * * 1-5", "2026-11-27 10:00", "2026-11-30 09:00"),  # Friday -> Monday
+        ("0 0 * * 7", "2026-11-24 00:00", "2026-11-29 00:00"),  # 7 is Sunday, like 0
+        ("0 0 1 * 0", "2026-11-24 00:00", "2026-11-29 00:00"),  # the 1st OR a Sunday
+        ("0 0 */10 * 0", "2026-11-22 00:00", "2027-01-31 00:00"),  # `*/…`: both must match
+        ("0 0 29 2 *", "2026-11-24 00:00", "2028-02-29 00:00"),
+        ("59 23 31 12 *", "2026-12-31 23:59", "2027-12-31 23:59"),
+    ],
+)
+def test_next_after(expression: str, after: str, expected: str) -> None:
+    assert Cron.parse(expression).next_after(at(after)) == at(expected)
+
+
+def test_next_after_converts_other_timezones_to_utc() -> None:
+    moment = datetime.fromisoformat("2026-11-24T11:07:00+01:00")
+    assert Cron.parse("*/15 * * * *").next_after(moment) == at("2026-11-24 10:15")
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("* * * *", "expected 5 fields"),
+        ("60 * * * *", "minute '60'"),
+        ("* 24 * * *", "hour '24'"),
+        ("* * 0 * *", "day of month '0'"),
+        ("* * * 13 *", "month '13'"),
+        ("* * * * 8", "day of week '8'"),
+        ("*/0 * * * *", "step >= 1"),
+        ("5-1 * * * *", "minute '5-1'"),
+        ("* * * JAN *", "use numbers"),
+    ],
+)
+def test_bad_expressions_name_the_field(expression: str, message: str) -> None:
+    with pytest.raises(CronError, match=message):
+        Cron.parse(expression)
+
+
+def test_an_impossible_date_is_an_error_not_a_hang() -> None:
+    with pytest.raises(CronError, match="never matches"):
+        Cron.parse("0 0 30 2 *").next_after(at("2026-11-24 00:00"))
