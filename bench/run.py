@@ -41,9 +41,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, numbers not written")
     parser.add_argument("--only", nargs="*", choices=list(SECTIONS), help="run only these sections")
-    parser.add_argument("--write", action="store_true", help="write README.md even with --quick")
+    parser.add_argument("--write", action="store_true", help="write README.md even with --quick or --only")
     args = parser.parse_args()
     sizes = Sizes.pick(args.quick)
+    # Only a full run replaces the published table and plots: a partial one would drop sections.
+    publish = args.write or not (args.quick or args.only)
     out = BENCH / "out"
     out.mkdir(exist_ok=True)
     started = time.monotonic()
@@ -55,7 +57,7 @@ def main() -> int:
         redis.start()
         about["redis"] += " (redis-server on 127.0.0.1, no persistence)"
         with tempfile.TemporaryDirectory(prefix="bench-", dir=out) as scratch:
-            bench = Bench(args.quick, sizes, Path(scratch), procs, redis)
+            bench = Bench(args.quick, sizes, Path(scratch), procs, redis, publish)
             for name, section in SECTIONS.items():
                 if args.only and name not in args.only:
                     continue
@@ -77,7 +79,7 @@ def main() -> int:
                 print(f"   ({time.monotonic() - began:.1f}s)", flush=True)
     elapsed = time.monotonic() - started
     (out / "results.json").write_text(json.dumps({"machine": about, "rows": [asdict(r) for r in rows]}, indent=1))
-    if not args.quick or args.write:
+    if publish:
         report.write_readme(BENCH / "README.md", render_results(about, rows, bench.plots, args.quick, elapsed))
     print(f"done in {elapsed:.0f}s; crashed: {crashed or 'none'}")
     return 1 if crashed else 0

@@ -49,6 +49,7 @@ class Bench:
     out: Path
     procs: Processes
     redis: RedisServer
+    publish: bool = False  # write bench/plots (full runs); otherwise plots go to bench/out/plots
     projects: dict[str, Path] = field(default_factory=dict)
     plots: dict[str, Path] = field(default_factory=dict)
     workers: dict[str, "subprocess.Popen[bytes]"] = field(default_factory=dict)
@@ -107,8 +108,8 @@ class Bench:
 
     @property
     def plot_dir(self) -> Path:
-        """bench/plots for a full run; bench/out/plots for --quick (committed plots stay)."""
-        return BENCH / "out" / "plots" if self.quick else BENCH / "plots"
+        """bench/plots for a full run; bench/out/plots for --quick or --only (committed plots stay)."""
+        return BENCH / "plots" if self.publish else BENCH / "out" / "plots"
 
     def named(self, name: str) -> "subprocess.Popen[bytes]":
         """A server started by `serve` under `name`."""

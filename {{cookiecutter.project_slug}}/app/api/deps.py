@@ -1,4 +1,8 @@
-"""Annotated dependencies, declared once and reused by every router."""
+"""Annotated dependencies, declared once and reused by every router.
+
+They are `async def` even where nothing is awaited: FastAPI runs a plain `def` dependency in
+its thread pool, a hand-off to another thread and back on every request that uses it.
+"""
 
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -14,7 +18,7 @@ from app.state import AppState
 from app.tasks.queue import TaskQueue
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     """The clients the lifespan opened."""
     state: AppState = request.app.state.resources
     return state
@@ -23,22 +27,22 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-def get_settings_dep(state: StateDep) -> Settings:
+async def get_settings_dep(state: StateDep) -> Settings:
     """The settings this app was built with (tests build apps with their own)."""
     return state.settings
 
 
-def get_cache(state: StateDep) -> Cache:
+async def get_cache(state: StateDep) -> Cache:
     """The shared cache client."""
     return state.cache
 
 
-def get_metrics(state: StateDep) -> Metrics:
+async def get_metrics(state: StateDep) -> Metrics:
     """The app's metrics collectors."""
     return state.metrics
 
 
-def get_task_queue(state: StateDep) -> TaskQueue:
+async def get_task_queue(state: StateDep) -> TaskQueue:
     """The task queue of the configured backend."""
     return state.tasks
 
@@ -56,9 +60,9 @@ TaskQueueDep = Annotated[TaskQueue, Depends(get_task_queue)]
 SessionDep = Annotated[AsyncSession, Depends(get_session)]
 
 
-def get_item_service(session: SessionDep, cache: CacheDep) -> ItemService:
-    """An item service bound to this request's session and the shared cache."""
-    return ItemService(session, cache)
+async def get_item_service(state: StateDep) -> ItemService:
+    """An item service over the session factory and the shared cache."""
+    return ItemService(state.sessions, state.cache)
 
 
 ItemServiceDep = Annotated[ItemService, Depends(get_item_service)]

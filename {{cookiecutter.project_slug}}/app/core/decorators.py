@@ -36,14 +36,18 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot build a cache key from {type(value).__name__}")
 
 
+def _key_part(value: object) -> str:
+    if type(value) is int:  # the commonest key (an id): the same text as JSON, without orjson
+        return str(value)
+    encoded = orjson.dumps(value, default=_plain, option=orjson.OPT_SORT_KEYS)
+    return escape_key_part(encoded.decode())
+
+
 def cache_key(*values: object) -> str:
-    """The key `@cached` builds from argument values given in parameter order."""
+    """The key `@cached` builds from argument values (as JSON) given in parameter order."""
     if not values:
         return "-"
-    key = ":".join(
-        escape_key_part(orjson.dumps(value, default=_plain, option=orjson.OPT_SORT_KEYS).decode())
-        for value in values
-    )
+    key = ":".join(_key_part(value) for value in values)
     if len(key) > MAX_KEY_LENGTH:
         return "#" + hashlib.sha256(key.encode()).hexdigest()
     return key

@@ -50,6 +50,10 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        # Resolved once: the middleware counts every request it sees.
+        self.response_hit = self.response_cache.labels("hit")
+        self.response_miss = self.response_cache.labels("miss")
+        self.response_bypass = self.response_cache.labels("bypass")
         self.tasks_enqueued = Counter(
             "tasks_enqueued",
             "Tasks accepted by POST /api/v1/tasks.",

@@ -93,10 +93,10 @@ class ResponseCacheMiddleware:
             await self._bypass(state, scope, receive, send)
             return
         if found.value is not None:
-            state.metrics.response_cache.labels("hit").inc()
+            state.metrics.response_hit.inc()
             await self._send_hit(scope, send, found.value, headers.get(b"if-none-match"))
             return
-        state.metrics.response_cache.labels("miss").inc()
+        state.metrics.response_miss.inc()
         if scope["method"] == "HEAD":  # nothing to store: HEAD is served from GET entries
             await state.cache.fill(found, None, 0)
             await self.app(scope, receive, _with_x_cache(send, MISS))
@@ -113,7 +113,7 @@ class ResponseCacheMiddleware:
         return digest.hexdigest()
 
     async def _bypass(self, state: AppState, scope: Scope, receive: Receive, send: Send) -> None:
-        state.metrics.response_cache.labels("bypass").inc()
+        state.metrics.response_bypass.inc()
         await self.app(scope, receive, _with_x_cache(send, BYPASS))
 
     async def _send_hit(

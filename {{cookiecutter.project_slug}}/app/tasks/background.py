@@ -104,7 +104,10 @@ class BackgroundTaskQueue:
 
     async def get(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
-        return await self._statuses.load(task_id)
+        try:
+            return await self._statuses.load(task_id)
+        except (RedisError, OSError) as exc:
+            raise BrokerUnavailableError(f"task status store (Redis) unavailable: {exc}") from exc
 
     async def ping(self) -> None:
         """Nothing to reach: the work runs in this process."""

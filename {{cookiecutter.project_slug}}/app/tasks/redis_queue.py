@@ -14,11 +14,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
+from app.infrastructure.redis_client import redis_client
 from app.tasks.definitions import registry
 from app.tasks.queue import BrokerUnavailableError
 from app.tasks.status import FinishedCounts, RedisStatusStore, TaskStatus
 
 GROUP = "workers"
+API_TIMEOUT = 1.0  # seconds: a Redis that is down answers POST /api/v1/tasks with a fast 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +45,11 @@ class QueueKeys:
         return f"{self.prefix}:tasks:dead"
 
 
-def connect(settings: Settings) -> Redis:
-    """A Redis client for the queue, with short connect timeouts so outages fail fast."""
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, health_check_interval=10)
+def connect(settings: Settings, *, timeout: float) -> Redis:
+    """A Redis client for the queue whose commands (and waits for a connection) end in `timeout`."""
+    return redis_client(
+        settings.redis_url, max_connections=settings.cache_max_connections, timeout=timeout
+    )
 
 
 def entry_fields(task_id: str, name: str, payload: dict[str, Any]) -> dict[str, bytes]:
@@ -110,7 +114,7 @@ async def open_task_queue(
     metrics: Metrics,
 ) -> AsyncIterator[RedisTaskQueue]:
     """The API side of the queue, open for the lifespan (the worker runs the tasks)."""
-    redis = connect(settings)
+    redis = connect(settings, timeout=API_TIMEOUT)
     try:
         yield RedisTaskQueue(redis, settings)
     finally:

@@ -50,6 +50,9 @@ return #due
 
 Entry = tuple[bytes, dict[bytes, bytes]]
 
+READ_BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
+WORKER_TIMEOUT = 5.0  # seconds per Redis command; more than a blocking read waits
+
 
 def consumer_name() -> str:
     """A consumer name unique across hosts, processes and restarts."""
@@ -120,7 +123,7 @@ class Worker:
                 continue
             try:
                 response: Any = await self.redis.xreadgroup(
-                    GROUP, self.name, {self.keys.stream: ">"}, count=free, block=500
+                    GROUP, self.name, {self.keys.stream: ">"}, count=free, block=READ_BLOCK_MS
                 )
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
@@ -261,7 +264,7 @@ class Worker:
 
 async def serve(settings: Settings, concurrency: int) -> None:
     """Run a worker until SIGTERM or SIGINT."""
-    redis = connect(settings)
+    redis = connect(settings, timeout=WORKER_TIMEOUT)
     engine = create_engine(settings)
     worker = Worker(redis, settings, create_session_factory(engine), concurrency)
     loop = asyncio.get_running_loop()
@@ -278,7 +281,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
 
 async def dead_letters(settings: Settings, requeue: str | None) -> None:
     """Print queue counts and dead letters, or move one dead letter back to the queue."""
-    redis = connect(settings)
+    redis = connect(settings, timeout=WORKER_TIMEOUT)
     keys = QueueKeys(settings.cache_prefix)
     try:
         if requeue is not None:

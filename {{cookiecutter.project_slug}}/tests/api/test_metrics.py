@@ -10,5 +10,6 @@ async def test_metrics_are_prometheus_text_with_cache_and_task_counters(
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    for family in ("cache_hits", "cache_misses", "cache_errors", "tasks_finished"):
+    families = ("cache_hits", "cache_misses", "cache_errors", "response_cache_requests")
+    for family in (*families, "tasks_finished"):
         assert f"# TYPE {family}_total counter" in response.text

@@ -118,6 +118,7 @@ async def test_keys_come_from_argument_values_not_from_self_or_call_style(cache:
 
     assert loads == ["one:5", "page", "one:6"]
     assert cache_key(5) == "5"
+    assert cache_key(-7, True, 2**70) == "-7:true:1180591620717411303424"  # ints skip orjson
     assert cache_key("a:b", None) == '"a%3Ab":null'
     assert cache_key("x" * 500).startswith("#")
 

@@ -117,6 +117,67 @@ async def test_every_key_carries_the_prefix(redis_url: str) -> None:
     assert all(key.startswith("test:") for key in keys)
 
 
+async def test_a_hit_is_one_mget_and_runs_no_script(redis_url: str) -> None:
+    cache = cache_from_url(redis_url, settings=cache_settings(), metrics=Metrics())
+    await cache.fill(await cache.lookup("ns", "k"), b"v", 60)
+    observer = Redis.from_url(redis_url)
+    before = await observer.info("commandstats")
+
+    found = await cache.lookup("ns", "k")
+    after = await observer.info("commandstats")
+    await observer.aclose()
+    await cache.close()
+
+    def calls(stats: dict[str, dict[str, int]], command: str) -> int:
+        return stats.get(f"cmdstat_{command}", {}).get("calls", 0)
+
+    assert found.value == b"v"
+    assert calls(after, "mget") - calls(before, "mget") == 1
+    assert calls(after, "evalsha") == calls(before, "evalsha")
+
+
+async def test_hits_made_while_redis_is_busy_share_one_pipeline(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = cache_from_url(redis_url, settings=cache_settings(), metrics=Metrics())
+    assert isinstance(cache, RedisCache)
+    for key in "abc":
+        await cache.fill(await cache.lookup("ns", key), key.encode(), 60)
+    pipelines: list[object] = []
+    make_pipeline = cache.client.pipeline
+
+    def counted_pipeline(transaction: bool = True) -> object:
+        pipelines.append(make_pipeline(transaction=transaction))
+        return pipelines[-1]
+
+    monkeypatch.setattr(cache.client, "pipeline", counted_pipeline)
+    alone = await cache.lookup("ns", "a")  # Redis is idle: straight to it, no pipeline
+    found = await asyncio.gather(*(cache.lookup("ns", key) for key in "abcabc"))
+    await cache.close()
+
+    assert alone.value == b"a"
+    assert [entry.value for entry in found] == [b"a", b"b", b"c"] * 2
+    assert len(pipelines) == 1  # the first went alone; the five that came meanwhile, together
+
+
+async def test_a_lookup_that_gives_up_does_not_cancel_the_others_in_its_batch(
+    redis_url: str,
+) -> None:
+    cache = cache_from_url(redis_url, settings=cache_settings(), metrics=Metrics())
+    await cache.fill(await cache.lookup("ns", "k"), b"v", 60)
+
+    first = asyncio.create_task(cache.lookup("ns", "k"))  # goes alone
+    abandoned = asyncio.create_task(cache.lookup("ns", "k"))  # these two share a batch
+    kept = asyncio.create_task(cache.lookup("ns", "k"))
+    await asyncio.sleep(0)
+    abandoned.cancel()
+    found = await asyncio.gather(first, kept)
+    await cache.close()
+
+    assert abandoned.cancelled()
+    assert [entry.value for entry in found] == [b"v", b"v"]
+
+
 def test_memory_cache_evicts_the_least_recently_used_entry() -> None:
     async def scenario() -> MemoryCache:
         cache = MemoryCache(

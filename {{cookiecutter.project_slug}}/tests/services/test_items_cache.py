@@ -1,14 +1,18 @@
 """Items through both caches: no read after a write returns old data, on memory:// and on Redis."""
 
+import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.main import create_app
+from app.state import AppState
 
 NO_RESPONSE_CACHE = {"cache-control": "no-cache"}  # bypass the middleware: test the service cache
 
@@ -76,3 +80,24 @@ async def test_the_service_cache_serves_repeated_reads_and_drops_them_on_write(
     assert 'cache_hits_total{namespace="item"} 2.0' in metrics
     assert 'cache_misses_total{namespace="item"} 2.0' in metrics
     assert 'response_cache_requests_total{result="bypass"} 4.0' in metrics
+
+
+async def test_a_read_served_by_the_service_cache_opens_no_database_session(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    created = (await client.post("/api/v1/items", json={"name": "a", "price": 1})).json()
+    path = f"/api/v1/items/{created['id']}"
+    resources: AppState = app.state.resources
+    opened: list[AsyncSession] = []
+
+    def counting_sessions() -> AsyncSession:
+        opened.append(resources.sessions())
+        return opened[-1]
+
+    counting = cast(async_sessionmaker[AsyncSession], counting_sessions)
+    app.state.resources = dataclasses.replace(resources, sessions=counting)
+    miss = await client.get(path, headers=NO_RESPONSE_CACHE)
+    hit = await client.get(path, headers=NO_RESPONSE_CACHE)
+
+    assert miss.json() == hit.json() == created
+    assert len(opened) == 1  # the miss loaded from the database; the hit did not open a session

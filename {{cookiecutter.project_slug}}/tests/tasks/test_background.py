@@ -63,7 +63,8 @@ async def outage_client(
 async def test_status_store_down_is_503_and_recovers(
     outage_client: AsyncClient, restartable_redis: RedisServer
 ) -> None:
-    await wait_final(outage_client, await enqueue(outage_client, "add", {"a": 1, "b": 2}))
+    done = await enqueue(outage_client, "add", {"a": 1, "b": 2})
+    await wait_final(outage_client, done)
     restartable_redis.stop()
     body = {"name": "add", "payload": {"a": 1, "b": 2}}
     started = time.monotonic()
@@ -71,6 +72,9 @@ async def test_status_store_down_is_503_and_recovers(
     assert response.status_code == 503
     assert "unavailable" in response.json()["detail"]
     assert time.monotonic() - started < 2
+    polled = await outage_client.get(f"/api/v1/tasks/{done}")
+    assert polled.status_code == 503
+    assert "unavailable" in polled.json()["detail"]
     restartable_redis.start()
     task_id = await enqueue(outage_client, "add", {"a": 1, "b": 2})
     assert (await wait_final(outage_client, task_id))["result"] == 3
