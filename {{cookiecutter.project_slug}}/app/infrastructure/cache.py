@@ -201,8 +201,9 @@ class _Batcher:
     (its timeout, a client gone) never cancels the others' reads.
     """
 
-    def __init__(self, client: Redis, timeout: float) -> None:
+    def __init__(self, client: Redis, slots: asyncio.Semaphore, timeout: float) -> None:
         self.client = client
+        self.slots = slots
         self.timeout = timeout
         self.in_flight = 0  # MGETs (alone or batched) waiting on Redis
         self.queued: list[tuple[tuple[str, ...], asyncio.Future[list[bytes | None]]]] = []
@@ -213,7 +214,8 @@ class _Batcher:
         if not self.in_flight:
             self.in_flight += 1
             try:
-                return cast(list[bytes | None], await self.client.mget(*keys))
+                async with self.slots:
+                    return cast(list[bytes | None], await self.client.mget(*keys))
             finally:
                 self.in_flight -= 1
         loop = asyncio.get_running_loop()
@@ -235,7 +237,7 @@ class _Batcher:
         replies: list[Any]
         self.in_flight += 1
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self.slots:
                 pipeline = self.client.pipeline(transaction=False)
                 for keys, _ in batch:
                     pipeline.mget(*keys)
@@ -260,12 +262,18 @@ _CACHE_ERRORS = (RedisError, OSError, TimeoutError)
 
 
 class RedisCache:
-    """The cache on Redis: one connection pool, short timeouts, no retries, a circuit breaker."""
+    """The cache on Redis: one connection pool, short timeouts, no retries, a circuit breaker.
+
+    At most `connections` commands are in flight at once (the size of `client`'s pool): a
+    burst of requests waits for a free connection, within the operation's timeout, where
+    redis-py's pool would raise `MaxConnectionsError` and the burst would look like an outage.
+    """
 
     def __init__(
         self,
         client: Redis,
         *,
+        connections: int,
         prefix: str,
         default_ttl: float,
         lease_ttl: float,
@@ -274,7 +282,8 @@ class RedisCache:
         metrics: Metrics,
     ) -> None:
         self.client = client
-        self.batcher = _Batcher(client, timeout)
+        self.slots = asyncio.Semaphore(connections)
+        self.batcher = _Batcher(client, self.slots, timeout)
         self.timeout = timeout
         self.prefix = prefix
         self.default_ttl = default_ttl
@@ -318,7 +327,7 @@ class RedisCache:
         if self._bypassed():
             return None
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self.slots:
                 value = cast(bytes | None, await self.client.get(self._key(key)))
         except _CACHE_ERRORS as error:
             self._trip("-", error)
@@ -331,7 +340,7 @@ class RedisCache:
         if self._bypassed():
             return
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self.slots:
                 await self.client.set(self._key(key), value, px=max(1, int(ttl * 1000)))
         except _CACHE_ERRORS as error:
             self._trip("-", error)
@@ -343,7 +352,7 @@ class RedisCache:
         if not keys or self._bypassed():
             return
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self.slots:
                 await self.client.delete(*(self._key(key) for key in keys))
         except _CACHE_ERRORS as error:
             self._trip("-", error)
@@ -357,13 +366,14 @@ class RedisCache:
         """
         deleted = 0
         batch: list[bytes] = []
-        async for key in self.client.scan_iter(match=self._key(pattern), count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
+        async with self.slots:  # one command at a time: one connection
+            async for key in self.client.scan_iter(match=self._key(pattern), count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += await self.client.unlink(*batch)
+                    batch.clear()
+            if batch:
                 deleted += await self.client.unlink(*batch)
-                batch.clear()
-        if batch:
-            deleted += await self.client.unlink(*batch)
         return deleted
 
     async def lookup(self, namespace: str, key: str) -> Lookup:
@@ -389,9 +399,10 @@ class RedisCache:
     async def _lease(self, namespace: str, key: str, version_key: str, entry: str) -> Lookup:
         """After a miss: the current version, and the key's lease if nobody else holds it."""
         token = new_token()
-        version, ours = await _LEASE_SCRIPT(
-            self.client, (version_key, f"{entry}:lease"), (token, self._lease_ms)
-        )
+        async with self.slots:
+            version, ours = await _LEASE_SCRIPT(
+                self.client, (version_key, f"{entry}:lease"), (token, self._lease_ms)
+            )
         if ours:
             return Lookup(namespace, key, None, version.decode(), token)
         return Lookup(namespace, key, None, version.decode(), leased=True)
@@ -404,7 +415,7 @@ class RedisCache:
         stamped = b"" if value is None else found.version.encode() + b"|" + value
         ttl_ms = "" if value is None else str(max(1, int(ttl * 1000)))
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self.slots:
                 stored = await _FILL_SCRIPT(
                     self.client, (entry, f"{entry}:lease"), (found.token, stamped, ttl_ms)
                 )
@@ -427,7 +438,7 @@ class RedisCache:
             entry = f"{self.prefix}:{namespace}:{key}"
             script_keys += [entry, f"{entry}:lease"]
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout), self.slots:
                 await _INVALIDATE_SCRIPT(self.client, script_keys, (len(bumped),))
         except _CACHE_ERRORS as error:
             self._trip(bumped[0] if bumped else entries[0][0], error)
@@ -436,7 +447,7 @@ class RedisCache:
 
     async def ping(self) -> None:
         """Raise unless Redis answers PING within CACHE_SOCKET_TIMEOUT."""
-        async with asyncio.timeout(self.timeout):
+        async with asyncio.timeout(self.timeout), self.slots:
             await self.client.ping()
 
     async def close(self) -> None:
@@ -590,6 +601,7 @@ def cache_from_url(url: str, *, settings: Settings, metrics: Metrics) -> RedisCa
         )
         return RedisCache(
             client,
+            connections=settings.cache_max_connections,
             prefix=settings.cache_prefix,
             default_ttl=settings.cache_default_ttl,
             lease_ttl=settings.cache_lease_seconds,

@@ -1,6 +1,7 @@
 """The one task-status model every backend reports, and the stores that keep it."""
 
 import time
+from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from app.core.metrics import Metrics
 
 TaskState = Literal["queued", "running", "retrying", "succeeded", "failed"]
 FINAL_STATES: frozenset[TaskState] = frozenset({"succeeded", "failed"})
+MAX_MEMORY_STATUSES = 100_000  # statuses one process keeps without Redis (~1 KB each)
 
 
 def utcnow() -> datetime:
@@ -42,17 +44,29 @@ def status_key(prefix: str, task_id: str) -> str:
 
 
 class MemoryStatusStore:
-    """Statuses in this process only (the `background` backend: its work lives here too)."""
+    """Statuses in this process only (the `background` backend: its work lives here too).
 
-    def __init__(self, ttl: int) -> None:
+    Every entry lives `ttl` seconds from its last save, so keeping entries in save order keeps
+    them in expiry order: a save drops the expired ones from the front, in O(1) per entry.
+    At most `max_entries` are kept (the oldest go first), so a busy week within
+    TASK_STATUS_TTL cannot grow the process without bound.
+    """
+
+    def __init__(self, ttl: int, max_entries: int = MAX_MEMORY_STATUSES) -> None:
         self._ttl = ttl
-        self._entries: dict[str, tuple[float, TaskStatus]] = {}
+        self._max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[float, TaskStatus]] = OrderedDict()
 
     async def save(self, status: TaskStatus) -> None:
         """Store `status`; it expires `ttl` seconds from now."""
         now = time.monotonic()
-        self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
         self._entries[status.id] = (now + self._ttl, status)
+        self._entries.move_to_end(status.id)
+        while self._entries:
+            expires, _ = next(iter(self._entries.values()))
+            if expires > now and len(self._entries) <= self._max_entries:
+                break
+            self._entries.popitem(last=False)
 
     async def load(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""

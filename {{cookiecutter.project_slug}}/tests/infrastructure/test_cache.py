@@ -178,6 +178,27 @@ async def test_a_lookup_that_gives_up_does_not_cancel_the_others_in_its_batch(
     assert [entry.value for entry in found] == [b"v", b"v"]
 
 
+async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_failing(
+    redis_url: str,
+) -> None:
+    metrics = Metrics()
+    cache = cache_from_url(
+        redis_url, settings=cache_settings(cache_max_connections=2), metrics=metrics
+    )
+
+    async def read_through(key: str) -> bytes | None:
+        found = await cache.lookup("burst", key)
+        if found.value is None:
+            await cache.fill(found, key.encode(), 60)
+        return (await cache.lookup("burst", key)).value
+
+    values = await asyncio.gather(*(read_through(str(n)) for n in range(200)))
+    await cache.close()
+
+    assert values == [str(n).encode() for n in range(200)]
+    assert metrics.cache_errors.labels("burst")._value.get() == 0
+
+
 def test_memory_cache_evicts_the_least_recently_used_entry() -> None:
     async def scenario() -> MemoryCache:
         cache = MemoryCache(
