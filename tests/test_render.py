@@ -130,6 +130,18 @@ def test_env_example_lists_every_setting_with_its_default(
     assert env["DATABASE_URL"].startswith(f"{scheme}://")
 
 
+def test_readme_settings_table_lists_exactly_the_settings(
+    project: tuple[dict[str, str], Path],
+) -> None:
+    _answers, root = project
+    readme = (root / "README.md").read_text()
+    table = readme.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    documented = set()
+    for row in re.findall(r"^\| `([A-Z_]+)`(?: / `([A-Z_]+)`)? \|", table, flags=re.MULTILINE):
+        documented |= {name.lower() for name in row if name}
+    assert documented == settings_fields(root)
+
+
 def settings_fields(root: Path) -> set[str]:
     """The field names of the generated Settings class."""
     tree = ast.parse((root / "app/config.py").read_text())

@@ -116,10 +116,17 @@ class BackgroundTaskQueue:
         """Nothing to do: tasks run here and count themselves."""
 
     async def close(self) -> None:
-        """Cancel what is still running (it is lost, as documented)."""
-        for task in list(self._running):
+        """Give running tasks up to TASK_SHUTDOWN_TIMEOUT to end; cancel the rest (lost)."""
+        if not self._running:
+            return
+        _done, late = await asyncio.wait(
+            list(self._running), timeout=self._settings.task_shutdown_timeout
+        )
+        for task in late:
             task.cancel()
-        await asyncio.gather(*self._running, return_exceptions=True)
+        await asyncio.gather(*late, return_exceptions=True)
+        if late:
+            logger.warning("stopped with %d tasks unfinished: they are lost", len(late))
 
 
 class ScheduleTrigger(BaseTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types

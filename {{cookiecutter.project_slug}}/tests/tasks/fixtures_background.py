@@ -7,8 +7,8 @@ from app.config import Settings
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
-    """Fast retries so that retry tests take a fraction of a second."""
-    return settings.model_copy(update={"task_retry_backoff": 0.05})
+    """Fast retries, and a short stop: tests that leave tasks running end quickly."""
+    return settings.model_copy(update={"task_retry_backoff": 0.05, "task_shutdown_timeout": 0.5})
 
 
 @pytest.fixture

@@ -51,6 +51,28 @@ async def test_at_most_task_concurrency_tasks_run_at_once(capped_client: AsyncCl
     assert 0.6 <= elapsed < 1.2
 
 
+async def test_stopping_lets_running_tasks_finish_within_the_shutdown_timeout(
+    settings: Settings,
+) -> None:
+    app: FastAPI = create_app(settings.model_copy(update={"task_shutdown_timeout": 1.0}))
+    async with app.router.lifespan_context(app):
+        queue = app.state.resources.tasks
+        async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
+            short = await enqueue(http, "sleep", {"seconds": 0.3})
+            long = await enqueue(http, "sleep", {"seconds": 30})
+            await asyncio.sleep(0.1)
+        stopping = time.monotonic()
+    stopped_in = time.monotonic() - stopping
+
+    assert 0.9 <= stopped_in < 1.5  # waited for the deadline, not for the 30 s task
+    finished = await queue.get(short)
+    assert finished is not None
+    assert finished.status == "succeeded"
+    cut = await queue.get(long)
+    assert cut is not None
+    assert cut.status == "running"  # cancelled at the deadline: lost, as the README says
+
+
 @pytest.fixture
 async def outage_client(
     settings: Settings, restartable_redis: RedisServer
