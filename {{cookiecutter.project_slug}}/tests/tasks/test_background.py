@@ -64,7 +64,7 @@ async def test_stopping_lets_running_tasks_finish_within_the_shutdown_timeout(
         stopping = time.monotonic()
     stopped_in = time.monotonic() - stopping
 
-    assert 0.9 <= stopped_in < 1.5  # waited for the deadline, not for the 30 s task
+    assert 0.9 <= stopped_in < 5  # waited for the deadline, not for the 30 s task
     finished = await queue.get(short)
     assert finished is not None
     assert finished.status == "succeeded"
