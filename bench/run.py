@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import machine, report  # noqa: E402
-from harness.context import BENCH, Bench, Sizes  # noqa: E402
-from harness.procs import RedisServer, processes  # noqa: E402
-from harness.results import Row  # noqa: E402
-from harness.sections import decorator, http, invalidation, stampede, tasks, template  # noqa: E402
+from harness import machine, report
+from harness.context import BENCH, Bench, Sizes
+from harness.procs import RedisServer, processes
+from harness.results import Row
+from harness.sections import decorator, http, invalidation, stampede, tasks, template
 
 SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "http": http.run,
@@ -73,8 +73,11 @@ def main() -> int:
                 finally:
                     procs.stop_all(keep=[redis.process])
                 for row in found:
-                    print(f"   {row.system}: {row.value} {row.unit} {row.detail} ratio={row.ratio} "
-                          f"{row.target} {row.passed} {row.note}", flush=True)
+                    print(
+                        f"   {row.system}: {row.value} {row.unit} {row.detail} ratio={row.ratio} "
+                        f"{row.target} {row.passed} {row.note}",
+                        flush=True,
+                    )
                 rows += found
                 print(f"   ({time.monotonic() - began:.1f}s)", flush=True)
     elapsed = time.monotonic() - started
@@ -87,8 +90,12 @@ def main() -> int:
 
 def render_results(about: dict[str, str], rows: list[Row], plots: dict[str, Path], quick: bool, elapsed: float) -> str:
     """The generated part of the README: machine, table, plots."""
-    lines = [f"Command: `{COMMAND}{' --quick' if quick else ''}` — took {elapsed / 60:.1f} min.", "",
-             "| Machine | |", "|---|---|"]
+    lines = [
+        f"Command: `{COMMAND}{' --quick' if quick else ''}` — took {elapsed / 60:.1f} min.",
+        "",
+        "| Machine | |",
+        "|---|---|",
+    ]
     lines += [f"| {key} | {value} |" for key, value in about.items()]
     lines.append(report.table(rows))
     lines.append("")

@@ -90,17 +90,37 @@ class Bench:
 
     def migrate(self, backend: str, env: dict[str, str]) -> None:
         """Create the service's tables in its database."""
-        subprocess.run([self.python(backend), "-m", "alembic", "upgrade", "head"], cwd=self.project(backend),
-                       env={**os.environ, **env}, check=True, timeout=120, capture_output=True)
+        subprocess.run(
+            [self.python(backend), "-m", "alembic", "upgrade", "head"],
+            cwd=self.project(backend),
+            env={**os.environ, **env},
+            check=True,
+            timeout=120,
+            capture_output=True,
+        )
 
     def serve(self, name: str, python: str, target: str, backend: str, env: dict[str, str]) -> str:
         """Start one uvicorn worker for `target` (module:app); return its base URL."""
         port = free_port()
         process = self.procs.spawn(
             name,
-            [python, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "1", "--no-access-log", "--log-level", "warning"],
-            cwd=self.project(backend), env=env,
+            [
+                python,
+                "-m",
+                "uvicorn",
+                target,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+            ],
+            cwd=self.project(backend),
+            env=env,
         )
         wait_for_port(port, timeout=60, process=process)
         self.servers[name] = process
@@ -115,11 +135,18 @@ class Bench:
         """A server started by `serve` under `name`."""
         return self.servers[name]
 
-    def run_script(self, python: str, script: str, backend: str, env: dict[str, str], *args: str,
-                   timeout: float = 600) -> str:
+    def run_script(
+        self, python: str, script: str, backend: str, env: dict[str, str], *args: str, timeout: float = 600
+    ) -> str:
         """Run one of bench/scripts in a rendered service's directory; return its stdout."""
-        done = subprocess.run([python, str(SCRIPTS / script), *args], cwd=self.project(backend),
-                              env={**os.environ, **env}, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            [python, str(SCRIPTS / script), *args],
+            cwd=self.project(backend),
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{script} failed ({done.returncode}):\n{done.stderr[-4000:]}")
         return done.stdout

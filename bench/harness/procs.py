@@ -64,8 +64,13 @@ class Processes:
         log = (self.log_dir / f"{name}.log").open("ab")
         full_env = {**os.environ, **(env or {})}
         process = subprocess.Popen(
-            list(argv), cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            list(argv),
+            cwd=cwd,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         self.started.append(process)
@@ -110,8 +115,21 @@ class RedisServer:
         """Start (or restart) the server and wait until it accepts connections."""
         self.process = self.procs.spawn(
             f"redis-{self.port}",
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--loglevel", "warning", "--enable-debug-command", "local"],
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--loglevel",
+                "warning",
+                "--enable-debug-command",
+                "local",
+            ],
         )
         wait_for_port(self.port, process=self.process)
 

@@ -35,7 +35,10 @@ def render(out: Path, **answers: str) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     with _quiet_stdout():
         project = cookiecutter(
-        str(TEMPLATE), no_input=True, overwrite_if_exists=True, output_dir=str(out),
+            str(TEMPLATE),
+            no_input=True,
+            overwrite_if_exists=True,
+            output_dir=str(out),
             extra_context={"use_docker": "no", "use_github_actions": "no", **answers},
         )
     return Path(project)

@@ -7,9 +7,9 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from harness.results import Row  # noqa: E402
+from harness.results import Row
 
 START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
 
@@ -43,9 +43,13 @@ def table(rows: Sequence[Row]) -> str:
     for row in rows:
         if row.section != section:
             section = row.section
-            out += ["", f"#### {section}", "",
-                    "| System | Median | Spread (min–max of repeats) | Detail | Ratio | Target | Verdict |",
-                    "|---|---:|---:|---|---:|---|---|"]
+            out += [
+                "",
+                f"#### {section}",
+                "",
+                "| System | Median | Spread (min–max of repeats) | Detail | Ratio | Target | Verdict |",
+                "|---|---:|---:|---|---:|---|---|",
+            ]
         value = f"{_num(row.value)} {row.unit}" if row.value is not None else row.note or "–"
         ratio = f"{row.ratio:.2f} {row.ratio_of}" if row.ratio is not None else ""
         detail = row.detail if row.value is not None else ""
@@ -73,8 +77,9 @@ def bar_chart(path: Path, title: str, rows: Sequence[Row], unit: str) -> None:
     plt.close(figure)
 
 
-def line_chart(path: Path, title: str, series: dict[str, tuple[list[float], list[float]]],
-               xlabel: str, ylabel: str) -> None:
+def line_chart(
+    path: Path, title: str, series: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str
+) -> None:
     """One line per system, log-scaled x (for keyspace sizes)."""
     figure, axes = plt.subplots(figsize=(7, 4))
     for name, (xs, ys) in series.items():

@@ -25,17 +25,33 @@ class WrkResult:
     errors: int
 
 
-def run_wrk(url: str, *, seconds: float, connections: int = 32, threads: int = 1,
-            script: Path | None = None, timeout_s: float = 5.0) -> WrkResult:
+def run_wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int = 32,
+    threads: int = 1,
+    script: Path | None = None,
+    timeout_s: float = 5.0,
+) -> WrkResult:
     """One wrk run against `url` (127.0.0.1 only)."""
     if not url.startswith("http://127.0.0.1:"):
         raise ValueError(f"loopback only: {url}")
-    argv = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s",
-            "--timeout", f"{timeout_s:g}s", "--latency"]
+    argv = [
+        "wrk",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{max(1, round(seconds))}s",
+        "--timeout",
+        f"{timeout_s:g}s",
+        "--latency",
+    ]
     if script is not None:
         argv += ["-s", str(script)]
-    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True,
-                         timeout=seconds + 60).stdout
+    out = subprocess.run([*argv, url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
@@ -43,7 +59,10 @@ def run_wrk(url: str, *, seconds: float, connections: int = 32, threads: int = 1
     non_2xx_match = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors_match = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return WrkResult(
-        rps=rps, p50=p50, p99=p99, requests=requests,
+        rps=rps,
+        p50=p50,
+        p99=p99,
+        requests=requests,
         non_2xx=int(non_2xx_match.group(1)) if non_2xx_match else 0,
         errors=sum(int(x) for x in errors_match.groups()) if errors_match else 0,
     )

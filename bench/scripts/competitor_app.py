@@ -9,6 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from app.api.deps import SessionDep
+from app.config import Settings
+from app.main import create_app
+from app.repositories.items import ItemRepository
+from app.schemas.item import ItemRead
 from cashews import cache as cashews_cache
 from fastapi import APIRouter, FastAPI, HTTPException
 from fastapi_cache import FastAPICache
@@ -16,17 +21,18 @@ from fastapi_cache.backends.redis import RedisBackend
 from fastapi_cache.decorator import cache as fastapi_cache
 from redis.asyncio import Redis
 
-from app.api.deps import SessionDep
-from app.config import Settings
-from app.main import create_app
-from app.repositories.items import ItemRepository
-from app.schemas.item import ItemRead
-
 TTL = 300
 
 
-def _fc2_key(func: Callable[..., Any], namespace: str = "", *, request: Any = None,
-             response: Any = None, args: Any = (), kwargs: Any = None) -> str:
+def _fc2_key(
+    func: Callable[..., Any],
+    namespace: str = "",
+    *,
+    request: Any = None,
+    response: Any = None,
+    args: Any = (),
+    kwargs: Any = None,
+) -> str:
     # The default key builder includes the session object, which differs per request.
     return f"{namespace}:{kwargs['item_id']}"
 

@@ -20,6 +20,11 @@ from urllib.parse import urlparse
 from aiocache import Cache as AioCache
 from aiocache import cached as aiocache_cached
 from aiocache.serializers import PickleSerializer
+from app.config import Settings
+from app.core.decorators import cached
+from app.core.metrics import Metrics
+from app.infrastructure.cache import Cache, cache_from_url
+from app.schemas.item import ItemRead
 from cashews import Cache as CashewsCache
 from fastapi_cache import FastAPICache
 from fastapi_cache.backends.inmemory import InMemoryBackend
@@ -27,15 +32,10 @@ from fastapi_cache.backends.redis import RedisBackend
 from fastapi_cache.decorator import cache as fc2_cache
 from redis.asyncio import Redis
 
-from app.config import Settings
-from app.core.decorators import cached
-from app.core.metrics import Metrics
-from app.infrastructure.cache import Cache, cache_from_url
-from app.schemas.item import ItemRead
-
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-ITEM = ItemRead(id=1, name="benchmark item", description="x" * 880, price=Decimal("12.50"),
-                created_at=NOW, updated_at=NOW)
+ITEM = ItemRead(
+    id=1, name="benchmark item", description="x" * 880, price=Decimal("12.50"), created_at=NOW, updated_at=NOW
+)
 Hit = Callable[[], Awaitable[object]]
 loads = 0  # runs of the cached function: a hit must not run it
 
@@ -91,7 +91,9 @@ def aiocache(**backend: object) -> Hit:
     return lambda: get(1)
 
 
-async def time_systems(systems: dict[str, Hit], hits: int, repeats: int) -> tuple[dict[str, list[float]], dict[str, str], dict[str, int]]:
+async def time_systems(
+    systems: dict[str, Hit], hits: int, repeats: int
+) -> tuple[dict[str, list[float]], dict[str, str], dict[str, int]]:
     types = {}
     missed = dict.fromkeys(systems, 0)
     for name, hit in systems.items():
@@ -116,12 +118,16 @@ async def main() -> None:
     parsed = urlparse(url)
 
     FastAPICache.init(InMemoryBackend(), prefix="bench-fc2-mem")
-    memory, types, memory_loads = await time_systems({
-        "ours @cached, MemoryCache": ours("memory://"),
-        "fastapi-cache2, InMemoryBackend": fastapi_cache2("mem"),
-        "cashews, mem://": cashews("mem://"),
-        "aiocache, SimpleMemoryCache": aiocache(cache=AioCache.MEMORY),
-    }, hits, repeats)
+    memory, types, memory_loads = await time_systems(
+        {
+            "ours @cached, MemoryCache": ours("memory://"),
+            "fastapi-cache2, InMemoryBackend": fastapi_cache2("mem"),
+            "cashews, mem://": cashews("mem://"),
+            "aiocache, SimpleMemoryCache": aiocache(cache=AioCache.MEMORY),
+        },
+        hits,
+        repeats,
+    )
 
     raw = Redis.from_url(url)
     await raw.set("bench-raw:item", ITEM.model_dump_json())
@@ -135,21 +141,34 @@ async def main() -> None:
     client = Redis.from_url(url)
     FastAPICache.reset()  # init() is a no-op once initialised
     FastAPICache.init(RedisBackend(client), prefix="bench-fc2-redis")
-    redis, redis_types, redis_loads = await time_systems({
-        "raw redis-py GET": raw_get,
-        "raw GET + ItemRead.model_validate_json": raw_get_validate,
-        "ours @cached, RedisCache": ours(url),
-        "fastapi-cache2, RedisBackend": fastapi_cache2("redis"),
-        "cashews, redis://": cashews(url),
-        # Its Redis default, JsonSerializer, cannot store a pydantic model: every call would be a
-        # miss plus a failed SET. Pickle (as cashews uses) makes its hits real hits of ItemRead.
-        "aiocache, RedisCache": aiocache(cache=AioCache.REDIS, endpoint=parsed.hostname, port=parsed.port,
-                                         serializer=PickleSerializer()),
-    }, hits, repeats)
+    redis, redis_types, redis_loads = await time_systems(
+        {
+            "raw redis-py GET": raw_get,
+            "raw GET + ItemRead.model_validate_json": raw_get_validate,
+            "ours @cached, RedisCache": ours(url),
+            "fastapi-cache2, RedisBackend": fastapi_cache2("redis"),
+            "cashews, redis://": cashews(url),
+            # Its Redis default, JsonSerializer, cannot store a pydantic model: every call would be a
+            # miss plus a failed SET. Pickle (as cashews uses) makes its hits real hits of ItemRead.
+            "aiocache, RedisCache": aiocache(
+                cache=AioCache.REDIS, endpoint=parsed.hostname, port=parsed.port, serializer=PickleSerializer()
+            ),
+        },
+        hits,
+        repeats,
+    )
     await raw.aclose()
     await client.aclose()
-    print(json.dumps({"memory": memory, "redis": redis, "types": {**types, **redis_types},
-                      "loads": {**memory_loads, **redis_loads}}))
+    print(
+        json.dumps(
+            {
+                "memory": memory,
+                "redis": redis,
+                "types": {**types, **redis_types},
+                "loads": {**memory_loads, **redis_loads},
+            }
+        )
+    )
 
 
 asyncio.run(main())

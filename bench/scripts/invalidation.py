@@ -11,12 +11,11 @@ import os
 import sys
 import time
 
-from redis.asyncio import Redis
-
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import RedisCache, cache_from_url
 from app.services.invalidation import ITEM_PAGES, ItemCacheInvalidator
+from redis.asyncio import Redis
 
 CACHED_PAGES = 100
 CALLS_PER_SAMPLE = 50
@@ -33,7 +32,9 @@ async def fill_plain(cache: RedisCache) -> None:
         await cache.set(f"{ITEM_PAGES}:page-{page}", b'{"items": []}', 3600)
 
 
-async def measure(raw: Redis, cache: RedisCache, scan_cache: RedisCache, size: int, repeats: int, scan_repeats: int) -> dict[str, list[float]]:
+async def measure(
+    raw: Redis, cache: RedisCache, scan_cache: RedisCache, size: int, repeats: int, scan_repeats: int
+) -> dict[str, list[float]]:
     await raw.flushall()
     if size:
         await raw.execute_command("DEBUG", "POPULATE", size, "bench-unrelated")

@@ -16,8 +16,15 @@ import httpx
 BODY = {"name": "add", "payload": {"a": 1, "b": 2}}
 
 
-async def client(http: httpx.AsyncClient, url: str, interval: float, offset: float, until: float,
-                 latencies: list[float], failures: list[int]) -> None:
+async def client(
+    http: httpx.AsyncClient,
+    url: str,
+    interval: float,
+    offset: float,
+    until: float,
+    latencies: list[float],
+    failures: list[int],
+) -> None:
     next_at = time.perf_counter() + offset  # clients are staggered: a steady rate, not bursts of C
     await asyncio.sleep(offset)
     while next_at < until:
@@ -43,11 +50,20 @@ async def main() -> None:
     async with httpx.AsyncClient(limits=limits, timeout=10) as http:
         await http.post(url, json=BODY)
         until = time.perf_counter() + seconds
-        await asyncio.gather(*(client(http, url, 1 / rate, k / rate / clients, until, latencies, failures)
-                               for k in range(clients)))
+        await asyncio.gather(
+            *(client(http, url, 1 / rate, k / rate / clients, until, latencies, failures) for k in range(clients))
+        )
     ordered = sorted(latencies)
-    print(json.dumps({"p50": ordered[len(ordered) // 2], "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-                      "sent": len(ordered), "failed": len(failures)}))
+    print(
+        json.dumps(
+            {
+                "p50": ordered[len(ordered) // 2],
+                "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+                "sent": len(ordered),
+                "failed": len(failures),
+            }
+        )
+    )
 
 
 asyncio.run(main())

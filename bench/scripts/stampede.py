@@ -13,13 +13,12 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from redis.asyncio import Redis
-
 from app.config import Settings
 from app.core.decorators import cached
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, cache_from_url
 from app.schemas.item import ItemRead
+from redis.asyncio import Redis
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LOADS = {"count": 0}
@@ -33,7 +32,9 @@ def percentile(values: list[float], fraction: float) -> float:
 async def load(item_id: int, seconds: float) -> ItemRead:
     LOADS["count"] += 1
     await asyncio.sleep(seconds)
-    return ItemRead(id=item_id, name="item", description="x" * 880, price=Decimal("1.00"), created_at=NOW, updated_at=NOW)
+    return ItemRead(
+        id=item_id, name="item", description="x" * 880, price=Decimal("1.00"), created_at=NOW, updated_at=NOW
+    )
 
 
 def ours(url: str, seconds: float) -> Callable[[int], Awaitable[ItemRead]]:

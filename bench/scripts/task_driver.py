@@ -33,16 +33,20 @@ async def main() -> None:
     metrics = Metrics()
     engine = create_engine(settings)
     found: dict[str, list[float]] = {"seconds": [], "enqueue_seconds": []}
-    async with open_cache(settings, metrics) as cache, module.open_task_queue(
-        settings, cache=cache, sessions=create_session_factory(engine), metrics=metrics
-    ) as queue:
+    async with (
+        open_cache(settings, metrics) as cache,
+        module.open_task_queue(
+            settings, cache=cache, sessions=create_session_factory(engine), metrics=metrics
+        ) as queue,
+    ):
         await queue.sync_metrics(metrics)
         for _ in range(repeats):
             target = succeeded(metrics) + tasks
             started = time.perf_counter()
             for first in range(0, tasks, BATCH):
-                await asyncio.gather(*(queue.enqueue("add", {"a": i, "b": 1})
-                                       for i in range(first, min(tasks, first + BATCH))))
+                await asyncio.gather(
+                    *(queue.enqueue("add", {"a": i, "b": 1}) for i in range(first, min(tasks, first + BATCH)))
+                )
             found["enqueue_seconds"].append(time.perf_counter() - started)
             deadline = started + timeout
             while succeeded(metrics) < target:

@@ -12,8 +12,16 @@ SECTION = "2. Decorator hit in-process (µs per hit, lower is better)"
 def run(bench: Bench) -> list[Row]:
     """Time hits of each system in turns; ratios against raw GET and fastapi-cache2's memory hit."""
     env = bench.service_env("redis_queue", "bench-dec")
-    found = json.loads(bench.run_script(bench.bench_python, "decorator_hits.py", "redis_queue", env,
-                                        str(bench.sizes.hits), str(bench.sizes.hit_repeats)))
+    found = json.loads(
+        bench.run_script(
+            bench.bench_python,
+            "decorator_hits.py",
+            "redis_queue",
+            env,
+            str(bench.sizes.hits),
+            str(bench.sizes.hit_repeats),
+        )
+    )
     rows: list[Row] = []
     for backend in ("memory", "redis"):
         for name, samples in found[backend].items():
@@ -40,6 +48,8 @@ def run(bench: Bench) -> list[Row]:
     ours_redis = by_name["ours @cached, RedisCache"]
     judge(ours_redis, ours_redis.ratio or 0, "× raw GET", "≤ 1.2×", (ours_redis.ratio or 99) <= 1.2)
     ours_memory = by_name["ours @cached, MemoryCache"]
-    judge(ours_memory, ours_memory.ratio or 0, "× fastapi-cache2 memory hit", "≤ 0.2×", (ours_memory.ratio or 99) <= 0.2)
+    judge(
+        ours_memory, ours_memory.ratio or 0, "× fastapi-cache2 memory hit", "≤ 0.2×", (ours_memory.ratio or 99) <= 0.2
+    )
     bench.chart_rows("decorator", "µs per cache hit, in-process (median, min–max)", rows, "µs per hit")
     return rows

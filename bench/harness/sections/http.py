@@ -64,8 +64,13 @@ def run(bench: Bench) -> list[Row]:
     ceiling = {"A": names[0], "C": names[2]}
     for name in names:
         runs = results[name]
-        row = measured(SECTION, name, [r.rps for r in runs], "req/s",
-                       detail=f"p50 {median([r.p50 for r in runs]):.2f} ms, p99 {median([r.p99 for r in runs]):.2f} ms")
+        row = measured(
+            SECTION,
+            name,
+            [r.rps for r in runs],
+            "req/s",
+            detail=f"p50 {median([r.p50 for r in runs]):.2f} ms, p99 {median([r.p99 for r in runs]):.2f} ms",
+        )
         base_runs = results[ceiling[name[0]]]
         ratios = [r.rps / c.rps for r, c in zip(runs, base_runs, strict=True)]
         row.ratio, row.ratio_of = median(ratios), "× its server's /health/live"
@@ -75,10 +80,13 @@ def run(bench: Bench) -> list[Row]:
     judge(rows[3], fc2_ratio, "× fastapi-cache2 HIT", "≥ 1.5×", fc2_ratio >= 1.5)
     bench.chart_rows("http", "HTTP requests/s, one uvicorn worker (median, min–max)", rows, "req/s")
 
-    rows += _redis_down(bench, {
-        "middleware on (server A)": (server_a, item, results[names[1]]),
-        "middleware off, @cached (server C)": (server_c, item, results[names[3]]),
-    })
+    rows += _redis_down(
+        bench,
+        {
+            "middleware on (server A)": (server_a, item, results[names[1]]),
+            "middleware off, @cached (server C)": (server_c, item, results[names[3]]),
+        },
+    )
     return rows
 
 
@@ -98,10 +106,17 @@ def _redis_down(bench: Bench, targets: dict[str, tuple[str, str, list[WrkResult]
         runs = down[name]
         p99_up, p99_down = median([r.p99 for r in up]), median([r.p99 for r in runs])
         failures = sum(r.non_2xx + r.errors for r in runs)
-        row = measured(DOWN, f"{name}: Redis stopped", [r.p99 for r in runs], "ms p99",
-                       detail=(f"p50 {median([r.p50 for r in runs]):.2f} ms (up {median([r.p50 for r in up]):.2f}), "
-                               f"p99 up {p99_up:.2f} ms, {median([r.rps for r in runs]):.0f} req/s, "
-                               f"non-2xx + socket errors: {failures}"))
+        row = measured(
+            DOWN,
+            f"{name}: Redis stopped",
+            [r.p99 for r in runs],
+            "ms p99",
+            detail=(
+                f"p50 {median([r.p50 for r in runs]):.2f} ms (up {median([r.p50 for r in up]):.2f}), "
+                f"p99 up {p99_up:.2f} ms, {median([r.rps for r in runs]):.0f} req/s, "
+                f"non-2xx + socket errors: {failures}"
+            ),
+        )
         judge(row, p99_down / p99_up, "× p99 with Redis up", "≤ 2×, no 5xx", p99_down / p99_up <= 2 and failures == 0)
         rows.append(row)
     return rows

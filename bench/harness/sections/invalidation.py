@@ -14,11 +14,22 @@ def run(bench: Bench) -> list[Row]:
     """Fill Redis with DEBUG POPULATE, then time both ways of dropping the items pages."""
     env = bench.service_env("redis_queue", "bench-inv")
     sizes = [str(size) for size in bench.sizes.keyspaces]
-    found = json.loads(bench.run_script(bench.bench_python, "invalidation.py", "redis_queue", env,
-                                        str(bench.sizes.invalidation_repeats), *sizes, timeout=900))
+    found = json.loads(
+        bench.run_script(
+            bench.bench_python,
+            "invalidation.py",
+            "redis_queue",
+            env,
+            str(bench.sizes.invalidation_repeats),
+            *sizes,
+            timeout=900,
+        )
+    )
     rows = []
-    for way, label in (("ours", "ours: item_changed (2 version INCRs + 1 DEL, one script)"),
-                       ("scan", "SCAN + UNLINK delete_pattern('items:pages:*')")):
+    for way, label in (
+        ("ours", "ours: item_changed (2 version INCRs + 1 DEL, one script)"),
+        ("scan", "SCAN + UNLINK delete_pattern('items:pages:*')"),
+    ):
         for size in sizes:
             rows.append(measured(SECTION, f"{label}, {int(size):,} unrelated keys", found[size][way], "ms"))
     first, last = sizes[0], sizes[-1]
@@ -29,8 +40,12 @@ def run(bench: Bench) -> list[Row]:
     scan_last.ratio = median(found[last]["scan"]) / median(found[first]["scan"])
     scan_last.ratio_of = f"× at {int(first):,} keys"
     path = bench.plot_dir / "invalidation.png"
-    line_chart(path, "Invalidation cost vs unrelated keys (median ms)",
-               {way: ([float(s) for s in sizes], [median(found[s][way]) for s in sizes]) for way in ("ours", "scan")},
-               "unrelated keys in Redis (0 plotted at 1)", "ms per invalidation")
+    line_chart(
+        path,
+        "Invalidation cost vs unrelated keys (median ms)",
+        {way: ([float(s) for s in sizes], [median(found[s][way]) for s in sizes]) for way in ("ours", "scan")},
+        "unrelated keys in Redis (0 plotted at 1)",
+        "ms per invalidation",
+    )
     bench.plots["Invalidation cost vs unrelated keys"] = path
     return rows

@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 
 from harness.context import SCRIPTS, Bench
-from harness.procs import wait_for_port
 from harness.render import TEMPLATE
 from harness.results import Row, judge, measured, missing
 from harness.stats import median
@@ -23,9 +22,11 @@ PACED_RATE = 4.0  # requests/s per client in the open-loop enqueue test: 200 req
 
 
 def _available(backend: str) -> bool:
-    files = {"redis_queue": ["app/tasks/redis_queue.py", "app/tasks/worker.py"],
-             "celery": ["app/tasks/celery_queue.py", "app/tasks/celery_app.py"],
-             "background": ["app/tasks/background.py"]}[backend]
+    files = {
+        "redis_queue": ["app/tasks/redis_queue.py", "app/tasks/worker.py"],
+        "celery": ["app/tasks/celery_queue.py", "app/tasks/celery_app.py"],
+        "background": ["app/tasks/background.py"],
+    }[backend]
     return all((SLUG_DIR / name).exists() for name in files)
 
 
@@ -34,8 +35,16 @@ def _start_worker(bench: Bench, backend: str, env: dict[str, str], name: str) ->
     if backend == "redis_queue":
         argv = [bench.python(backend), "-m", "app.tasks.worker", "--concurrency", str(CONCURRENCY)]
     else:
-        argv = [str(project / ".venv" / "bin" / "celery"), "-A", "app.tasks.celery_app", "worker",
-                "--concurrency", "1", "--loglevel", "WARNING"]
+        argv = [
+            str(project / ".venv" / "bin" / "celery"),
+            "-A",
+            "app.tasks.celery_app",
+            "worker",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "WARNING",
+        ]
     process = bench.procs.spawn(name, argv, cwd=project, env=env)
     bench.workers[name] = process
 
@@ -46,8 +55,13 @@ def run(bench: Bench) -> list[Row]:
     throughput: dict[str, list[float]] = {}
     for backend, module in BACKENDS.items():
         if not _available(backend):
-            rows.append(missing(SECTION, f"{backend}: throughput, enqueue latency, kill -9",
-                                f"app/tasks/{module}.py is not in the template yet"))
+            rows.append(
+                missing(
+                    SECTION,
+                    f"{backend}: throughput, enqueue latency, kill -9",
+                    f"app/tasks/{module}.py is not in the template yet",
+                )
+            )
             continue
         env = bench.service_env(backend, f"bench-{backend}")
         bench.migrate(backend, env)
@@ -55,34 +69,63 @@ def run(bench: Bench) -> list[Row]:
             _start_worker(bench, backend, env, f"{backend}-worker")
         rows += _throughput(bench, backend, module, env, throughput)
         api = bench.serve(f"{backend}-api", bench.python(backend), "app.main:app", backend, env)
-        latency = run_wrk(f"{api}/api/v1/tasks", seconds=bench.sizes.wrk_seconds, connections=50,
-                          script=SCRIPTS / "post_task.lua")
-        rows.append(measured(
-            SECTION, f"{backend}: enqueue, POST /api/v1/tasks, wrk 50 connections (saturated)", [latency.p99],
-            "ms p99", detail=f"p50 {latency.p50:.2f} ms, {latency.rps:.0f} req/s, non-2xx {latency.non_2xx}"))
-        paced = json.loads(bench.run_script(
-            bench.bench_python, "paced_load.py", backend, {}, f"{api}/api/v1/tasks", "50", str(PACED_RATE),
-            str(bench.sizes.wrk_seconds * 2)))
-        row = measured(SECTION, f"{backend}: enqueue, POST /api/v1/tasks, 50 clients × {PACED_RATE:g} req/s", [paced["p99"]],
-                       "ms p99", detail=f"p50 {paced['p50']:.2f} ms, {paced['sent']} requests, failed {paced['failed']}")
+        latency = run_wrk(
+            f"{api}/api/v1/tasks", seconds=bench.sizes.wrk_seconds, connections=50, script=SCRIPTS / "post_task.lua"
+        )
+        rows.append(
+            measured(
+                SECTION,
+                f"{backend}: enqueue, POST /api/v1/tasks, wrk 50 connections (saturated)",
+                [latency.p99],
+                "ms p99",
+                detail=f"p50 {latency.p50:.2f} ms, {latency.rps:.0f} req/s, non-2xx {latency.non_2xx}",
+            )
+        )
+        paced = json.loads(
+            bench.run_script(
+                bench.bench_python,
+                "paced_load.py",
+                backend,
+                {},
+                f"{api}/api/v1/tasks",
+                "50",
+                str(PACED_RATE),
+                str(bench.sizes.wrk_seconds * 2),
+            )
+        )
+        row = measured(
+            SECTION,
+            f"{backend}: enqueue, POST /api/v1/tasks, 50 clients × {PACED_RATE:g} req/s",
+            [paced["p99"]],
+            "ms p99",
+            detail=f"p50 {paced['p50']:.2f} ms, {paced['sent']} requests, failed {paced['failed']}",
+        )
         judge(row, paced["p99"], "ms p99", "≤ 5 ms", paced["p99"] <= 5 and paced["failed"] == 0)
         rows.append(row)
         rows.append(_kill(bench, backend, env, api))
         bench.procs.stop_all(keep=[bench.redis.process])
     rows.append(_arq(bench, throughput))
     _judge_throughput(rows, throughput)
-    bench.chart_rows("tasks", "No-op tasks/s end to end, one worker (median, min–max)",
-                     [r for r in rows if r.unit == "tasks/s"], "tasks/s")
+    bench.chart_rows(
+        "tasks",
+        "No-op tasks/s end to end, one worker (median, min–max)",
+        [r for r in rows if r.unit == "tasks/s"],
+        "tasks/s",
+    )
     return rows
 
 
-def _throughput(bench: Bench, backend: str, module: str, env: dict[str, str],
-                throughput: dict[str, list[float]]) -> list[Row]:
+def _throughput(
+    bench: Bench, backend: str, module: str, env: dict[str, str], throughput: dict[str, list[float]]
+) -> list[Row]:
     """Run the driver; a service error under the burst is a failed row (and, for background, a
     second try with its statuses in memory), not a crash of the bench."""
     timeout = max(60.0, bench.sizes.tasks / 20)
-    where = ("in the driver process (as in the API)" if backend == "background"
-             else f"one worker, concurrency {CONCURRENCY if backend == 'redis_queue' else 1}")
+    where = (
+        "in the driver process (as in the API)"
+        if backend == "background"
+        else f"one worker, concurrency {CONCURRENCY if backend == 'redis_queue' else 1}"
+    )
     rows: list[Row] = []
     attempts = [("", env)]
     if backend == "background":
@@ -90,17 +133,35 @@ def _throughput(bench: Bench, backend: str, module: str, env: dict[str, str],
     for label, attempt_env in attempts:
         system = f"{backend}: throughput, {bench.sizes.tasks} no-op tasks{label}"
         try:
-            found = json.loads(bench.run_script(
-                bench.python(backend), "task_driver.py", backend, attempt_env, module, str(bench.sizes.tasks),
-                str(bench.sizes.task_repeats), str(timeout), timeout=timeout * bench.sizes.task_repeats + 120))
+            found = json.loads(
+                bench.run_script(
+                    bench.python(backend),
+                    "task_driver.py",
+                    backend,
+                    attempt_env,
+                    module,
+                    str(bench.sizes.tasks),
+                    str(bench.sizes.task_repeats),
+                    str(timeout),
+                    timeout=timeout * bench.sizes.task_repeats + 120,
+                )
+            )
         except RuntimeError as error:
             last = str(error).strip().splitlines()[-1]
-            rows.append(Row(SECTION, system, note=f"failed under the burst: `{last[:160]}`", passed=False,
-                            target="no errors"))
+            rows.append(
+                Row(SECTION, system, note=f"failed under the burst: `{last[:160]}`", passed=False, target="no errors")
+            )
             continue
         throughput[backend] = [bench.sizes.tasks / s for s in found["seconds"]]
-        rows.append(measured(SECTION, system, throughput[backend], "tasks/s",
-                             detail=f"{where}; enqueue alone {median(found['enqueue_seconds']):.2f} s"))
+        rows.append(
+            measured(
+                SECTION,
+                system,
+                throughput[backend],
+                "tasks/s",
+                detail=f"{where}; enqueue alone {median(found['enqueue_seconds']):.2f} s",
+            )
+        )
         break
     return rows
 
@@ -110,12 +171,25 @@ def _arq(bench: Bench, throughput: dict[str, list[float]]) -> Row:
     arq = str(Path(bench.bench_python).parent / "arq")
     bench.procs.spawn("arq-worker", [arq, "arq_tasks.WorkerSettings"], cwd=SCRIPTS, env=env)
     timeout = max(60.0, bench.sizes.tasks / 20)
-    done = bench.run_script(bench.bench_python, "arq_tasks.py", "redis_queue", env, str(bench.sizes.tasks),
-                            str(bench.sizes.task_repeats), str(timeout), timeout=timeout * bench.sizes.task_repeats + 120)
+    done = bench.run_script(
+        bench.bench_python,
+        "arq_tasks.py",
+        "redis_queue",
+        env,
+        str(bench.sizes.tasks),
+        str(bench.sizes.task_repeats),
+        str(timeout),
+        timeout=timeout * bench.sizes.task_repeats + 120,
+    )
     found = json.loads(done)
     throughput["arq"] = [bench.sizes.tasks / s for s in found["seconds"]]
-    return measured(SECTION, f"arq (defaults): throughput, {bench.sizes.tasks} no-op tasks", throughput["arq"], "tasks/s",
-                    detail=f"one worker, max_jobs 10, enqueue alone {median(found['enqueue_seconds']):.2f} s")
+    return measured(
+        SECTION,
+        f"arq (defaults): throughput, {bench.sizes.tasks} no-op tasks",
+        throughput["arq"],
+        "tasks/s",
+        detail=f"one worker, max_jobs 10, enqueue alone {median(found['enqueue_seconds']):.2f} s",
+    )
 
 
 def _judge_throughput(rows: list[Row], throughput: dict[str, list[float]]) -> None:
@@ -138,8 +212,10 @@ def _kill(bench: Bench, backend: str, env: dict[str, str], api: str) -> Row:
     """POST sleep tasks, kill -9 the process running them, start another, and count what ends well."""
     count = bench.sizes.kill_tasks
     with httpx.Client(base_url=api, timeout=10) as client:
-        ids = [client.post("/api/v1/tasks", json={"name": "sleep", "payload": {"seconds": KILL_SLEEP}}).json()["id"]
-               for _ in range(count)]
+        ids = [
+            client.post("/api/v1/tasks", json={"name": "sleep", "payload": {"seconds": KILL_SLEEP}}).json()["id"]
+            for _ in range(count)
+        ]
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and not any(
             client.get(f"/api/v1/tasks/{i}").json()["status"] == "running" for i in ids[:CONCURRENCY]
@@ -169,14 +245,20 @@ def _kill(bench: Bench, backend: str, env: dict[str, str], api: str) -> Row:
     detail = f"{count} tasks of {KILL_SLEEP} s; lost {lost}, re-run after the kill {len(rerun)}"
     if all_done_at is not None:
         detail += f"; all done {all_done_at - killed_at:.1f} s after the kill"
-    row = Row(SECTION, f"{backend}: kill -9 of the {'API process' if backend == 'background' else 'worker'} holding tasks",
-              float(lost), "tasks lost", detail=detail)
+    row = Row(
+        SECTION,
+        f"{backend}: kill -9 of the {'API process' if backend == 'background' else 'worker'} holding tasks",
+        float(lost),
+        "tasks lost",
+        detail=detail,
+    )
     if backend == "background":
         row.ratio, row.ratio_of, row.target = float(lost), "lost", "at most once: loss expected, documented"
         return row
     limit = bench.sizes.visibility_timeout + 2
     held_after = (held_done - killed_at) if held_done is not None else float("inf")
-    row.detail += f"; held tasks done {held_after:.1f} s after the kill (TASK_VISIBILITY_TIMEOUT={bench.sizes.visibility_timeout})"
+    visibility = bench.sizes.visibility_timeout
+    row.detail += f"; held tasks done {held_after:.1f} s after the kill (TASK_VISIBILITY_TIMEOUT={visibility})"
     judge(row, held_after, "s kill → held tasks done", f"0 lost, ≤ {limit} s", lost == 0 and held_after <= limit)
     return row
 
