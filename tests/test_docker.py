@@ -93,6 +93,20 @@ def test_every_long_running_service_has_a_healthcheck(project: tuple[str, str, P
     assert "/health/ready" in api_check
 
 
+def test_processes_that_run_tasks_get_longer_than_their_shutdown_timeout(
+    project: tuple[str, str, Path],
+) -> None:
+    backend, _, root = project
+    services = load_yaml(root / "compose.yaml")["services"]
+    runners = ["api"] if backend == "background" else list(WORKER_COMMANDS[backend])
+    runners = [name for name in runners if name != "beat"]  # beat only sends
+    shutdown = 10  # TASK_SHUTDOWN_TIMEOUT's default, in seconds
+    for name in runners:
+        grace = services[name].get("stop_grace_period", "10s")  # Docker's default
+        assert grace.endswith("s")
+        assert int(grace.removesuffix("s")) > shutdown, name
+
+
 def test_api_and_workers_start_after_the_migration_succeeded(
     project: tuple[str, str, Path],
 ) -> None:
