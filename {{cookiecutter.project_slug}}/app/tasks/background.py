@@ -27,7 +27,7 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.definitions import registry
-from app.tasks.queue import BrokerUnavailableError
+from app.tasks.queue import unavailable_as
 from app.tasks.registry import TaskContext
 from app.tasks.schedule import PeriodicJob, Schedule, periodic_jobs, tick_lock
 from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
@@ -57,10 +57,8 @@ class BackgroundTaskQueue:
         """Validate, record `queued`, and start the task in the background."""
         parsed = registry.validate(name, payload).model_dump(mode="json")
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
-        try:
+        with unavailable_as("task status store"):
             await self._statuses.save(status)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailableError(f"task status store (Redis) unavailable: {exc}") from exc
         task = asyncio.create_task(self._run(status, parsed))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -104,10 +102,8 @@ class BackgroundTaskQueue:
 
     async def get(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
-        try:
+        with unavailable_as("task status store"):
             return await self._statuses.load(task_id)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailableError(f"task status store (Redis) unavailable: {exc}") from exc
 
     async def ping(self) -> None:
         """Nothing to reach: the work runs in this process."""

@@ -10,7 +10,6 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -19,7 +18,7 @@ from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.celery_app import TaskApp, create_celery_app
 from app.tasks.definitions import registry
-from app.tasks.queue import BrokerUnavailableError
+from app.tasks.queue import unavailable_as
 from app.tasks.status import FinishedCounts, RedisStatusStore, TaskStatus
 
 # kombu publishes with blocking sockets, so messages go out from a thread, never the event
@@ -54,19 +53,15 @@ class CeleryTaskQueue:
         parsed = registry.validate(name, payload).model_dump(mode="json")
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
         publish = partial(self._celery.publish, status.id, name, parsed)
-        try:
+        with unavailable_as("task broker", OperationalError):
             await self.statuses.save(status)
             await asyncio.get_running_loop().run_in_executor(self._publisher, publish)
-        except (RedisError, OSError, OperationalError) as exc:
-            raise BrokerUnavailableError(f"task broker (Redis) unavailable: {exc}") from exc
         return status
 
     async def get(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
-        try:
+        with unavailable_as("task broker"):
             return await self.statuses.load(task_id)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailableError(f"task broker (Redis) unavailable: {exc}") from exc
 
     async def ping(self) -> None:
         """Raise when Redis (broker and status store) cannot be reached."""

@@ -1,13 +1,27 @@
 """The task-queue protocol every backend implements; the API sees only this."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol
+
+from redis.exceptions import RedisError
 
 from app.core.metrics import Metrics
 from app.tasks.status import TaskStatus
 
 
 class BrokerUnavailableError(Exception):
-    """The broker could not be reached; the task was not enqueued."""
+    """The broker or status store could not be reached (the API answers 503)."""
+
+
+@contextmanager
+def unavailable_as(what: str, *errors: type[Exception]) -> Iterator[None]:
+    """Raise BrokerUnavailableError naming `what` for a Redis or socket error (or `errors`)."""
+    caught: tuple[type[Exception], ...] = (RedisError, OSError, *errors)
+    try:
+        yield
+    except caught as exc:
+        raise BrokerUnavailableError(f"{what} (Redis) unavailable: {exc}") from exc
 
 
 class TaskQueue(Protocol):

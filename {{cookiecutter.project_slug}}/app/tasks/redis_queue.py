@@ -8,7 +8,6 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -16,7 +15,7 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.definitions import registry
-from app.tasks.queue import BrokerUnavailableError
+from app.tasks.queue import unavailable_as
 from app.tasks.status import FinishedCounts, RedisStatusStore, TaskStatus
 
 GROUP = "workers"
@@ -73,7 +72,7 @@ class RedisTaskQueue:
         parsed = registry.validate(name, payload)
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
         fields = entry_fields(status.id, name, parsed.model_dump(mode="json"))
-        try:
+        with unavailable_as("task broker"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.set(
                     self.statuses.key(status.id), status.model_dump_json(), ex=self.statuses.ttl
@@ -85,16 +84,12 @@ class RedisTaskQueue:
                     approximate=True,
                 )
                 await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailableError(f"task broker (Redis) unavailable: {exc}") from exc
         return status
 
     async def get(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
-        try:
+        with unavailable_as("task broker"):
             return await self.statuses.load(task_id)
-        except (RedisError, OSError) as exc:
-            raise BrokerUnavailableError(f"task broker (Redis) unavailable: {exc}") from exc
 
     async def ping(self) -> None:
         """Raise when Redis cannot be reached."""
