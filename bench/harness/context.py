@@ -122,7 +122,11 @@ class Bench:
             cwd=self.project(backend),
             env=env,
         )
-        wait_for_port(port, timeout=60, process=process)
+        try:
+            wait_for_port(port, timeout=60, process=process)
+        except (RuntimeError, TimeoutError) as error:
+            log = (self.procs.log_dir / f"{name}.log").read_text(errors="replace")
+            raise RuntimeError(f"{error}; the end of its log:\n{log[-3000:]}") from error
         self.servers[name] = process
         return f"http://127.0.0.1:{port}"
 

@@ -7,21 +7,31 @@ route shares one process, one database and one Redis. Every route returns `ItemR
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-from app.api.deps import SessionDep
+from app.api.deps import StateDep
 from app.config import Settings
 from app.main import create_app
 from app.repositories.items import ItemRepository
 from app.schemas.item import ItemRead
 from cashews import cache as cashews_cache
-from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException
 from fastapi_cache import FastAPICache
 from fastapi_cache.backends.redis import RedisBackend
 from fastapi_cache.decorator import cache as fastapi_cache
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
 
 TTL = 300
+
+
+async def _session(state: StateDep) -> AsyncIterator[AsyncSession]:
+    # The way these libraries are used: a session per request, resolved before their cache check.
+    async with state.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
 
 
 def _fc2_key(
