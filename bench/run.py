@@ -80,6 +80,8 @@ def main() -> int:
                     )
                 rows += found
                 print(f"   ({time.monotonic() - began:.1f}s)", flush=True)
+            if "bench_python" in vars(bench):  # a section built the competitors' environment
+                about["libraries (ours and competitors, one environment)"] = bench.library_versions()
     elapsed = time.monotonic() - started
     (out / "results.json").write_text(json.dumps({"machine": about, "rows": [asdict(r) for r in rows]}, indent=1))
     if publish:

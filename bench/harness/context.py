@@ -2,16 +2,20 @@
 
 import os
 import subprocess
-import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from harness.procs import Processes, RedisServer, free_port, wait_for_port
-from harness.render import render, sync
+from harness.render import environment, export_pins, render, sync
 from harness.results import Row
 
 BENCH = Path(__file__).resolve().parents[1]
 SCRIPTS = BENCH / "scripts"
+# What users would pick instead, pinned so that runs compare like with like.
+# jinja2: fastapi-cache2 imports starlette.templating without declaring it.
+COMPETITORS = ("fastapi-cache2==0.2.2", "jinja2==3.1.6", "cashews==7.6.0", "aiocache==0.12.3", "httpx==0.28.1")
+ARQ = "arq==0.28.0"
 
 
 @dataclass(frozen=True)
@@ -55,10 +59,30 @@ class Bench:
     workers: dict[str, "subprocess.Popen[bytes]"] = field(default_factory=dict)
     servers: dict[str, "subprocess.Popen[bytes]"] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def bench_python(self) -> str:
-        """The interpreter of the bench environment (competitor libraries live here)."""
-        return sys.executable
+        """An interpreter with the service's own resolved dependencies plus the competitor libraries.
+
+        Our code is measured with the library versions the generated service installs (not the
+        bench's lock), and the competitors run in the same process against the same versions.
+        arq, which pins redis-py below 6, gets an environment of its own (`arq_python`).
+        """
+        pins = export_pins(self.project("redis_queue"), self.out / "service-pins.txt")
+        return environment(self.out / "competitors", "-r", str(pins), *COMPETITORS)
+
+    @cached_property
+    def arq_python(self) -> str:
+        """An interpreter with arq alone (its redis-py pin conflicts with the service's)."""
+        return environment(self.out / "arq", ARQ)
+
+    def library_versions(self) -> str:
+        """The versions of the libraries that decide cache speed, in the competitors' environment."""
+        names = ("redis", "hiredis", "pydantic", "fastapi", "sqlalchemy", *(c.split("==")[0] for c in COMPETITORS))
+        script = "import importlib.metadata as m, sys; print(', '.join(f'{n} {m.version(n)}' for n in sys.argv[1:]))"
+        found = subprocess.run(
+            [self.bench_python, "-c", script, *names], capture_output=True, text=True, check=True, timeout=60
+        )
+        return f"{found.stdout.strip()}; {ARQ}"
 
     def project(self, backend: str) -> Path:
         """The service rendered with `backend` and sqlite, synced; rendered once per run."""

@@ -5,6 +5,7 @@ import itertools
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -48,6 +49,25 @@ def sync(project: Path) -> Path:
     """`uv sync` the rendered project; return its Python interpreter."""
     subprocess.run(["uv", "sync", "--quiet"], cwd=project, check=True, timeout=600)
     return project / ".venv" / "bin" / "python"
+
+
+def export_pins(project: Path, target: Path) -> Path:
+    """The versions `uv sync` resolved for `project` (no dev tools), as a requirements file."""
+    subprocess.run(
+        ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--quiet", "-o", str(target)],
+        cwd=project,
+        check=True,
+        timeout=120,
+    )
+    return target
+
+
+def environment(path: Path, *requirements: str) -> str:
+    """A new virtualenv at `path` with `requirements` (uv pip install arguments); its Python."""
+    subprocess.run(["uv", "venv", "--quiet", "--python", sys.executable, str(path)], check=True, timeout=120)
+    python = path / "bin" / "python"
+    subprocess.run(["uv", "pip", "install", "--quiet", "--python", str(python), *requirements], check=True, timeout=600)
+    return str(python)
 
 
 def combinations() -> list[dict[str, str]]:

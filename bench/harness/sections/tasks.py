@@ -168,11 +168,11 @@ def _throughput(
 
 def _arq(bench: Bench, throughput: dict[str, list[float]]) -> Row:
     env = {"ARQ_REDIS_PORT": str(bench.redis.port), "PYTHONPATH": str(SCRIPTS)}
-    arq = str(Path(bench.bench_python).parent / "arq")
+    arq = str(Path(bench.arq_python).parent / "arq")
     bench.procs.spawn("arq-worker", [arq, "arq_tasks.WorkerSettings"], cwd=SCRIPTS, env=env)
     timeout = max(60.0, bench.sizes.tasks / 20)
     done = bench.run_script(
-        bench.bench_python,
+        bench.arq_python,
         "arq_tasks.py",
         "redis_queue",
         env,
