@@ -3,7 +3,7 @@
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
@@ -96,6 +96,11 @@ class RedisStatusStore:
         """The status of `task_id`, or None when unknown or expired."""
         raw = await self._redis.get(self.key(task_id))
         return None if raw is None else TaskStatus.model_validate_json(raw)
+
+    async def load_many(self, task_ids: list[str]) -> list[TaskStatus | None]:
+        """The statuses of `task_ids` in order (None where unknown), in one MGET."""
+        found = cast(list[bytes | None], await self._redis.mget([self.key(i) for i in task_ids]))
+        return [None if raw is None else TaskStatus.model_validate_json(raw) for raw in found]
 
 
 class FinishedCounts:

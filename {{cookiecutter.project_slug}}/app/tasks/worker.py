@@ -9,6 +9,7 @@ TASK_VISIBILITY_TIMEOUT; a live worker refreshes the idle time of what it holds.
 import argparse
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -32,7 +33,7 @@ from app.tasks.definitions import registry
 from app.tasks.redis_queue import GROUP, QueueKeys, RedisTaskQueue, connect, entry_fields
 from app.tasks.registry import TaskContext
 from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule, tick_lock
-from app.tasks.status import FinishedCounts, RedisStatusStore, TaskStatus
+from app.tasks.status import FINAL_STATES, FinishedCounts, RedisStatusStore, TaskStatus
 
 logger = logging.getLogger("app.tasks.worker")
 
@@ -135,33 +136,55 @@ class Worker:
                 await asyncio.sleep(1)
                 continue
             for _stream, entries in response or []:
-                for entry in as_entries(entries):
-                    self.start(entry)
+                try:
+                    await self.start(as_entries(entries))
+                except (RedisError, OSError) as exc:
+                    logger.warning("could not start tasks, redis unavailable: %s", exc)
 
-    def start(self, entry: Entry) -> None:
-        """Run one entry in its own asyncio task."""
-        entry_id, fields = entry
-        if entry_id in self.running:
-            return
-        task = asyncio.create_task(self.handle(entry_id, fields))
-        self.running[entry_id] = task
-        task.add_done_callback(lambda _: self.running.pop(entry_id, None))
+    async def start(self, entries: list[Entry]) -> None:
+        """Mark a batch of entries `running` in two round trips, then run each in its own task.
 
-    async def handle(self, entry_id: bytes, fields: dict[bytes, bytes]) -> None:
-        """Run one task and record the outcome; ack only after the status is written."""
-        task_id = fields[b"id"].decode()
-        name = fields[b"name"].decode()
-        payload: dict[str, Any] = orjson.loads(fields[b"payload"])
-        status = await self.statuses.load(task_id) or TaskStatus(id=task_id, name=name)
-        if status.status in ("succeeded", "failed"):
-            await self.redis.xack(self.keys.stream, GROUP, entry_id)
+        Entries whose task already has a final status (a worker died between writing it and
+        acking) are only acknowledged. A Redis error leaves the batch unacknowledged: the
+        entries are taken over once idle for TASK_VISIBILITY_TIMEOUT.
+        """
+        fresh = [(entry_id, fields) for entry_id, fields in entries if entry_id not in self.running]
+        if not fresh:
             return
-        attempt = status.attempts + 1
-        status = status.moved("running", attempts=attempt)
-        await self.statuses.save(status)
-        context = TaskContext(task_id=task_id, attempt=attempt, sessions=self.sessions)
+        task_ids = [fields[b"id"].decode() for _, fields in fresh]
+        known = await self.statuses.load_many(task_ids)
+        finished: list[bytes] = []
+        starting: list[tuple[bytes, TaskStatus, bytes]] = []
+        for (entry_id, fields), task_id, status in zip(fresh, task_ids, known, strict=True):
+            status = status or TaskStatus(id=task_id, name=fields[b"name"].decode())
+            if status.status in FINAL_STATES:
+                finished.append(entry_id)
+            else:
+                running = status.moved("running", attempts=status.attempts + 1)
+                starting.append((entry_id, running, fields[b"payload"]))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, status, _ in starting:
+                pipe.set(
+                    self.statuses.key(status.id), status.model_dump_json(), ex=self.statuses.ttl
+                )
+            if finished:
+                pipe.xack(self.keys.stream, GROUP, *finished)
+            await pipe.execute()
+        for entry_id, status, payload in starting:
+            task = asyncio.create_task(self.handle(entry_id, status, payload))
+            self.running[entry_id] = task
+            task.add_done_callback(functools.partial(self.forget, entry_id))
+
+    def forget(self, entry_id: bytes, _task: asyncio.Task[None]) -> None:
+        """Drop a finished entry's task from `running` (a done callback)."""
+        self.running.pop(entry_id, None)
+
+    async def handle(self, entry_id: bytes, status: TaskStatus, raw_payload: bytes) -> None:
+        """Run one task (already marked `running`) and record the outcome, then ack."""
+        payload: dict[str, Any] = orjson.loads(raw_payload)
+        context = TaskContext(task_id=status.id, attempt=status.attempts, sessions=self.sessions)
         try:
-            result = await registry.run(name, payload, context)
+            result = await registry.run(status.name, payload, context)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -169,7 +192,7 @@ class Worker:
             return
         await self.finish(entry_id, status.moved("succeeded", result=result, error=None))
 
-    async def finish(self, entry_id: bytes, status: TaskStatus, *extra: Any) -> None:
+    async def finish(self, entry_id: bytes, status: TaskStatus) -> None:
         """Write the final status, count it, then XACK and XDEL, in one transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.statuses.key(status.id), status.model_dump_json(), ex=self.statuses.ttl)
@@ -188,7 +211,7 @@ class Worker:
                 pipe.set(self.statuses.key(final.id), final.model_dump_json(), ex=self.statuses.ttl)
                 pipe.xadd(
                     self.keys.dead,
-                    {**entry_fields(final.id, final.name, payload), "error": error.encode()},  # type: ignore[dict-item]
+                    {**entry_fields(final.id, final.name, payload), "error": error.encode()},
                     maxlen=self.settings.task_stream_maxlen,
                     approximate=True,
                 )
@@ -230,8 +253,7 @@ class Worker:
                     _next, claimed, _deleted = await self.redis.xautoclaim(
                         self.keys.stream, GROUP, self.name, idle_ms, count=free
                     )
-                    for entry in as_entries(claimed):
-                        self.start(entry)
+                    await self.start(as_entries(claimed))
             except (RedisError, OSError) as exc:
                 logger.warning("housekeeping failed: %s", exc)
             await asyncio.sleep(min(0.5, self.settings.task_visibility_timeout / 4))

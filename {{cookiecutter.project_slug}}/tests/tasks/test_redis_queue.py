@@ -16,7 +16,8 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.main import create_app
-from app.tasks.status import TaskStatus
+from app.tasks.redis_queue import GROUP, QueueKeys, entry_fields
+from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
 from tests.tasks.fixtures_redis_queue import PROJECT_ROOT, Workers, worker_env
 from tests.tasks.helpers import enqueue, wait_final
@@ -94,6 +95,26 @@ async def test_dead_letters_can_be_listed_and_requeued(
     again = await asyncio.to_thread(run_cli, settings, "dead-letters")
     assert "dead=1" in again
     assert dead_id not in again
+
+
+async def test_an_entry_whose_task_already_finished_is_acked_not_run_again(
+    client: AsyncClient, workers: Workers, settings: Settings
+) -> None:
+    # A worker that died after writing `succeeded` but before its XACK leaves such an entry.
+    done = TaskStatus(id="finished-before", name="add", status="succeeded", result=3, attempts=1)
+    keys = QueueKeys(settings.cache_prefix)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        await redis.set(status_key(settings.cache_prefix, done.id), done.model_dump_json())
+        await redis.xadd(keys.stream, entry_fields(done.id, "add", {"a": 1, "b": 2}))
+        await workers.start()
+        after = await enqueue(client, "add", {"a": 2, "b": 2})  # read after the old entry
+        assert (await wait_final(client, after))["result"] == 4
+        pending = await redis.xpending(keys.stream, GROUP)
+        assert pending["pending"] == 0
+        assert (await client.get(f"/api/v1/tasks/{done.id}")).json() == done.model_dump(mode="json")
+    finally:
+        await redis.aclose()
 
 
 def run_cli(settings: Settings, *args: str) -> str:
