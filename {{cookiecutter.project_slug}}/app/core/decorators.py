@@ -1,7 +1,9 @@
 """`@cached`: typed cache-aside for async functions and methods, and its invalidation helpers.
 
 A hit returns what a miss returns: the value is stored as JSON and decoded with the function's
-return annotation (a pydantic TypeAdapter built once, at decoration). Keys are the argument
+return annotation (a pydantic TypeAdapter built once, at decoration). When that type is deeply
+immutable (a frozen model of immutable fields, see `app.core.immutability`), hits that read the
+same bytes share one decoded value instead of decoding again. Keys are the argument
 values as JSON (so the same in every process), escaped, and hashed when long; `self` and the
 `cache` argument are left out. N concurrent misses on one key in a process run the function
 once (single-flight); `lock=True` also makes other processes wait for the one that loads.
@@ -14,11 +16,12 @@ import hashlib
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from typing import Any, ParamSpec, TypeVar, get_type_hints
+from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints
 
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from app.core.immutability import is_immutable
 from app.infrastructure.cache import Cache, Lookup, escape_key_part
 
 P = ParamSpec("P")
@@ -26,6 +29,8 @@ R = TypeVar("R")
 
 MAX_KEY_LENGTH = 120  # longer argument keys are replaced by their SHA-256
 LOCK_POLL_SECONDS = 0.02
+SHARED_VALUES = 256  # decoded hits kept per function, for immutable return types only
+SHARED_MAX_BYTES = 16 * 1024  # payloads larger than this are decoded on every hit
 _EMPTY = inspect.Parameter.empty
 _NOT_POSITIONAL = 1 << 30
 
@@ -45,9 +50,12 @@ def _key_part(value: object) -> str:
 
 def cache_key(*values: object) -> str:
     """The key `@cached` builds from argument values (as JSON) given in parameter order."""
-    if not values:
+    if len(values) == 1:
+        key = _key_part(values[0])
+    elif values:
+        key = ":".join(map(_key_part, values))
+    else:
         return "-"
-    key = ":".join(_key_part(value) for value in values)
     if len(key) > MAX_KEY_LENGTH:
         return "#" + hashlib.sha256(key.encode()).hexdigest()
     return key
@@ -67,6 +75,34 @@ async def invalidate(
 
 class _LoaderCancelledError(Exception):
     """The caller that was loading a key was cancelled; whoever waited on it loads alone."""
+
+
+class _Decoder(Generic[R]):
+    """Decodes cached payloads with the return annotation, once per payload for immutable types.
+
+    A hit of a deeply immutable type (see `app.core.immutability`) reuses the value decoded
+    from the same bytes before: every caller gets the same object, and none can change it. The
+    cache stays the source of truth: a hit is still read from it, and a new payload is decoded.
+    """
+
+    def __init__(self, annotation: Any) -> None:
+        self.adapter: TypeAdapter[R] = TypeAdapter(annotation)
+        self.shared: dict[str, tuple[bytes, R]] | None = {} if is_immutable(annotation) else None
+
+    def decode(self, key: str, payload: bytes) -> R:
+        """The value `payload` holds; raises ValidationError when it no longer fits the type."""
+        shared = self.shared
+        if shared is None:
+            return self.adapter.validate_json(payload)
+        kept = shared.get(key)
+        if kept is not None and kept[0] == payload:
+            return kept[1]
+        value = self.adapter.validate_json(payload)
+        if len(payload) <= SHARED_MAX_BYTES:
+            if len(shared) >= SHARED_VALUES and key not in shared:
+                del shared[next(iter(shared))]  # the oldest
+            shared[key] = (payload, value)
+        return value
 
 
 class _Call:
@@ -90,6 +126,13 @@ class _Call:
                 positional = param.kind != param.KEYWORD_ONLY
                 where = index if positional else _NOT_POSITIONAL
                 self.key_params.append((where, param.name, param.default))
+        # A call that passes every parameter by position (`service.get(item_id)`, the common
+        # case) finds its key values in one slice of `args` when they sit side by side there.
+        indexes = [index for index, _, _ in self.key_params]
+        first = indexes[0] if indexes else 0
+        side_by_side = indexes == list(range(first, first + len(indexes)))
+        self.positional_arity = len(params) if side_by_side else -1
+        self.key_slice = slice(first, first + len(indexes))
 
     def cache(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Cache:
         """The cache this call uses: `self.cache`, or the `cache` argument."""
@@ -103,6 +146,8 @@ class _Call:
 
     def key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
         """The key for these arguments, or None when a required one is missing."""
+        if len(args) == self.positional_arity and not kwargs:
+            return cache_key(*args[self.key_slice])
         values = []
         for index, name, default in self.key_params:
             if index < len(args):
@@ -137,7 +182,7 @@ def cached(
 
     def decorate(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         call = _Call(func, exclude)
-        adapter: TypeAdapter[R] = TypeAdapter(get_type_hints(func, include_extras=True)["return"])
+        decoder: _Decoder[R] = _Decoder(get_type_hints(func, include_extras=True)["return"])
         flights: dict[tuple[int, str], asyncio.Future[tuple[R, bytes | None]]] = {}
 
         def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
@@ -177,14 +222,14 @@ def cached(
                 except _LoaderCancelledError:
                     return await run()
                 stats.hits.inc()
-                return result if encoded is None else adapter.validate_json(encoded)
+                return result if encoded is None else decoder.decode(found.key, encoded)
             flight: asyncio.Future[tuple[R, bytes | None]] = asyncio.Future()
             flights[flight_key] = flight
             try:
                 if lock and found.leased:
                     found = await wait_for_holder(cache, found)
                     if found.value is not None:
-                        result = adapter.validate_json(found.value)
+                        result = decoder.decode(found.key, found.value)
                         stats.hits.inc()
                         flight.set_result((result, found.value))
                         return result
@@ -192,7 +237,9 @@ def cached(
                 started = time.perf_counter()
                 result = await run()
                 stats.load_seconds.observe(time.perf_counter() - started)
-                encoded = None if result is None and not cache_none else adapter.dump_json(result)
+                encoded = (
+                    None if result is None and not cache_none else decoder.adapter.dump_json(result)
+                )
                 flight.set_result((result, encoded))
                 await store(cache, found, result, encoded)
                 return result
@@ -216,7 +263,7 @@ def cached(
             found = await cache.lookup(namespace, key)
             if found.value is not None:
                 try:
-                    result = adapter.validate_json(found.value)
+                    result = decoder.decode(key, found.value)
                 except ValidationError:
                     found = found._replace(value=None)  # written by an older schema: reload
                 else:

@@ -458,13 +458,15 @@ class RedisCache:
 class _Entry(NamedTuple):
     value: bytes
     expires: float
+    found: Lookup | None = None  # what a lookup of a versioned entry returns, built once
 
 
 class MemoryCache:
     """The same semantics in this process: versions, leases, TTL, LRU eviction past `max_entries`.
 
     For `memory://` (development, tests, a single process). Nothing here awaits, so a hit costs
-    a dict lookup; every method is still async to keep one protocol.
+    a dict lookup and returns the `Lookup` built when the entry was filled; every method is
+    still async to keep one protocol.
     """
 
     def __init__(
@@ -495,8 +497,8 @@ class MemoryCache:
         self._entries.move_to_end(full_key)
         return entry.value
 
-    def _write(self, full_key: str, value: bytes, ttl: float) -> None:
-        self._entries[full_key] = _Entry(value, time.monotonic() + ttl)
+    def _write(self, full_key: str, value: bytes, ttl: float, found: Lookup | None = None) -> None:
+        self._entries[full_key] = _Entry(value, time.monotonic() + ttl, found)
         self._entries.move_to_end(full_key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
@@ -528,10 +530,10 @@ class MemoryCache:
         entry_key = f"{self.prefix}:{namespace}:v{version}:{key}"
         entry = self._entries.get(entry_key)
         now = time.monotonic()
-        if entry is not None:
+        if entry is not None and entry.found is not None:
             if entry.expires > now:
                 self._entries.move_to_end(entry_key)
-                return Lookup(namespace, key, entry.value)
+                return entry.found
             del self._entries[entry_key]
         held = self._leases.get(entry_key)
         if held is not None and held[1] > now:
@@ -553,7 +555,7 @@ class MemoryCache:
         del self._leases[entry_key]
         if value is None or held[1] <= time.monotonic():
             return False
-        self._write(entry_key, value, ttl)
+        self._write(entry_key, value, ttl, Lookup(found.namespace, found.key, value))
         return True
 
     async def invalidate(

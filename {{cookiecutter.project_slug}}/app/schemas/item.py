@@ -50,7 +50,7 @@ class ItemUpdate(BaseModel):
 class ItemRead(ItemBase):
     """An item as the API returns it (and as the cache stores it)."""
 
-    model_config = ConfigDict(from_attributes=True)
+    model_config = ConfigDict(from_attributes=True, frozen=True)
 
     id: int
     created_at: datetime
@@ -60,7 +60,9 @@ class ItemRead(ItemBase):
 class ItemPage(BaseModel):
     """One page of items, newest first, with the total count for pagination."""
 
-    items: list[ItemRead]
+    model_config = ConfigDict(frozen=True)
+
+    items: tuple[ItemRead, ...]
     total: int
     offset: int
     limit: int

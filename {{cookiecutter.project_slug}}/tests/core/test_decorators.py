@@ -6,7 +6,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.core.decorators import cache_key, cached, entry, invalidate
 from app.core.metrics import Metrics
@@ -19,6 +19,16 @@ class Widget(BaseModel):
     id: int
     name: str
     price: Decimal
+
+
+class Tag(BaseModel):
+    """Frozen, and all its fields immutable: hits may share one decoded value."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    labels: tuple[str, ...]
+    loaded: int
 
 
 class Widgets:
@@ -37,6 +47,11 @@ class Widgets:
     async def page(self, *, offset: int = 0, limit: int = 2) -> list[Widget]:
         self.loads.append("page")
         return [Widget(id=i, name=f"w{i}", price=Decimal(i)) for i in range(offset, offset + limit)]
+
+    @cached("tag")
+    async def tag(self, tag_id: int) -> Tag:
+        self.loads.append(f"tag:{tag_id}")
+        return Tag(id=tag_id, labels=("a", "b"), loaded=len(self.loads))
 
     @cached("plain")
     async def plain(self, name: str) -> dict[str, Any]:
@@ -186,7 +201,38 @@ async def test_hits_and_misses_are_counted_per_namespace(cache: Cache) -> None:
 
     counters = cache.metrics.cache_namespace("widget")
     assert counters.misses._value.get() == 1
-    assert counters.hits._value.get() == 2
+    assert counters.hits.value == 2
+
+
+async def test_hits_of_an_immutable_type_share_one_decoded_value(cache: Cache) -> None:
+    widgets = Widgets(cache)
+    missed = await widgets.tag(1)
+
+    first, second = await widgets.tag(1), await widgets.tag(1)
+    await invalidate(cache, entries=[entry("tag", 1)])
+    reloaded = await widgets.tag(1)
+    after_reload = await widgets.tag(1)
+
+    assert first == missed
+    assert second is first
+    assert widgets.loads == ["tag:1", "tag:1"]
+    assert reloaded.loaded == after_reload.loaded == 2  # a new payload is decoded, not reused
+
+
+async def test_hits_of_a_mutable_type_are_decoded_for_every_caller(cache: Cache) -> None:
+    widgets = Widgets(cache)
+    await widgets.one(1)
+    await widgets.page()
+
+    one = await widgets.one(1)
+    one.name = "changed by one caller"
+    page = await widgets.page()
+    page[0].name = "changed too"
+    page.clear()
+
+    assert (await widgets.one(1)).name == "w1"
+    assert [widget.name for widget in await widgets.page()] == ["w0", "w1"]
+    assert widgets.loads == ["one:1", "page"]
 
 
 async def test_lock_makes_other_processes_wait_for_the_one_loading(redis_url: str) -> None:
