@@ -106,7 +106,7 @@ class RedisStatusStore:
 class FinishedCounts:
     """Final-status counts per task, in one Redis hash that every worker adds to.
 
-    A worker counts a task in the transaction that writes its final status (`count`); each
+    A worker counts a task in the same atomic step that writes its final status; each
     API process adds what changed since its previous scrape to its own `tasks_finished`
     counter (`sync_metrics`), so `/metrics` covers the work of every worker process.
     """
@@ -116,9 +116,14 @@ class FinishedCounts:
         self.key = f"{prefix}:tasks:finished"
         self._seen: dict[tuple[str, str], int] = {}
 
+    @staticmethod
+    def field(status: TaskStatus) -> str:
+        """The hash field that counts tasks of `status.name` in its (final) state."""
+        return f"{status.name}:{status.status}"
+
     def count(self, pipe: Pipeline, status: TaskStatus) -> None:
         """Add one to the count of `status.name` in its (final) state, inside `pipe`."""
-        pipe.hincrby(self.key, f"{status.name}:{status.status}", 1)
+        pipe.hincrby(self.key, self.field(status), 1)
 
     async def sync_metrics(self, metrics: Metrics) -> None:
         """Add to `tasks_finished` what workers counted since the last call."""

@@ -1,8 +1,8 @@
 """`python -m app.tasks.worker [--concurrency N]`: run tasks from the Redis stream.
 
 At least once: an entry is XACKed only after its final status is written, in the same
-MULTI. Entries a dead worker held are taken over with XAUTOCLAIM once idle for
-TASK_VISIBILITY_TIMEOUT; a live worker refreshes the idle time of what it holds.
+atomic step (a script or a MULTI). Entries a dead worker held are taken over with XAUTOCLAIM
+once idle for TASK_VISIBILITY_TIMEOUT; a live worker refreshes the idle time of what it holds.
 `python -m app.tasks.worker dead-letters [--requeue ID]` inspects the dead-letter stream.
 """
 
@@ -49,6 +49,16 @@ end
 return #due
 """
 
+# A task's last step, in one atomic command: its final status, its count, then XACK and XDEL
+# (the entry is acknowledged only with the status written). One EVALSHA costs the worker far
+# less than the same four commands in MULTI/EXEC.
+FINISH = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+return redis.call('XDEL', KEYS[3], ARGV[5])
+"""
+
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 READ_BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
@@ -85,6 +95,7 @@ class Worker:
         self.finished = FinishedCounts(self.redis, self.settings.cache_prefix)
         self.slots = asyncio.Semaphore(self.concurrency)
         self.promote = self.redis.register_script(PROMOTE_DUE)
+        self.finish_script = self.redis.register_script(FINISH)
 
     async def ensure_group(self) -> None:
         """Create the stream, its consumer group and this consumer if they do not exist yet."""
@@ -193,13 +204,17 @@ class Worker:
         await self.finish(entry_id, status.moved("succeeded", result=result, error=None))
 
     async def finish(self, entry_id: bytes, status: TaskStatus) -> None:
-        """Write the final status, count it, then XACK and XDEL, in one transaction."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.statuses.key(status.id), status.model_dump_json(), ex=self.statuses.ttl)
-            self.finished.count(pipe, status)
-            pipe.xack(self.keys.stream, GROUP, entry_id)
-            pipe.xdel(self.keys.stream, entry_id)
-            await pipe.execute()
+        """Write the final status, count it, then XACK and XDEL, in one script."""
+        await self.finish_script(
+            keys=[self.statuses.key(status.id), self.finished.key, self.keys.stream],
+            args=[
+                status.model_dump_json(),
+                self.statuses.ttl,
+                self.finished.field(status),
+                GROUP,
+                entry_id,
+            ],
+        )
 
     async def failed(
         self, entry_id: bytes, status: TaskStatus, payload: dict[str, Any], error: str
