@@ -1,7 +1,8 @@
 """The generated app, plus the same typed item read cached by fastapi-cache2, by cashews, and uncached.
 
 Served by uvicorn from the bench environment with the rendered project on PYTHONPATH, so every
-route shares one process, one database and one Redis. Every route returns `ItemRead`
+route shares one process, one database and one Redis, and the process's startup objects are
+frozen as in the generated server. Every route returns `ItemRead`
 (a `response_model`), as the generated `GET /api/v1/items/{id}` does: typed against typed.
 """
 
@@ -11,6 +12,7 @@ from typing import Annotated, Any
 
 from app.api.deps import StateDep
 from app.config import Settings
+from app.core.startup import freeze_startup_objects
 from app.main import create_app
 from app.repositories.items import ItemRepository
 from app.schemas.item import ItemRead
@@ -98,6 +100,7 @@ def build() -> FastAPI:
                 await redis.aclose()
 
     app.router.lifespan_context = lifespan
+    freeze_startup_objects()  # as `app.main:app` does in a server's process
     return app
 
 

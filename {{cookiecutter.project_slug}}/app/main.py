@@ -11,6 +11,7 @@ from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
+from app.core.startup import freeze_startup_objects
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
 from app.middleware.cache import ResponseCacheMiddleware
@@ -67,14 +68,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 @cache
 def _default_app() -> FastAPI:
-    return create_app()
+    app = create_app()
+    freeze_startup_objects()  # a server's process: everything imported by now lives on
+    return app
 
 
 def __getattr__(name: str) -> FastAPI:
     """Serve `app.main:app` (what uvicorn imports) without building it at import time.
 
     Importing this module has no side effects: tests import `create_app` and build their
-    own apps; the default app reads the environment only when a server asks for it.
+    own apps; the default app reads the environment only when a server asks for it, and
+    then freezes the process's startup objects (`app.core.startup`).
     """
     if name == "app":
         return _default_app()

@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
+from app.core.startup import freeze_startup_objects
 from app.tasks.celery_worker import (
     AttemptFailedError,
     HoldMessages,
@@ -85,7 +86,9 @@ class TaskApp(Celery):
         configure_logging(self.settings.log_level, self.settings.log_format)
 
     def _open_process(self, **_: Any) -> None:
+        """Open a new pool process's loop and clients, then freeze what it inherited."""
         self.worker_process()
+        freeze_startup_objects()
 
     def _close_process(self, **_: Any) -> None:
         if self._process is not None and self._process.pid == os.getpid():

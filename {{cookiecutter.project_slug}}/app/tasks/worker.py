@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
+from app.core.startup import freeze_startup_objects
 from app.infrastructure.database import create_engine, create_session_factory
 from app.tasks.definitions import registry
 from app.tasks.redis_queue import GROUP, QueueKeys, RedisTaskQueue, connect, entry_fields
@@ -304,6 +305,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
     redis = connect(settings, timeout=WORKER_TIMEOUT)
     engine = create_engine(settings)
     worker = Worker(redis, settings, create_session_factory(engine), concurrency)
+    freeze_startup_objects()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stopping.set)
