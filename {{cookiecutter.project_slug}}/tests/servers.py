@@ -53,9 +53,14 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 @dataclass
 class RedisServer:
-    """A throwaway `redis-server` with no persistence; it can be stopped and started again."""
+    """A throwaway `redis-server` that can be stopped and started again.
+
+    It saves nothing by itself. With `data_dir`, a snapshot taken with `SAVE` is loaded again
+    when the server starts, as a production Redis restarts from its RDB or AOF file.
+    """
 
     port: int = field(default_factory=free_port)
+    data_dir: Path | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,6 +84,7 @@ class RedisServer:
                 "no",
                 "--loglevel",
                 "warning",
+                *(["--dir", str(self.data_dir)] if self.data_dir else []),
             ],
             stdout=subprocess.DEVNULL,
         )
@@ -93,9 +99,9 @@ class RedisServer:
 
 
 @contextlib.contextmanager
-def running_redis() -> Iterator[RedisServer]:
-    """Run a fresh redis-server for the duration of the block."""
-    server = RedisServer()
+def running_redis(data_dir: Path | None = None) -> Iterator[RedisServer]:
+    """Run a fresh redis-server for the duration of the block (see `RedisServer.data_dir`)."""
+    server = RedisServer(data_dir=data_dir)
     server.start()
     try:
         yield server

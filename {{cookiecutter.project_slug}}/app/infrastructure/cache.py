@@ -20,10 +20,13 @@ Failing open. A Redis error or timeout never reaches the caller: the lookup repo
 the error is counted and logged once, and Redis is left alone for `CACHE_BACKOFF_SECONDS`
 (a circuit breaker). Each operation is bounded by one `asyncio.timeout` of
 `CACHE_SOCKET_TIMEOUT` and redis-py's retries are off, so an outage costs one short timeout
-per back-off period, not seconds per request.
+per back-off period, not seconds per request. An invalidation that cannot reach Redis is not
+dropped: the entries it names would still be there when Redis answers again. It is kept and
+delivered as soon as Redis takes it, and until then this process does not read from Redis.
 """
 
 import asyncio
+import contextlib
 import fnmatch
 import hashlib
 import itertools
@@ -255,6 +258,41 @@ class _Batcher:
                 future.set_result(reply)
 
 
+# How often invalidations that Redis missed are offered again: the most time, after Redis
+# answers again, in which another process can still read an entry a write here replaced.
+REDELIVERY_INTERVAL = 0.5
+# Single entries kept for redelivery; past this, their namespaces are bumped instead.
+MAX_MISSED_ENTRIES = 1000
+
+
+class _MissedInvalidations:
+    """Invalidations Redis has not taken yet: namespaces to bump and single entries to drop.
+
+    Past MAX_MISSED_ENTRIES single entries, the namespaces they belong to are kept instead, so
+    memory stays bounded however long the outage: that drops more than needed, never less.
+    """
+
+    def __init__(self) -> None:
+        self.namespaces: set[str] = set()
+        self.entries: set[tuple[str, str]] = set()
+
+    def __bool__(self) -> bool:
+        return bool(self.namespaces or self.entries)
+
+    def add(self, namespaces: Iterable[str], entries: Iterable[tuple[str, str]]) -> None:
+        """Keep these until they are delivered."""
+        self.namespaces.update(namespaces)
+        self.entries.update(entries)
+        if len(self.entries) > MAX_MISSED_ENTRIES:
+            self.namespaces.update(namespace for namespace, _ in self.entries)
+            self.entries.clear()
+
+    def delivered(self, namespaces: Iterable[str], entries: Iterable[tuple[str, str]]) -> None:
+        """Forget what Redis took; what was added meanwhile stays."""
+        self.namespaces.difference_update(namespaces)
+        self.entries.difference_update(entries)
+
+
 _LEASE_SCRIPT = _Script(_LEASE)
 _FILL_SCRIPT = _Script(_FILL)
 _INVALIDATE_SCRIPT = _Script(_INVALIDATE)
@@ -293,6 +331,8 @@ class RedisCache:
         self._lease_ms = str(max(1, int(lease_ttl * 1000)))
         self._open_until = 0.0
         self._failing = False
+        self._missed = _MissedInvalidations()
+        self._redelivery: asyncio.Task[None] | None = None
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -301,11 +341,11 @@ class RedisCache:
         return f"{self.prefix}:ns-version:{namespace}"
 
     def _bypassed(self) -> bool:
-        """True while backing off after an error."""
-        return self._failing and time.monotonic() < self._open_until
+        """True while backing off after an error, and until missed invalidations are delivered."""
+        return self._failing and (time.monotonic() < self._open_until or bool(self._missed))
 
     def _recovered(self) -> None:
-        if self._failing:
+        if self._failing and not self._missed:
             self._failing = False
             logger.info("cache is answering again; using it")
 
@@ -431,19 +471,54 @@ class RedisCache:
         """Bump namespace versions and delete single entries (and their leases) in one script."""
         bumped = list(namespaces)
         entries = list(keys)
-        if (not bumped and not entries) or self._bypassed():
+        if not bumped and not entries:
             return
-        script_keys = [self._version_key(namespace) for namespace in bumped]
+        if self._bypassed():
+            self._keep(bumped, entries)
+            return
+        try:
+            await self._invalidate(bumped, entries)
+        except _CACHE_ERRORS as error:
+            self._trip(bumped[0] if bumped else entries[0][0], error)
+            self._keep(bumped, entries)
+            return
+        self._recovered()
+
+    async def _invalidate(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
+        """Bump `namespaces` and delete `entries` with their leases: one script, one timeout."""
+        script_keys = [self._version_key(namespace) for namespace in namespaces]
         for namespace, key in entries:
             entry = f"{self.prefix}:{namespace}:{key}"
             script_keys += [entry, f"{entry}:lease"]
+        async with asyncio.timeout(self.timeout), self.slots:
+            await _INVALIDATE_SCRIPT(self.client, script_keys, (len(namespaces),))
+
+    def _keep(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
+        """Hold invalidations Redis did not take, and offer them again until it does."""
+        self._missed.add(namespaces, entries)
+        if self._redelivery is None:
+            self._redelivery = asyncio.create_task(self._redeliver())
+
+    async def _redeliver(self) -> None:
+        """Every REDELIVERY_INTERVAL, offer Redis what it missed; then use the cache again."""
         try:
-            async with asyncio.timeout(self.timeout), self.slots:
-                await _INVALIDATE_SCRIPT(self.client, script_keys, (len(bumped),))
-        except _CACHE_ERRORS as error:
-            self._trip(bumped[0] if bumped else entries[0][0], error)
-            return
-        self._recovered()
+            while self._missed:
+                await asyncio.sleep(REDELIVERY_INTERVAL)
+                namespaces, entries = list(self._missed.namespaces), list(self._missed.entries)
+                try:
+                    await self._invalidate(namespaces, entries)
+                except _CACHE_ERRORS as error:
+                    self._trip(namespaces[0] if namespaces else entries[0][0], error)
+                    continue
+                self._missed.delivered(namespaces, entries)
+                logger.info(
+                    "delivered the invalidations Redis missed: %d namespaces, %d entries",
+                    len(namespaces),
+                    len(entries),
+                )
+            self._recovered()
+        finally:
+            self._redelivery = None
 
     async def ping(self) -> None:
         """Raise unless Redis answers PING within CACHE_SOCKET_TIMEOUT."""
@@ -451,7 +526,18 @@ class RedisCache:
             await self.client.ping()
 
     async def close(self) -> None:
-        """Close the client and its connection pool."""
+        """Close the client and its connection pool; say so if invalidations were never taken."""
+        if self._redelivery is not None:
+            self._redelivery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._redelivery
+        if self._missed:
+            logger.warning(
+                "closing with invalidations Redis never took (%d namespaces, %d entries):"
+                " the entries they name are served until their TTL",
+                len(self._missed.namespaces),
+                len(self._missed.entries),
+            )
         await self.client.aclose()
 
 

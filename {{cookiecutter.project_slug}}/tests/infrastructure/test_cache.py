@@ -3,11 +3,13 @@
 import asyncio
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
 from app.core.metrics import Metrics
+from app.infrastructure import cache as cache_module
 from app.infrastructure.cache import (
     Cache,
     MemoryCache,
@@ -17,7 +19,7 @@ from app.infrastructure.cache import (
     open_cache,
 )
 from tests.infrastructure.conftest import cache_settings
-from tests.servers import RedisServer
+from tests.servers import RedisServer, running_redis
 
 
 async def test_set_get_delete_and_expiry(cache: Cache) -> None:
@@ -300,3 +302,46 @@ async def test_a_hung_redis_costs_one_short_timeout_then_is_skipped(
     assert 0.2 < first_took < 0.6  # CACHE_SOCKET_TIMEOUT (0.25 s), no retries
     assert rest_took < 0.05
     assert after.available
+
+
+@pytest.mark.slow
+async def test_an_invalidation_redis_missed_is_delivered_once_it_answers_again(
+    tmp_path: Path,
+) -> None:
+    with running_redis(data_dir=tmp_path) as server:
+        writer = cache_from_url(server.url, settings=cache_settings(), metrics=Metrics())
+        reader = cache_from_url(server.url, settings=cache_settings(), metrics=Metrics())
+        assert isinstance(writer, RedisCache)
+        warm = await writer.lookup("ns", "k")
+        await writer.fill(warm, b"before the write", 60)
+        await writer.client.save()
+        server.stop()
+        await writer.invalidate(namespaces=["ns"])  # a write committed; Redis is down
+        server.start()  # from its snapshot: the old entry is back
+        # The writer does not read Redis while its invalidation is undelivered...
+        assert not (await writer.lookup("ns", "k")).available
+
+        # ...and delivers it by itself, with no request asking, within REDELIVERY_INTERVAL.
+        started = time.perf_counter()
+        while (await reader.lookup("ns", "k")).value is not None:
+            assert time.perf_counter() - started < cache_module.REDELIVERY_INTERVAL + 1.0
+            await asyncio.sleep(0.02)
+        after = await writer.lookup("ns", "k")
+        await writer.close()
+        await reader.close()
+
+    assert after.available
+    assert after.value is None
+
+
+def test_missed_single_entries_past_the_bound_become_their_namespaces() -> None:
+    missed = cache_module._MissedInvalidations()
+    missed.add(["pages"], [("item", "0")])
+    missed.add([], [("item", str(n)) for n in range(1, cache_module.MAX_MISSED_ENTRIES + 1)])
+
+    assert missed.namespaces == {"pages", "item"}  # every item dropped: more, never less
+    assert missed.entries == set()
+    missed.add([], [("order", "7")])
+    missed.delivered(["pages", "item"], [])
+    assert missed.entries == {("order", "7")}
+    assert missed

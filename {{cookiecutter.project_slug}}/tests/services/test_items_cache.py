@@ -1,7 +1,9 @@
 """Items through both caches: no read after a write returns old data, on memory:// and on Redis."""
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.main import create_app
 from app.state import AppState
+from tests.servers import running_redis
 
 NO_RESPONSE_CACHE = {"cache-control": "no-cache"}  # bypass the middleware: test the service cache
 
@@ -101,3 +104,39 @@ async def test_a_read_served_by_the_service_cache_opens_no_database_session(
 
     assert miss.json() == hit.json() == created
     assert len(opened) == 1  # the miss loaded from the database; the hit did not open a session
+
+
+@pytest.mark.slow
+async def test_a_write_made_while_redis_is_down_is_not_read_back_when_it_returns(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with running_redis(data_dir=tmp_path) as server:
+        backoff = 0.3  # the cache is tried again long before the reads below end
+        update = {"cache_url": server.url, "cache_backoff_seconds": backoff}
+        app = create_app(settings.model_copy(update=update))
+        async with (
+            app.router.lifespan_context(app),
+            AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
+        ):
+            created = (await http.post("/api/v1/items", json={"name": "old", "price": 1})).json()
+            path = f"/api/v1/items/{created['id']}"
+            await read(http, path)
+            assert await read(http, path) == (200, created, "HIT")
+            redis = Redis.from_url(server.url)
+            await redis.save()
+            await redis.aclose()
+            server.stop()
+            patched = await http.patch(path, json={"name": "new"})
+            assert patched.status_code == 200  # the cache failed open; the write is committed
+            server.start()  # from its snapshot: both cached copies of the old item are back
+
+            seen = set()
+            for _ in range(40):
+                _, item, _ = await read(http, path)
+                _, served, _ = await read(http, path, **NO_RESPONSE_CACHE)
+                seen |= {item["name"], served["name"]}
+                await asyncio.sleep(0.05)
+            last = await read(http, path)
+
+    assert seen == {"new"}
+    assert last[2] == "HIT"  # the cache is used again, with the new item
