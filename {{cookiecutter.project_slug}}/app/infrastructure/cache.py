@@ -20,9 +20,10 @@ Failing open. A Redis error or timeout never reaches the caller: the lookup repo
 the error is counted and logged once, and Redis is left alone for `CACHE_BACKOFF_SECONDS`
 (a circuit breaker). Each operation is bounded by one `asyncio.timeout` of
 `CACHE_SOCKET_TIMEOUT` and redis-py's retries are off, so an outage costs one short timeout
-per back-off period, not seconds per request. An invalidation that cannot reach Redis is not
-dropped: the entries it names would still be there when Redis answers again. It is kept and
-delivered as soon as Redis takes it, and until then this process does not read from Redis.
+per back-off period, not seconds per request. An invalidation that cannot reach Redis (or is
+cut short by cancellation) is not dropped: the entries it names would still be there when
+Redis answers again. It is kept and delivered as soon as Redis takes it, and until then this
+process does not read from Redis.
 """
 
 import asyncio
@@ -482,6 +483,9 @@ class RedisCache:
             self._trip(bumped[0] if bumped else entries[0][0], error)
             self._keep(bumped, entries)
             return
+        except asyncio.CancelledError:  # the caller went away; the write it made stands
+            self._keep(bumped, entries)
+            raise
         self._recovered()
 
     async def _invalidate(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
@@ -494,7 +498,11 @@ class RedisCache:
             await _INVALIDATE_SCRIPT(self.client, script_keys, (len(namespaces),))
 
     def _keep(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
-        """Hold invalidations Redis did not take, and offer them again until it does."""
+        """Hold invalidations Redis did not take, and offer them again until it does.
+
+        Until then the cache counts as failing here: this process reads and fills nothing.
+        """
+        self._failing = True
         self._missed.add(namespaces, entries)
         if self._redelivery is None:
             self._redelivery = asyncio.create_task(self._redeliver())

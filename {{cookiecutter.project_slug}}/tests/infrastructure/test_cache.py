@@ -345,3 +345,25 @@ def test_missed_single_entries_past_the_bound_become_their_namespaces() -> None:
     missed.delivered(["pages", "item"], [])
     assert missed.entries == {("order", "7")}
     assert missed
+
+
+async def test_an_invalidation_cut_short_by_cancellation_is_kept_and_delivered(
+    redis_server: str,
+) -> None:
+    cache = cache_from_url(redis_server, settings=cache_settings(), metrics=Metrics())
+    warm = await cache.lookup("cancelled", "k")
+    await cache.fill(warm, b"before the write", 60)
+    invalidating = asyncio.create_task(cache.invalidate(namespaces=["cancelled"]))
+    await asyncio.sleep(0)  # under way: its reply not read yet
+    invalidating.cancel()  # e.g. the server shutting down right after a commit
+    with pytest.raises(asyncio.CancelledError):
+        await invalidating
+
+    assert not (await cache.lookup("cancelled", "k")).available  # not trusted until delivered
+    started = time.perf_counter()
+    while not (found := await cache.lookup("cancelled", "k")).available:
+        assert time.perf_counter() - started < cache_module.REDELIVERY_INTERVAL + 1.0
+        await asyncio.sleep(0.02)
+    await cache.close()
+
+    assert found.value is None
