@@ -367,3 +367,19 @@ async def test_an_invalidation_cut_short_by_cancellation_is_kept_and_delivered(
     await cache.close()
 
     assert found.value is None
+
+
+@pytest.mark.slow
+async def test_closing_with_undelivered_invalidations_stops_retrying_and_says_so(
+    restartable_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = cache_from_url(restartable_redis.url, settings=cache_settings(), metrics=Metrics())
+    await cache.ping()
+    restartable_redis.stop()
+    await cache.invalidate(namespaces=["ns"], keys=[("ns", "1")])
+
+    started = time.perf_counter()
+    await cache.close()
+
+    assert time.perf_counter() - started < 0.1  # the retries are cancelled, not waited for
+    assert "invalidations Redis never took (1 namespaces, 1 entries)" in caplog.text
