@@ -478,24 +478,31 @@ class RedisCache:
             self._keep(bumped, entries)
             return
         try:
-            await self._invalidate(bumped, entries)
-        except _CACHE_ERRORS as error:
-            self._trip(bumped[0] if bumped else entries[0][0], error)
-            self._keep(bumped, entries)
-            return
+            delivered = await self._deliver(bumped, entries)
         except asyncio.CancelledError:  # the caller went away; the write it made stands
             self._keep(bumped, entries)
             raise
-        self._recovered()
+        if delivered:
+            self._recovered()
+        else:
+            self._keep(bumped, entries)
 
-    async def _invalidate(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
-        """Bump `namespaces` and delete `entries` with their leases: one script, one timeout."""
+    async def _deliver(self, namespaces: list[str], entries: list[tuple[str, str]]) -> bool:
+        """Bump `namespaces` and delete `entries` with their leases in one script; True if done.
+
+        A Redis error or timeout trips the breaker and returns False.
+        """
         script_keys = [self._version_key(namespace) for namespace in namespaces]
         for namespace, key in entries:
             entry = f"{self.prefix}:{namespace}:{key}"
             script_keys += [entry, f"{entry}:lease"]
-        async with asyncio.timeout(self.timeout), self.slots:
-            await _INVALIDATE_SCRIPT(self.client, script_keys, (len(namespaces),))
+        try:
+            async with asyncio.timeout(self.timeout), self.slots:
+                await _INVALIDATE_SCRIPT(self.client, script_keys, (len(namespaces),))
+        except _CACHE_ERRORS as error:
+            self._trip(namespaces[0] if namespaces else entries[0][0], error)
+            return False
+        return True
 
     def _keep(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
         """Hold invalidations Redis did not take, and offer them again until it does.
@@ -513,10 +520,7 @@ class RedisCache:
             while self._missed:
                 await asyncio.sleep(REDELIVERY_INTERVAL)
                 namespaces, entries = list(self._missed.namespaces), list(self._missed.entries)
-                try:
-                    await self._invalidate(namespaces, entries)
-                except _CACHE_ERRORS as error:
-                    self._trip(namespaces[0] if namespaces else entries[0][0], error)
+                if not await self._deliver(namespaces, entries):
                     continue
                 self._missed.delivered(namespaces, entries)
                 logger.info(

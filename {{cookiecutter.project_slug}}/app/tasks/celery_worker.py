@@ -115,7 +115,7 @@ class TaskRunner:
     async def _finish(self, status: TaskStatus) -> None:
         """Write a final status and count it, in one transaction."""
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.statuses.key(status.id), status.model_dump_json(), ex=self.statuses.ttl)
+            self.statuses.save_in(pipe, status)
             self.finished.count(pipe, status)
             await pipe.execute()
 

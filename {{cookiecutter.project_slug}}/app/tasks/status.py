@@ -92,6 +92,10 @@ class RedisStatusStore:
         """Store `status` with its expiry."""
         await self._redis.set(self.key(status.id), status.model_dump_json(), ex=self.ttl)
 
+    def save_in(self, pipe: Pipeline, status: TaskStatus) -> None:
+        """Store `status` with its expiry as part of `pipe` (a transaction or a batch)."""
+        pipe.set(self.key(status.id), status.model_dump_json(), ex=self.ttl)
+
     async def load(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
         raw = await self._redis.get(self.key(task_id))

@@ -176,9 +176,7 @@ class Worker:
                 starting.append((entry_id, running, fields[b"payload"]))
         async with self.redis.pipeline(transaction=False) as pipe:
             for _, status, _ in starting:
-                pipe.set(
-                    self.statuses.key(status.id), status.model_dump_json(), ex=self.statuses.ttl
-                )
+                self.statuses.save_in(pipe, status)
             if finished:
                 pipe.xack(self.keys.stream, GROUP, *finished)
             await pipe.execute()
@@ -224,7 +222,7 @@ class Worker:
         if status.attempts >= self.settings.task_max_attempts:
             final = status.moved("failed", error=error)
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(self.statuses.key(final.id), final.model_dump_json(), ex=self.statuses.ttl)
+                self.statuses.save_in(pipe, final)
                 pipe.xadd(
                     self.keys.dead,
                     {**entry_fields(final.id, final.name, payload), "error": error.encode()},
@@ -243,9 +241,7 @@ class Worker:
             {"id": status.id, "name": status.name, "payload": orjson.dumps(payload).decode()}
         )
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(
-                self.statuses.key(retrying.id), retrying.model_dump_json(), ex=self.statuses.ttl
-            )
+            self.statuses.save_in(pipe, retrying)
             pipe.zadd(self.keys.delayed, {delayed: time.time() + delay})
             pipe.xack(self.keys.stream, GROUP, entry_id)
             pipe.xdel(self.keys.stream, entry_id)
@@ -332,7 +328,7 @@ async def dead_letters(settings: Settings, requeue: str | None) -> None:
             status = TaskStatus(id=task_id, name=fields[b"name"].decode())
             statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
             async with redis.pipeline(transaction=True) as pipe:
-                pipe.set(statuses.key(task_id), status.model_dump_json(), ex=statuses.ttl)
+                statuses.save_in(pipe, status)
                 pipe.xadd(keys.stream, {k: v for k, v in fields.items() if k != b"error"})
                 pipe.xdel(keys.dead, requeue)
                 await pipe.execute()
