@@ -23,6 +23,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         ),
         "celery": (
             "app/tasks/celery_app.py",
+            "app/tasks/celery_message.py",
             "app/tasks/celery_queue.py",
             "app/tasks/celery_worker.py",
             "tests/tasks/fixtures_celery.py",

@@ -23,13 +23,13 @@ from typing import Any, cast
 
 from celery import Celery, Task, beat, schedules, signals
 from celery.utils.time import maybe_make_aware
-from kombu.exceptions import OperationalError
 from redis import Redis
 from redis.exceptions import RedisError
 
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.startup import freeze_startup_objects
+from app.tasks.celery_message import RUN_TASK, task_message
 from app.tasks.celery_worker import (
     AttemptFailedError,
     HoldMessages,
@@ -42,9 +42,7 @@ from app.tasks.status import TaskStatus, status_key
 
 logger = logging.getLogger(__name__)
 
-RUN_TASK = "tasks.run"
 HARD_LIMIT_GRACE = 10.0  # seconds past TASK_TIME_LIMIT before a stuck pool process is killed
-ARGS_REPR_LENGTH = 1024  # characters of a message's arguments kept for Flower (Celery's default)
 
 
 class TaskApp(Celery):
@@ -64,22 +62,6 @@ class TaskApp(Celery):
         if self._process is None or self._process.pid != os.getpid():
             self._process = WorkerProcess(self.settings)
         return self._process
-
-    def publish(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
-        """Send registry task `name` to the workers as message `task_id` (blocking I/O).
-
-        The arguments' repr, which Flower and the logs show, is built here with the built-in
-        `repr`: Celery's own `saferepr` took about 15 % of every publish.
-        """
-        args = (name, payload)
-        self.send_task(
-            RUN_TASK,
-            args=args,
-            task_id=task_id,
-            shadow=name,
-            argsrepr=repr(args)[:ARGS_REPR_LENGTH],
-            kwargsrepr="{}",
-        )
 
     def _setup_logging(self, **_: Any) -> None:
         """Log like the API (LOG_LEVEL, LOG_FORMAT) instead of Celery's own setup."""
@@ -132,8 +114,9 @@ class OncePerTickScheduler(beat.Scheduler):
     """Beat's scheduler, in memory, sending each job once per tick however many beats run.
 
     Before it sends a job, a beat claims `<CACHE_PREFIX>:schedule:<job>:<tick>` in Redis with
-    `SET NX PX`; only the beat that set the key records the task as `queued` and sends it,
-    so a second beat (for availability) never doubles a tick. There is no schedule file:
+    `SET NX PX`; only the beat that set the key stores the task's `queued` status and its
+    message, in one transaction (as the API does, `celery_message`), so a second beat (for
+    availability) never doubles a tick. There is no schedule file:
     like the other backends' schedulers, a beat does not catch up on ticks it missed.
     """
 
@@ -156,13 +139,16 @@ class OncePerTickScheduler(beat.Scheduler):
             if not self._redis.set(claim, status.id, nx=True, px=lifetime_ms):
                 logger.info("beat: %s was sent by another beat", claim)
                 return
-            self._redis.set(
-                status_key(self._settings.cache_prefix, status.id),
-                status.model_dump_json(),
-                ex=self._settings.task_status_ttl,
-            )
-            cast(TaskApp, self.app).publish(status.id, job.task, job.payload)
-        except (RedisError, OSError, OperationalError) as exc:
+            message = task_message(self.app, status.id, job.task, job.payload)
+            with self._redis.pipeline(transaction=True) as pipe:
+                pipe.set(
+                    status_key(self._settings.cache_prefix, status.id),
+                    status.model_dump_json(),
+                    ex=self._settings.task_status_ttl,
+                )
+                pipe.lpush(message.queue, message.data)
+                pipe.execute()
+        except (RedisError, OSError) as exc:
             logger.error("beat: could not send %s: %s", claim, exc)
             return
         logger.info("beat: sent %s as task %s", claim, status.id)
