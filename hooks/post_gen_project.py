@@ -1,7 +1,7 @@
 """Remove what the answers did not pick, then print the next steps.
 
-MANIFEST is the one list of option-specific files: a path listed under an option's value is
-kept only when that value was picked. The hook is idempotent (a path already gone is
+MANIFEST is the one list of option-specific files: a path listed under an option's values is
+kept only when one of those values was picked. The hook is idempotent (a path already gone is
 skipped), so `cruft update`, which runs it again, is safe. Standard library only, no
 network. Jinja appears only in the string literal at the bottom, so this file is importable
 as it is, and the template tests unit-test its functions.
@@ -26,12 +26,14 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "app/tasks/celery_message.py",
             "app/tasks/celery_queue.py",
             "app/tasks/celery_worker.py",
+            "app/tasks/finished_counts.py",
             "tests/tasks/fixtures_celery.py",
             "tests/tasks/test_celery*.py",
         ),
         "redis_queue": (
             "app/tasks/redis_queue.py",
             "app/tasks/worker.py",
+            "app/tasks/finished_counts.py",
             "tests/tasks/fixtures_redis_queue.py",
             "tests/tasks/test_redis_queue*.py",
             "tests/tasks/test_worker*.py",
@@ -52,14 +54,15 @@ WORKER_COMMANDS: dict[str, tuple[str, ...]] = {
 
 
 def unpicked_patterns(answers: Mapping[str, object]) -> list[str]:
-    """The path patterns that belong to option values the answers did not pick."""
-    return [
-        pattern
+    """The patterns listed under values the answers did not pick, and under no picked value."""
+    listed = [
+        (answers.get(option) == value, pattern)
         for option, by_value in MANIFEST.items()
         for value, patterns in by_value.items()
-        if answers.get(option) != value
         for pattern in patterns
     ]
+    kept = {pattern for picked, pattern in listed if picked}
+    return [pattern for picked, pattern in listed if not picked and pattern not in kept]
 
 
 def matching_paths(root: Path, patterns: Iterable[str]) -> list[Path]:

@@ -168,7 +168,15 @@ def test_unpicked_patterns_are_those_of_the_other_backends(backend: str) -> None
         for pattern in paths
     ]
     assert not set(own) & set(patterns)
-    assert set(others) <= set(patterns)
+    assert set(others) - set(own) <= set(patterns)
+
+
+@pytest.mark.parametrize(
+    ("backend", "kept"), [("background", False), ("celery", True), ("redis_queue", True)]
+)
+def test_a_path_two_backends_list_is_kept_when_either_is_picked(backend: str, kept: bool) -> None:
+    patterns = post_gen.unpicked_patterns({**GOOD_ANSWERS, "task_backend": backend})
+    assert ("app/tasks/finished_counts.py" not in patterns) is kept
 
 
 def test_docker_and_actions_files_are_removed_only_when_declined() -> None:

@@ -15,8 +15,9 @@ from app.infrastructure.redis_client import redis_client
 from app.tasks.celery_app import TaskApp, create_celery_app
 from app.tasks.celery_message import task_message
 from app.tasks.definitions import registry
+from app.tasks.finished_counts import FinishedCounts
 from app.tasks.queue import unavailable_as
-from app.tasks.status import FinishedCounts, RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus
 
 
 class CeleryTaskQueue:

@@ -35,8 +35,9 @@ from app.config import Settings
 from app.infrastructure.database import create_engine, create_session_factory
 from app.infrastructure.redis_client import redis_client
 from app.tasks.definitions import registry
+from app.tasks.finished_counts import FinishedCounts
 from app.tasks.registry import InvalidPayloadError, TaskContext, UnknownTaskError
-from app.tasks.status import FINAL_STATES, FinishedCounts, RedisStatusStore, TaskStatus
+from app.tasks.status import FINAL_STATES, RedisStatusStore, TaskStatus
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.definitions import registry
+from app.tasks.finished_counts import FinishedCounts
 from app.tasks.queue import unavailable_as
-from app.tasks.status import FinishedCounts, RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus
 
 GROUP = "workers"
 # Write the `queued` status and add the entry in one atomic command: a client never sees an

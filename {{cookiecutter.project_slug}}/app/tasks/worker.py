@@ -31,10 +31,11 @@ from app.core.logging import configure_logging
 from app.core.startup import freeze_startup_objects
 from app.infrastructure.database import create_engine, create_session_factory
 from app.tasks.definitions import registry
+from app.tasks.finished_counts import FinishedCounts
 from app.tasks.redis_queue import GROUP, QueueKeys, RedisTaskQueue, connect, entry_fields
 from app.tasks.registry import TaskContext
 from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule, tick_lock
-from app.tasks.status import FINAL_STATES, FinishedCounts, RedisStatusStore, TaskStatus
+from app.tasks.status import FINAL_STATES, RedisStatusStore, TaskStatus
 
 logger = logging.getLogger("app.tasks.worker")
 
