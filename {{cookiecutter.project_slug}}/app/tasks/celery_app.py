@@ -3,7 +3,9 @@
 One Celery task, `tasks.run`, runs any task of the registry by name, so the registry stays
 the one list of tasks; each message carries the registry name as its `shadow` name, which
 Flower and the logs show. Statuses live in the service's status store (one model for every
-backend), not in a Celery result backend.
+backend): `tasks.run` stores nothing in Celery's result backend. The backend is configured
+(Redis, results kept TASK_STATUS_TTL) for Celery features of your own that need one, such as
+chords or `AsyncResult.get()` on a task that keeps its result.
 
 Delivery is at least once. A message is acknowledged only after its task's final status is
 written (`task_acks_late`); a pool process that dies or passes the hard time limit hands
@@ -196,6 +198,8 @@ def create_celery_app(settings: Settings) -> TaskApp:
         },
         task_serializer="json",
         accept_content=["json"],
+        result_backend=settings.redis_url,
+        result_expires=settings.task_status_ttl,
         result_serializer="json",
         result_accept_content=["json"],
         task_ignore_result=True,

@@ -57,6 +57,7 @@ def task_message(app: Celery, task_id: str, name: str, payload: dict[str, Any]) 
         shadow=name,
         argsrepr=repr(args)[:ARGS_REPR_LENGTH],
         kwargsrepr="{}",
+        ignore_result=None,  # as send_task sends it: the task's own setting decides
     )
     queue: str = app.conf.task_default_queue
     body = json.dumps(message.body).encode()

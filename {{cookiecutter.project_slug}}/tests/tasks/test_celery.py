@@ -111,6 +111,19 @@ async def test_async_session_tasks_share_one_engine_per_process(client: AsyncCli
         assert body["result"] == {"item_id": items[n % 2]["id"], "found": True}
 
 
+@pytest.mark.usefixtures("task_runner")
+async def test_results_stay_out_of_celerys_result_backend(
+    client: AsyncClient, settings: Settings
+) -> None:
+    body = await wait_final(client, await enqueue(client, "add", {"a": 1, "b": 2}))
+    assert (body["status"], body["result"]) == ("succeeded", 3)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        assert [key async for key in redis.scan_iter("celery-task-meta-*")] == []
+    finally:
+        await redis.aclose()
+
+
 class Exploit:
     """Unpickling this runs a shell command: what accepting pickle would let a sender do."""
 

@@ -55,7 +55,6 @@ def test_a_message_reads_as_the_one_send_task_sends(settings: Settings, celery: 
         shadow="add",
         argsrepr=repr(args),
         kwargsrepr="{}",
-        ignore_result=False,
     )
     expected = take(celery)
     push(settings, celery, "t1", "add", payload)

@@ -26,6 +26,8 @@ def test_messages_are_json_only_and_acknowledged_late(settings: Settings) -> Non
     assert conf.task_acks_on_timeout is False
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_url == settings.redis_url
+    assert conf.result_backend == settings.redis_url
+    assert conf.task_ignore_result is True  # statuses live in the status store
     options = conf.broker_transport_options
     assert options["visibility_timeout"] == settings.task_visibility_timeout
     assert options["unacked_restore_interval"] <= settings.task_visibility_timeout
