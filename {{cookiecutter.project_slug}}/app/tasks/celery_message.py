@@ -57,7 +57,8 @@ def task_message(app: Celery, task_id: str, name: str, payload: dict[str, Any]) 
         shadow=name,
         argsrepr=repr(args)[:ARGS_REPR_LENGTH],
         kwargsrepr="{}",
-        ignore_result=None,  # as send_task sends it: the task's own setting decides
+        # None, as send_task sends it, lets the task's own setting decide (the stubs say bool).
+        ignore_result=None,  # type: ignore[arg-type]
     )
     queue: str = app.conf.task_default_queue
     body = json.dumps(message.body).encode()
