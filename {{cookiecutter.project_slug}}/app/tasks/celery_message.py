@@ -4,9 +4,9 @@ The API enqueues a task with one MULTI on its asyncio Redis client. The `queued`
 and the message are stored together or not at all, and the event loop never waits on a
 socket. Celery's `send_task` can do neither: kombu publishes over blocking sockets, so
 from a thread that shares the GIL with the event loop, after a status written on its own.
-Measured here at 200 enqueues/s: the API spent 3.2 ms of CPU per enqueue with `send_task`
-and 2.0 ms without, and the p99 of `POST /api/v1/tasks` fell from 6-9 ms to 4 ms
-(bench/README.md).
+In the template's benchmark (2 cores, 200 enqueues/s, a worker running), the API spent
+3.2 ms of CPU per enqueue with `send_task` and 2.0 ms without, and the p99 of
+`POST /api/v1/tasks` fell from 6-9 ms to 4 ms.
 
 The message is the one `send_task` would send. Celery builds its headers and body
 (`AMQP.as_task_v2`, message protocol 2), and `task_message` wraps them the way kombu's
