@@ -18,6 +18,7 @@ PUBLISHER_ONLY = {"delivery_tag", "reply_to", "argsrepr", "kwargsrepr"}
 
 @pytest.fixture
 def celery(settings: Settings) -> Iterator[TaskApp]:
+    """The service's Celery app on the test's Redis (kombu sends and reads through it)."""
     app = create_celery_app(settings)
     yield app
     app.close()
