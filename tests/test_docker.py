@@ -148,6 +148,57 @@ def test_dockerfile_is_multi_stage_locked_and_non_root(project: tuple[str, str, 
         assert not [p for p in patterns if "uv.lock" in p and not p.startswith("#")]
 
 
+def runtime_stage(dockerfile: Path) -> str:
+    """The instructions of the Dockerfile's last stage, continuations joined."""
+    text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
+    return re.split(r"^FROM .*$", text, flags=re.MULTILINE)[-1]
+
+
+def test_runtime_user_can_write_only_the_data_directory(project: tuple[str, str, Path]) -> None:
+    _, _, root = project
+    stage = runtime_stage(root / "Dockerfile")
+    copies = re.findall(r"^(?:COPY|ADD) .*$", stage, flags=re.MULTILINE)
+    assert copies
+    assert not [line for line in copies if "--chown" in line or "--chmod" in line]  # root's
+    chowned = re.findall(r"chown\s+(?:-\S+\s+)*\S+\s+(.+?)(?:\s*&&|$)", stage, re.MULTILINE)
+    assert chowned == ["/app/data"]
+    assert "chmod" not in stage
+    (user,) = re.findall(r"^USER (\S+)$", stage, flags=re.MULTILINE)
+    uid, _, gid = user.partition(":")
+    assert uid.isdigit()  # numeric: no /etc/passwd lookup
+    assert int(uid) > 0  # never root
+    assert f"--uid {uid}" in stage
+    assert f"--gid {gid}" in stage
+    assert "PYTHONDONTWRITEBYTECODE=1" in stage  # the code is read-only to the user
+    builder = (root / "Dockerfile").read_text().split("AS runtime")[0]
+    assert "compileall" in builder
+
+
+def test_compose_takes_the_database_password_from_the_environment(
+    project: tuple[str, str, Path],
+) -> None:
+    _, database, root = project
+    text = (root / "compose.yaml").read_text()
+    assert "postgres:postgres" not in text
+    services = load_yaml(root / "compose.yaml")["services"]
+    if database != "postgresql":
+        assert "POSTGRES" not in text
+        return
+    required = re.compile(r"^\$\{POSTGRES_PASSWORD:\?[^}]+\}$")  # compose stops when unset
+    assert required.match(services["postgres"]["environment"]["POSTGRES_PASSWORD"])
+    url = services["api"]["environment"]["DATABASE_URL"]
+    found = re.match(r"postgresql\+asyncpg://(\$\{[^}]+\}):(\$\{[^}]+\})@postgres:5432/", url)
+    assert found, url
+    user, password = found.groups()
+    assert user == services["postgres"]["environment"]["POSTGRES_USER"]
+    assert required.match(password)
+    readme = (root / "README.md").read_text()
+    assert "POSTGRES_PASSWORD" in readme.split("## Docker", 1)[1]
+    env_example = (root / ".env.example").read_text()
+    assert "# POSTGRES_PASSWORD=" in env_example  # shown, never set, in a committed file
+    assert ".env" in (root / ".gitignore").read_text().splitlines()
+
+
 def test_dockerfile_cmd_is_the_api_command_of_compose_and_readme(
     project: tuple[str, str, Path],
 ) -> None:

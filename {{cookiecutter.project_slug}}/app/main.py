@@ -54,7 +54,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an app; tests pass their own settings, production reads the environment."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    docs = settings.api_docs_enabled
+    app = FastAPI(
+        title=settings.app_name,
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+    )
     app.state.settings = settings
     app.add_middleware(ResponseCacheMiddleware, settings=settings)
     app.add_middleware(RequestIdMiddleware)  # outermost: cached responses get an id too

@@ -29,7 +29,7 @@ from app.infrastructure.redis_client import redis_client
 from app.tasks.definitions import registry
 from app.tasks.queue import unavailable_as
 from app.tasks.registry import TaskContext
-from app.tasks.schedule import PeriodicJob, Schedule, periodic_jobs, tick_lock
+from app.tasks.schedule import OutageLog, PeriodicJob, Schedule, periodic_jobs, tick_lock
 from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -153,13 +153,15 @@ def _add_periodic_jobs(
 
     Without Redis (CACHE_URL=memory://) each API process runs its own schedule: run one.
     """
+    outage = OutageLog()
 
     async def fire(job: PeriodicJob) -> None:
-        if redis is not None:
-            key, lifetime_ms = tick_lock(prefix, job, datetime.now(UTC))
-            if not await redis.set(key, "1", nx=True, px=lifetime_ms):
-                return
-        await queue.enqueue(job.task, job.payload)
+        with outage.watch(job):
+            if redis is not None:
+                key, lifetime_ms = tick_lock(prefix, job, datetime.now(UTC))
+                if not await redis.set(key, "1", nx=True, px=lifetime_ms):
+                    return
+            await queue.enqueue(job.task, job.payload)
 
     for job in jobs:
         scheduler.add_job(fire, ScheduleTrigger(job.schedule), args=[job], id=job.name)

@@ -9,16 +9,21 @@ once per tick however many schedulers are running.
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from redis.exceptions import RedisError
+
 from app.config import Settings
+from app.tasks.queue import BrokerUnavailableError
 
 logger = logging.getLogger(__name__)
 
 MAX_IDLE_SECONDS = 1.0  # the loop looks at the clock at least this often (clock changes)
+OUTAGE_ERRORS = (RedisError, OSError, BrokerUnavailableError)  # Redis is down, not a bug
 
 
 class Schedule(Protocol):
@@ -83,6 +88,38 @@ def tick_lock(prefix: str, job: PeriodicJob, moment: datetime) -> tuple[str, int
     return f"{prefix}:schedule:{job.name}:{tick}", resolution * 2000
 
 
+class OutageLog:
+    """One warning when ticks start failing for want of Redis, one line when they work again.
+
+    During an outage every tick of every job fails alike: a traceback per tick would bury
+    the log. Any other error is a bug and keeps its traceback, every time.
+    """
+
+    def __init__(self) -> None:
+        self.down = False
+
+    @contextmanager
+    def watch(self, job: PeriodicJob) -> Iterator[None]:
+        """Run one tick of `job`; log what its failure or recovery means, never raise."""
+        try:
+            yield
+        except OUTAGE_ERRORS as exc:
+            if not self.down:
+                self.down = True
+                logger.warning(
+                    "periodic jobs are skipped until Redis answers again (%s: %s: %s)",
+                    job.name,
+                    type(exc).__name__,
+                    exc,
+                )
+        except Exception:
+            logger.exception("periodic job %s failed to enqueue", job.name)
+        else:
+            if self.down:
+                self.down = False
+                logger.info("periodic jobs run again: Redis answers")
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware."""
     return datetime.now(UTC)
@@ -109,17 +146,16 @@ async def run_schedule(
         await stop.wait()
         return
     due = {job.name: job.schedule.next_after(clock()) for job in jobs}
+    outage = OutageLog()
     while not stop.is_set():
         now = clock()
         for job in jobs:
             if now < due[job.name]:
                 continue
             run_at, due[job.name] = due[job.name], job.schedule.next_after(now)
-            try:
+            with outage.watch(job):
                 if await claim(job, run_at):
                     await enqueue(job.task, job.payload)
-            except Exception:
-                logger.exception("periodic job %s failed to enqueue", job.name)
         idle = (min(due.values()) - clock()).total_seconds()
         try:
             await asyncio.wait_for(stop.wait(), timeout=min(max(idle, 0.01), MAX_IDLE_SECONDS))

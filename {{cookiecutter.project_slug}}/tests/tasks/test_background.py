@@ -1,6 +1,7 @@
 """The in-process backend: its concurrency cap, a status-store outage, and periodic jobs."""
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -121,6 +122,52 @@ async def test_periodic_job_runs_once_per_tick_with_two_apps(
     ticks = Counter(int(status.created_at.timestamp()) for status in statuses)
     assert len(ticks) >= 2
     assert set(ticks.values()) == {1}, ticks
+
+
+class RecordList(logging.Handler):
+    """Keep every record it sees; `wait_for` polls them until a condition holds."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def count(self, logger: str, start: str) -> int:
+        """How many records of `logger` have a message starting with `start`."""
+        return sum(r.name == logger and r.getMessage().startswith(start) for r in self.records)
+
+    async def wait_for(self, logger: str, start: str, at_least: int) -> None:
+        """Wait (up to a generous bound) until `at_least` such records arrived."""
+        deadline = time.monotonic() + 60
+        while self.count(logger, start) < at_least:
+            assert time.monotonic() < deadline, f"fewer than {at_least} {start!r} from {logger}"
+            await asyncio.sleep(0.05)
+
+
+async def test_a_redis_outage_logs_one_warning_not_a_traceback_per_tick(
+    settings: Settings, restartable_redis: RedisServer
+) -> None:
+    update = {"cache_url": restartable_redis.url, "task_heartbeat_interval": 1}
+    app = create_app(settings.model_copy(update=update))
+    records = RecordList()
+    ticks = ("apscheduler.executors.default", "Running job")
+    async with app.router.lifespan_context(app):
+        logging.getLogger().addHandler(records)  # create_app set the root handlers: add after
+        try:
+            restartable_redis.stop()
+            before = records.count(*ticks)
+            await records.wait_for(*ticks, at_least=before + 4)
+            restartable_redis.start()
+            await records.wait_for("app.tasks.schedule", "periodic jobs run again", at_least=1)
+        finally:
+            logging.getLogger().removeHandler(records)
+
+    ours = [r for r in records.records if r.name == "app.tasks.schedule"]
+    assert [r.levelname for r in ours] == ["WARNING", "INFO"]
+    assert not [r for r in records.records if r.exc_info is not None]
+    assert not [r for r in records.records if r.levelno >= logging.ERROR]
 
 
 def test_the_apscheduler_trigger_follows_our_cron_semantics() -> None:

@@ -1,11 +1,13 @@
 """Schedules, tick locks, and the scheduler loop the queue worker runs (on a fake clock)."""
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from app.tasks.cron import Cron
 from app.tasks.schedule import Every, PeriodicJob, run_schedule, tick_lock
@@ -94,6 +96,50 @@ async def test_a_run_claimed_elsewhere_or_failing_is_skipped_and_the_loop_goes_o
     await run_schedule([job], claim=claim, enqueue=enqueue, stop=stop, clock=clock)
     assert attempts == minutes(1, 2, 3, 4)
     assert enqueued == ["add"]  # run 1 failed, 2 and 4 went elsewhere, 3 was ours
+
+
+async def run_minutely(claims: list[Exception | None]) -> None:
+    """Run one minutely job whose n-th claim raises `claims[n]` (or succeeds when None)."""
+    outcomes = iter(claims)
+
+    async def claim(job: PeriodicJob, run_at: datetime) -> bool:
+        error = next(outcomes)
+        if error is not None:
+            raise error
+        return True
+
+    async def enqueue(task: str, payload: dict[str, Any]) -> None:
+        pass
+
+    stop = asyncio.Event()
+    clock = ticking_clock(stop, until=TEN + timedelta(minutes=len(claims), seconds=30))
+    job = PeriodicJob("minutely", "add", Every(60))
+    await run_schedule([job], claim=claim, enqueue=enqueue, stop=stop, clock=clock)
+
+
+async def test_a_redis_outage_logs_one_warning_and_one_line_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down = RedisConnectionError("Connection refused")
+    with caplog.at_level(logging.INFO, logger="app.tasks.schedule"):
+        await run_minutely([down, down, down, None, None, down, down, None])
+
+    records = [r for r in caplog.records if r.name == "app.tasks.schedule"]
+    assert [r.levelname for r in records] == ["WARNING", "INFO", "WARNING", "INFO"]
+    assert all(r.exc_info is None for r in records)  # no traceback per tick
+    assert "Connection refused" in records[0].getMessage()
+
+
+async def test_any_other_error_is_logged_with_its_traceback_every_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bug = KeyError("payload")
+    with caplog.at_level(logging.INFO, logger="app.tasks.schedule"):
+        await run_minutely([bug, bug])
+
+    records = [r for r in caplog.records if r.name == "app.tasks.schedule"]
+    assert [r.levelname for r in records] == ["ERROR", "ERROR"]
+    assert all(r.exc_info is not None for r in records)
 
 
 async def test_without_jobs_the_loop_just_waits_for_stop() -> None:
