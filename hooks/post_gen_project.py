@@ -23,7 +23,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         ),
         "celery": (
             "app/tasks/celery_app.py",
-            "app/tasks/celery_message.py",
+            "app/tasks/celery_publish.py",
             "app/tasks/celery_queue.py",
             "app/tasks/celery_worker.py",
             "app/tasks/finished_counts.py",

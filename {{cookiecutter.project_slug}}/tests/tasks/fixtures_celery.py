@@ -28,6 +28,7 @@ def celery_env(settings: Settings) -> dict[str, str]:
     env = {
         key.upper(): value if isinstance(value, str) else json.dumps(value)
         for key, value in settings.model_dump(mode="json").items()
+        if value is not None
     }
     return {**os.environ, **env}
 

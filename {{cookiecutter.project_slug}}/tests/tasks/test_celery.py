@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.main import create_app
 from app.tasks.celery_app import create_celery_app
-from app.tasks.celery_message import RUN_TASK
+from app.tasks.celery_publish import RUN_TASK
 from app.tasks.status import TaskStatus
 from tests.servers import RedisServer
 from tests.tasks.fixtures_celery import PROJECT_ROOT, CeleryProcesses

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.state import AppState
 from app.tasks.celery_app import OnSchedule, create_celery_app
-from app.tasks.celery_message import RUN_TASK
+from app.tasks.celery_publish import RUN_TASK
 from app.tasks.celery_worker import AttemptFailedError, TaskFailedError, TaskRunner
 from app.tasks.cron import Cron
 from app.tasks.schedule import Every, periodic_jobs

@@ -1,0 +1,82 @@
+"""Sending registry tasks through Celery's own API, from the API (async) and from beat.
+
+Every message goes through `send_task`, so whatever the Celery configuration says applies:
+the broker (`CELERY_BROKER_URL`), `task_routes`, priorities, queue options, the broker's
+`global_keyprefix`, and the `before_task_publish` / `after_task_publish` signals.
+Results are ignored (`ignore_result=True`): the service's status store keeps statuses, and
+no result-backend subscription is made per message.
+
+kombu publishes over blocking sockets. The API therefore publishes from one thread of its
+own, through one producer taken from the app's pool and held for the life of the process:
+the event loop only waits on a future, and no connection or channel is opened per message.
+"""
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from celery import Celery
+from kombu import Producer
+
+RUN_TASK = "tasks.run"
+ARGS_REPR_LENGTH = 1024  # characters of a message's arguments kept for Flower (Celery's default)
+
+
+def send_registered_task(
+    app: Celery, task_id: str, name: str, payload: dict[str, Any], producer: Producer | None
+) -> None:
+    """Send registry task `name` as message `task_id` of the Celery task `tasks.run`.
+
+    The message carries `name` as its `shadow` (what logs and Flower show). Its arguments'
+    repr is built with the built-in `repr`, bounded as Celery bounds its own.
+    """
+    args = (name, payload)
+    app.send_task(
+        RUN_TASK,
+        args=args,
+        task_id=task_id,
+        shadow=name,
+        producer=producer,
+        ignore_result=True,
+        argsrepr=repr(args)[:ARGS_REPR_LENGTH],
+        kwargsrepr="{}",
+    )
+
+
+class Publisher:
+    """Send messages from one thread, through one producer held for the process."""
+
+    def __init__(self, app: Celery) -> None:
+        self._app = app
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="celery-publish")
+        self._producer: Producer | None = None
+
+    async def send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
+        """Publish one task; raise what kombu raised (an OperationalError when unreachable)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._send, task_id, name, payload)
+
+    def _send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
+        if self._producer is None:
+            self._producer = self._app.producer_pool.acquire(block=True)
+        send_registered_task(self._app, task_id, name, payload, self._producer)
+
+    async def ping(self) -> None:
+        """Raise when the broker cannot be reached (on a connection of its own)."""
+        await asyncio.to_thread(self._ping)
+
+    def _ping(self) -> None:
+        with self._app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1)
+
+    async def close(self) -> None:
+        """Close the producer's broker connection and give the producer back to the pool."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._close)
+        self._thread.shutdown()
+
+    def _close(self) -> None:
+        if self._producer is not None:
+            self._producer.connection.close()  # kombu's pools are shared by every app alike
+            self._producer.release()
+            self._producer = None
