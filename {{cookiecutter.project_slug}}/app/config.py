@@ -58,6 +58,7 @@ class Settings(BaseSettings):
 {%- endif %}
 {%- if cookiecutter.task_backend == "celery" %}
     celery_broker_url: str | None = None  # any broker Celery supports; None: REDIS_URL
+    celery_broker_transport_options: dict[str, object] = {}  # JSON, over the service's own
 {%- endif %}
 
 

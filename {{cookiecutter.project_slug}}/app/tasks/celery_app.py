@@ -24,30 +24,25 @@ late, reject on worker lost. List their modules in `TASK_MODULES` so that worker
 
 import logging
 import os
-import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any, cast
 
-from celery import Celery, Task, beat, schedules, signals
-from celery.utils.time import maybe_make_aware
-from kombu.exceptions import OperationalError
+from celery import Celery, Task, signals
 from redis import Redis, WatchError
 from redis.exceptions import RedisError
 
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.startup import freeze_startup_objects
-from app.tasks.celery_publish import RUN_TASK, send_registered_task
+from app.tasks.celery_beat import OnSchedule
+from app.tasks.celery_publish import RUN_TASK
 from app.tasks.celery_worker import (
     AttemptFailedError,
     HoldMessages,
     TaskFailedError,
     WorkerProcess,
 )
-from app.tasks.definitions import registry
-from app.tasks.schedule import Schedule, periodic_jobs, tick_lock
+from app.tasks.schedule import periodic_jobs
 from app.tasks.status import FINAL_STATES, TaskStatus, status_key
 
 logger = logging.getLogger(__name__)
@@ -148,95 +143,39 @@ def run_registered_task(task: Task[Any, Any], name: str, payload: dict[str, Any]
     return process.run(process.runner.attempt(str(task.request.id), name, payload))
 
 
-class OnSchedule(schedules.schedule):
-    """Beat's view of one of our schedules (`Every` or `Cron`), read as every backend reads it."""
+def broker_transport_options(settings: Settings) -> dict[str, object]:
+    """kombu's Redis transport options (other transports ignore them), then the user's own.
 
-    def __init__(
-        self, job_schedule: Schedule, nowfun: Callable[[], datetime] | None = None
-    ) -> None:
-        super().__init__(timedelta(seconds=job_schedule.resolution), nowfun=nowfun)
-        self.job_schedule = job_schedule
-
-    def is_due(self, last_run_at: datetime) -> schedules.schedstate:
-        """Due once the first run after the last one has come; look again at the next run."""
-        now = maybe_make_aware(self.now())
-        next_run = self.job_schedule.next_after(maybe_make_aware(last_run_at))
-        if next_run <= now:
-            following = self.job_schedule.next_after(now)
-            return schedules.schedstate(True, (following - now).total_seconds())
-        return schedules.schedstate(False, (next_run - now).total_seconds())
-
-    def __reduce__(self) -> tuple[type["OnSchedule"], tuple[Schedule]]:
-        return self.__class__, (self.job_schedule,)
-
-    def __repr__(self) -> str:
-        return f"<on {self.job_schedule!r}>"
-
-
-class OncePerTickScheduler(beat.Scheduler):
-    """Beat's scheduler, in memory, sending each job once per tick however many beats run.
-
-    Before it sends a job, a beat claims `<CACHE_PREFIX>:schedule:<job>:<tick>` in Redis with
-    `SET NX PX`; only the beat that set the key stores the task's `queued` status and then
-    publishes its message, as the API does, so a second beat (for availability) never doubles
-    a tick. There is no schedule file: like the other backends' schedulers, a beat does not
-    catch up on ticks it missed.
+    A Sentinel URL needs the name of the master (`master_name`): its absence fails start-up.
     """
-
-    def setup_schedule(self) -> None:
-        """Check each periodic job's task and payload, then load the app's `beat_schedule`."""
-        self._jobs = {job.name: job for job in periodic_jobs(self._app.settings)}
-        for job in self._jobs.values():
-            registry.validate(job.task, job.payload)
-        super().setup_schedule()
-
-    def apply_entry(self, entry: beat.ScheduleEntry, producer: Any = None) -> None:
-        """Record and send `entry`'s task if this beat is the first to claim the current tick."""
-        job = self._jobs.get(str(entry.name))
-        if job is None:  # added to beat_schedule by hand: sent as Celery would, unguarded
-            super().apply_entry(entry, producer)
-            return
-        claim, lifetime_ms = tick_lock(self._app.settings.cache_prefix, job, datetime.now(UTC))
-        status = TaskStatus(id=uuid.uuid4().hex, name=job.task)
-        try:
-            if not self._app.status_redis().set(claim, status.id, nx=True, px=lifetime_ms):
-                logger.info("beat: %s was sent by another beat", claim)
-                return
-            self._app.save_status(status)
-        except (RedisError, OSError) as exc:
-            logger.error("beat: could not claim %s: %s", claim, exc)
-            return
-        try:
-            send_registered_task(self._app, status.id, job.task, job.payload, producer)
-        except (OperationalError, OSError) as exc:
-            logger.error("beat: could not send %s: %s", claim, exc)
-            self._app.end_task(status.id, job.task, f"not sent: {exc}")
-            return
-        logger.info("beat: sent %s as task %s", claim, status.id)
-
-    @property
-    def _app(self) -> TaskApp:
-        return cast(TaskApp, self.app)
+    visibility = settings.task_visibility_timeout
+    options: dict[str, object] = {
+        "visibility_timeout": visibility,
+        # Look for messages of vanished workers often enough to honour the timeout
+        # (kombu's defaults look every 100 s).
+        "unacked_restore_interval": max(1, visibility // 4),
+        "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": visibility,
+        "socket_connect_timeout": 2.0,
+        "socket_timeout": 10.0,
+        **settings.celery_broker_transport_options,
+    }
+    if settings.broker_url.startswith("sentinel") and "master_name" not in options:
+        raise ValueError(
+            "CELERY_BROKER_URL is a Sentinel URL: name the master in"
+            ' CELERY_BROKER_TRANSPORT_OPTIONS, e.g. {"master_name": "mymaster"}'
+        )
+    return options
 
 
 def create_celery_app(settings: Settings) -> TaskApp:
     """Build the Celery app for `settings`; nothing connects until it is used."""
     app = TaskApp(settings)
-    visibility = settings.task_visibility_timeout
     app.conf.update(
         broker_url=settings.broker_url,
         broker_connection_retry_on_startup=True,
         # Read by kombu's Redis transport (others ignore them).
-        broker_transport_options={
-            "visibility_timeout": visibility,
-            # Look for messages of vanished workers often enough to honour the timeout
-            # (kombu's defaults look every 100 s).
-            "unacked_restore_interval": max(1, visibility // 4),
-            "unacked_restore_throttle": 1,
-            "unacked_mutex_expire": visibility,
-            "socket_connect_timeout": 2.0,
-            "socket_timeout": 10.0,
-        },
+        broker_transport_options=broker_transport_options(settings),
         # A publish to a broker that is down fails in well under a second.
         task_publish_retry_policy={
             "max_retries": 2,
@@ -262,7 +201,7 @@ def create_celery_app(settings: Settings) -> TaskApp:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         enable_utc=True,
         timezone="UTC",
-        beat_scheduler=f"{__name__}:OncePerTickScheduler",
+        beat_scheduler="app.tasks.celery_beat:OncePerTickScheduler",
         beat_schedule={
             job.name: {
                 "task": RUN_TASK,

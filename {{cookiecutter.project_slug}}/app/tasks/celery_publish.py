@@ -76,7 +76,9 @@ class Publisher:
         self._thread.shutdown()
 
     def _close(self) -> None:
-        if self._producer is not None:
-            self._producer.connection.close()  # kombu's pools are shared by every app alike
-            self._producer.release()
-            self._producer = None
+        if self._producer is None:
+            return
+        if self._producer.connection is not None:  # kombu's pools are shared by all apps alike
+            self._producer.connection.close()
+        self._producer.release()
+        self._producer = None

@@ -161,12 +161,11 @@ async def test_a_pickle_message_is_refused_unread(
 async def test_periodic_job_runs_once_per_tick_with_two_beats_and_two_workers(
     celery_processes: CeleryProcesses, settings: Settings
 ) -> None:
-    every_second = {"task_heartbeat_interval": 1}
     *_, first, second = await asyncio.gather(
-        celery_processes.worker(**every_second),
-        celery_processes.worker(**every_second),
-        celery_processes.beat(**every_second),
-        celery_processes.beat(**every_second),
+        celery_processes.worker(task_heartbeat_interval=1),
+        celery_processes.worker(task_heartbeat_interval=1),
+        celery_processes.beat(task_heartbeat_interval=1),
+        celery_processes.beat(task_heartbeat_interval=1),
     )
     beats = [first, second]
     await asyncio.sleep(3.5)

@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.state import AppState
-from app.tasks.celery_app import OnSchedule, create_celery_app
+from app.tasks.celery_app import create_celery_app
+from app.tasks.celery_beat import OnSchedule
 from app.tasks.celery_publish import RUN_TASK
 from app.tasks.celery_worker import AttemptFailedError, TaskFailedError, TaskRunner
 from app.tasks.cron import Cron
@@ -43,7 +44,7 @@ def test_the_run_task_retries_with_backoff_up_to_the_attempts(settings: Settings
 
 def test_beat_schedules_every_periodic_job(settings: Settings) -> None:
     conf = create_celery_app(settings).conf
-    assert conf.beat_scheduler == "app.tasks.celery_app:OncePerTickScheduler"
+    assert conf.beat_scheduler == "app.tasks.celery_beat:OncePerTickScheduler"
     jobs = periodic_jobs(settings)
     assert set(conf.beat_schedule) == {job.name for job in jobs}
     for job in jobs:
