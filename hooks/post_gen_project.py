@@ -32,6 +32,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "tests/tasks/fixtures_celery.py",
             "tests/tasks/test_celery*.py",
             "tests/rabbitmq_server.py",
+            "deploy/celery-*.service",
         ),
         "redis_queue": (
             "app/tasks/redis_queue.py",

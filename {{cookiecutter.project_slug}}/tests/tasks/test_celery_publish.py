@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from celery import current_app, signals
+from celery import chain, current_app, group, signals
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from redis.asyncio import Redis
@@ -139,19 +139,24 @@ async def test_task_routes_priorities_and_the_key_prefix_are_respected(
 
 
 @pytest.mark.slow
-async def test_a_shared_task_sent_from_the_api_runs_on_the_worker(
+async def test_shared_tasks_and_canvas_sent_from_the_api_run_on_the_worker(
     client: AsyncClient, settings: Settings, celery_processes: CeleryProcesses
 ) -> None:
     assert isinstance(record.app, TaskApp)  # the API's app is current: not amqp://localhost
     assert record.app.conf.broker_url == settings.broker_url
     assert (record.acks_late, record.reject_on_worker_lost) == (True, True)
-    await asyncio.to_thread(record.delay, settings.redis_url, "user-task", "ran")
+    url = settings.redis_url
+    await asyncio.to_thread(record.delay, url, "delayed", "ran")
+    steps = chain(record.si(url, "first", "1"), record.si(url, "second", "2"))
+    await asyncio.to_thread(steps.apply_async)
+    await asyncio.to_thread(group(record.si(url, f"group{n}", "g") for n in range(3)).apply_async)
     await celery_processes.worker(concurrency=1, include="tests.tasks.celery_custom")
-    redis = Redis.from_url(settings.redis_url)
+    keys = ["delayed", "first", "second", "group0", "group1", "group2"]
+    redis = Redis.from_url(url)
     try:
         deadline = time.monotonic() + 30
-        while await redis.get("user-task") is None:
-            assert time.monotonic() < deadline, "the shared task did not run"
+        while None in (values := await redis.mget(keys)):
+            assert time.monotonic() < deadline, dict(zip(keys, values, strict=True))
             await asyncio.sleep(0.05)
     finally:
         await redis.aclose()

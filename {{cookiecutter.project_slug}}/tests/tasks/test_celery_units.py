@@ -16,6 +16,7 @@ from app.tasks.celery_worker import AttemptFailedError, TaskFailedError, TaskRun
 from app.tasks.cron import Cron
 from app.tasks.schedule import Every, periodic_jobs
 from app.tasks.status import TaskStatus
+from tests.tasks.fixtures_celery import PROJECT_ROOT
 
 
 def test_messages_are_json_only_and_acknowledged_late(settings: Settings) -> None:
@@ -149,3 +150,11 @@ async def test_an_attempt_past_the_time_limit_is_cancelled_and_retried(
             await limited.attempt("t1", "sleep", {"seconds": 5})
     finally:
         await redis.aclose()
+
+
+def test_the_systemd_worker_unit_signals_the_main_process_alone() -> None:
+    unit = (PROJECT_ROOT / "deploy" / "celery-worker.service").read_text().splitlines()
+    assert "KillMode=mixed" in unit  # the pool processes finish their tasks (warm shutdown)
+    assert "KillSignal=SIGTERM" in unit
+    [exec_start] = [line for line in unit if line.startswith("ExecStart=")]
+    assert exec_start.endswith("celery -A app.tasks.celery_app worker")
