@@ -121,6 +121,13 @@ class TaskApp(Celery):
         if self._process is not None and self._process.pid == os.getpid():
             self._process.close()
         self._process = None
+        self.close_status_redis()
+
+    def close_status_redis(self) -> None:
+        """Close this process's blocking status-store client, if it opened one."""
+        if self._redis is not None and self._redis[0] == os.getpid():
+            self._redis[1].close()
+        self._redis = None
 
     def _end_revoked(
         self, request: Any = None, terminated: bool = False, expired: bool = False, **_: Any

@@ -88,6 +88,11 @@ class OncePerTickScheduler(beat.Scheduler):
             return
         logger.info("beat: sent %s as task %s", claim, status.id)
 
+    def close(self) -> None:
+        """Close the broker connection and the status-store client."""
+        super().close()
+        self._app.close_status_redis()
+
     @property
     def _app(self) -> "TaskApp":
         return cast("TaskApp", self.app)
