@@ -23,12 +23,16 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         ),
         "celery": (
             "app/tasks/celery_app.py",
-            "app/tasks/celery_message.py",
+            "app/tasks/celery_beat.py",
+            "app/tasks/celery_publish.py",
             "app/tasks/celery_queue.py",
             "app/tasks/celery_worker.py",
             "app/tasks/finished_counts.py",
+            "tests/tasks/celery_custom.py",
             "tests/tasks/fixtures_celery.py",
             "tests/tasks/test_celery*.py",
+            "tests/rabbitmq_server.py",
+            "deploy/celery-*.service",
         ),
         "redis_queue": (
             "app/tasks/redis_queue.py",

@@ -57,6 +57,19 @@ class Settings(BaseSettings):
 {%- if cookiecutter.task_backend != "background" %}
     redis_url: str = "redis://localhost:6379/0"
 {%- endif %}
+{%- if cookiecutter.task_backend == "celery" %}
+    celery_broker_url: str | None = None  # any broker Celery supports; None: REDIS_URL
+    celery_broker_transport_options: dict[str, object] = {}  # JSON, over the service's own
+{%- endif %}
+
+
+{%- if cookiecutter.task_backend == "celery" %}
+
+    @property
+    def broker_url(self) -> str:
+        """Celery's broker: CELERY_BROKER_URL, or REDIS_URL when it is not set."""
+        return self.celery_broker_url or self.redis_url
+{%- endif %}
 
 
 @lru_cache

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+SERVER_PACKAGES = "redis-server postgresql{% if cookiecutter.task_backend == "celery" %} rabbitmq-server{% endif %}"
+
 
 def require_binary(name: str, *search: str) -> str:
     """Return the path of `name`; skip (locally) or fail (under CI) when it is missing."""
@@ -28,7 +30,7 @@ def require_binary(name: str, *search: str) -> str:
     )
     if found:
         return found
-    reason = f"{name} not found: install it (Debian: apt-get install redis-server postgresql)"
+    reason = f"{name} not found: install it (Debian: apt-get install {SERVER_PACKAGES})"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"{reason}; under CI a missing server is a failure, not a skip")
     pytest.skip(reason)

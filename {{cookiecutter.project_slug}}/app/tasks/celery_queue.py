@@ -1,23 +1,28 @@
-"""The API side of the Celery backend: validate, store the status and message; read statuses."""
+"""The API side of the Celery backend: validate, record the status, publish; read statuses."""
 
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from kombu.exceptions import OperationalError
 from redis.asyncio import Redis
+from redis.exceptions import RedisError, WatchError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
-from app.tasks.celery_app import TaskApp, create_celery_app
-from app.tasks.celery_message import task_message
+from app.tasks.celery_app import create_celery_app
+from app.tasks.celery_publish import Publisher
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
-from app.tasks.queue import unavailable_as
+from app.tasks.queue import BrokerUnavailableError, unavailable_as
 from app.tasks.status import RedisStatusStore, TaskStatus
+
+logger = logging.getLogger(__name__)
 
 
 class CeleryTaskQueue:
@@ -27,38 +32,61 @@ class CeleryTaskQueue:
     even one that never existed, where this API answers 404.
     """
 
-    def __init__(self, celery: TaskApp, redis: Redis, settings: Settings) -> None:
-        self.broker: str | None = "redis"
-        self._celery = celery
+    def __init__(self, publisher: Publisher, redis: Redis, settings: Settings, broker: str) -> None:
+        self.broker: str | None = broker
+        self._publisher = publisher
         self._redis = redis
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
 
     async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
-        """Validate, then store the `queued` status and the message in one transaction.
+        """Validate, store the `queued` status, then publish the message.
 
-        Both are stored or neither: a Redis that is down or cut off fails the enqueue (503)
-        without leaving a `queued` status for a message never sent, and no worker can take
-        the message before its status exists (a later `queued` would hide its `running`).
+        The status comes first, so no worker can start a task before its status exists
+        (a later `queued` would hide its `running`). If the publish then fails, the status
+        is moved to `failed` ("not sent") before the 503: a worker that still receives the
+        message (a publish whose answer was lost) finds a final status and does not run it.
         """
         parsed = registry.validate(name, payload).model_dump(mode="json")
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
-        message = task_message(self._celery, status.id, name, parsed)
-        with unavailable_as("task broker"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                self.statuses.save_in(pipe, status)
-                pipe.lpush(message.queue, message.data)
-                await pipe.execute()
+        with unavailable_as("task status store"):
+            await self.statuses.save(status)
+        try:
+            await self._publisher.send(status.id, name, parsed)
+        except (OperationalError, OSError) as exc:
+            await self._mark_unsent(status, exc)
+            raise BrokerUnavailableError(f"task broker unavailable: {exc}") from exc
         return status
+
+    async def _mark_unsent(self, status: TaskStatus, exc: Exception) -> None:
+        """Move `status` to `failed` unless something already moved it past `queued`."""
+        key = self.statuses.key(status.id)
+        try:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                await pipe.watch(key)
+                raw = await pipe.get(key)
+                if raw is not None and TaskStatus.model_validate_json(raw).status != "queued":
+                    return
+                pipe.multi()  # type: ignore[no-untyped-call]
+                self.statuses.save_in(pipe, status.moved("failed", error=f"not sent: {exc}"))
+                self.finished.count(pipe, status.moved("failed"))
+                await pipe.execute()
+        except WatchError:
+            return  # a worker wrote the status in between: it tells the truth
+        except (RedisError, OSError) as store_exc:
+            logger.error(
+                "task %s not sent (%s); its status stays queued: %s", status.id, exc, store_exc
+            )
 
     async def get(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
-        with unavailable_as("task broker"):
+        with unavailable_as("task status store"):
             return await self.statuses.load(task_id)
 
     async def ping(self) -> None:
-        """Raise when Redis (broker and status store) cannot be reached."""
+        """Raise when the status store (Redis) or the broker cannot be reached."""
         await self._redis.ping()
+        await self._publisher.ping()
 
     async def sync_metrics(self, metrics: Metrics) -> None:
         """Add to `tasks_finished` what workers counted in Redis since the last scrape."""
@@ -73,11 +101,21 @@ async def open_task_queue(
     sessions: async_sessionmaker[AsyncSession],
     metrics: Metrics,
 ) -> AsyncIterator[CeleryTaskQueue]:
-    """The API side of the queue, open for the lifespan (the Celery workers run the tasks)."""
+    """The API side of the queue, open for the lifespan (the Celery workers run the tasks).
+
+    The Celery app becomes this process's current and default app, so tasks of your own
+    (`@shared_task`, `.delay()`) publish to the configured broker with the same settings.
+    """
+    celery = create_celery_app(settings)
+    celery.set_current()
+    celery.set_default()
+    publisher = Publisher(celery)
     redis = redis_client(
         settings.redis_url, max_connections=settings.cache_max_connections, timeout=1.0
     )
     try:
-        yield CeleryTaskQueue(create_celery_app(settings), redis, settings)
+        broker = settings.broker_url.partition("://")[0]
+        yield CeleryTaskQueue(publisher, redis, settings, broker)
     finally:
+        await publisher.close()
         await redis.aclose()

@@ -179,7 +179,11 @@ class HoldMessages(bootsteps.StartStopStep):
 
     def stamp(self, consumer: Consumer) -> None:
         """Set the delivery time of each held message to now; acked ones are left out."""
-        tags = [request.message.delivery_tag for request in list(state.requests.values())]
+        # By request object, not by task id: after a lost connection the same task is held
+        # twice for a moment (the stopped run and its redelivery), under one id.
+        waiting: Any = cast(Any, state).scheduled_requests  # for an ETA (a retry); not in the stubs
+        held = {*state.reserved_requests, *state.active_requests, *waiting}
+        tags = [request.message.delivery_tag for request in held]
         channel: Any = cast(Any, consumer).task_consumer.channel
         index = getattr(channel, "unacked_index_key", None)
         if not tags or index is None:  # nothing held, or a broker without visibility timeout

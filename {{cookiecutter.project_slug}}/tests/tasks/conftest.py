@@ -4,7 +4,14 @@
 {%- if cookiecutter.task_backend == "background" %}
 from tests.tasks.fixtures_background import settings, task_runner  # noqa: F401
 {%- elif cookiecutter.task_backend == "celery" %}
-from tests.tasks.fixtures_celery import celery_processes, settings, task_runner  # noqa: F401
+from tests.tasks.fixtures_celery import (  # noqa: F401
+    broker,
+    broker_url,
+    celery_processes,
+    rabbitmq_server,
+    settings,
+    task_runner,
+)
 {%- else %}
 from tests.tasks.fixtures_redis_queue import settings, task_runner, workers  # noqa: F401
 {%- endif %}

@@ -9,16 +9,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kombu import Connection
 
 from app.config import Settings
+from tests.rabbitmq_server import RabbitMQServer, running_rabbitmq
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CELERY = [sys.executable, "-m", "celery", "-A", "app.tasks.celery_app"]
+TEST_QUEUES = ("celery", "routed")  # the queues the tests publish to
+CELERY = [sys.executable, "-m", "celery", "-A"]
+SERVICE_APP = "app.tasks.celery_app"
 # Mingle and gossip only exchange worker metadata; leaving them out saves a second per start.
 QUIET = ["--without-mingle", "--without-gossip"]
 
@@ -28,6 +33,7 @@ def celery_env(settings: Settings) -> dict[str, str]:
     env = {
         key.upper(): value if isinstance(value, str) else json.dumps(value)
         for key, value in settings.model_dump(mode="json").items()
+        if value is not None
     }
     return {**os.environ, **env}
 
@@ -77,12 +83,14 @@ class CeleryProcesses:
     settings: Settings
     started: list[CeleryProcess] = field(default_factory=list)
 
-    def spawn(self, *args: str, **overrides: object) -> CeleryProcess:
-        """Start `celery -A app.tasks.celery_app <args>` with the settings plus `overrides`."""
+    def spawn(
+        self, *args: str, app: str = SERVICE_APP, overrides: dict[str, object] | None = None
+    ) -> CeleryProcess:
+        """Start `celery -A <app> <args>` with the settings plus `overrides`."""
         process = subprocess.Popen(
-            [*CELERY, *args],
+            [*CELERY, app, *args],
             cwd=PROJECT_ROOT,
-            env=celery_env(self.settings.model_copy(update=overrides)),
+            env=celery_env(self.settings.model_copy(update=overrides or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -92,18 +100,26 @@ class CeleryProcesses:
         self.started.append(started)
         return started
 
-    async def worker(self, concurrency: int = 2, **overrides: object) -> CeleryProcess:
-        """Start a worker and wait until it consumes."""
-        name = f"worker{len(self.started) + 1}@%h"
-        worker = self.spawn(
-            "worker", f"--concurrency={concurrency}", f"--hostname={name}", *QUIET, **overrides
-        )
+    async def worker(
+        self,
+        concurrency: int = 2,
+        *,
+        app: str = SERVICE_APP,
+        queues: str | None = None,
+        include: str | None = None,
+        **overrides: object,
+    ) -> CeleryProcess:
+        """Start a worker (of `app`, consuming `queues`, importing `include`) until it consumes."""
+        options = [f"--concurrency={concurrency}", f"--hostname=worker{len(self.started) + 1}@%h"]
+        options += [f"--queues={queues}"] if queues else []
+        options += [f"--include={include}"] if include else []
+        worker = self.spawn("worker", *options, *QUIET, app=app, overrides=overrides)
         await asyncio.to_thread(worker.wait_for, " ready.")
         return worker
 
     async def beat(self, **overrides: object) -> CeleryProcess:
         """Start a beat and wait until it schedules."""
-        beat = self.spawn("beat", **overrides)
+        beat = self.spawn("beat", overrides=overrides)
         await asyncio.to_thread(beat.wait_for, "beat: Starting...")
         return beat
 
@@ -113,12 +129,44 @@ class CeleryProcesses:
             started.kill()
 
 
+@pytest.fixture(scope="session")
+def rabbitmq_server() -> Iterator[RabbitMQServer | str]:
+    """A RabbitMQ broker for the whole run: `TEST_RABBITMQ_URL`, or a node we start."""
+    external = os.environ.get("TEST_RABBITMQ_URL")
+    if external:
+        yield external
+        return
+    with running_rabbitmq() as server:
+        yield server
+
+
 @pytest.fixture
-def settings(settings: Settings, redis_url: str) -> Settings:
-    """The test's Redis as broker, with short timeouts so that failure paths run fast."""
+def broker(request: pytest.FixtureRequest) -> str:
+    """The broker of the test: `redis` unless parametrized (indirectly) with `rabbitmq`."""
+    return str(getattr(request, "param", "redis"))
+
+
+@pytest.fixture
+def broker_url(broker: str, request: pytest.FixtureRequest) -> str | None:
+    """CELERY_BROKER_URL for the test: None (the status store's Redis) or an empty RabbitMQ."""
+    if broker == "redis":
+        return None
+    server: RabbitMQServer | str = request.getfixturevalue("rabbitmq_server")
+    url = server if isinstance(server, str) else server.url
+    with Connection(url) as connection:  # no message of an earlier test may be delivered
+        channel: Any = connection.default_channel
+        for queue in TEST_QUEUES:
+            channel.queue_delete(queue)
+    return url
+
+
+@pytest.fixture
+def settings(settings: Settings, redis_url: str, broker_url: str | None) -> Settings:
+    """The test's broker, with short timeouts so that failure paths run fast."""
     return settings.model_copy(
         update={
             "redis_url": redis_url,
+            "celery_broker_url": broker_url,
             "task_visibility_timeout": 2,
             "task_retry_backoff": 1.0,  # Celery's smallest backoff: 0-1 s, then 0-2 s
             "task_shutdown_timeout": 1.0,

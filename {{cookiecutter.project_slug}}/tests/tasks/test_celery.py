@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.main import create_app
 from app.tasks.celery_app import create_celery_app
-from app.tasks.celery_message import RUN_TASK
+from app.tasks.celery_publish import RUN_TASK
 from app.tasks.status import TaskStatus
 from tests.servers import RedisServer
 from tests.tasks.fixtures_celery import PROJECT_ROOT, CeleryProcesses
@@ -161,12 +161,11 @@ async def test_a_pickle_message_is_refused_unread(
 async def test_periodic_job_runs_once_per_tick_with_two_beats_and_two_workers(
     celery_processes: CeleryProcesses, settings: Settings
 ) -> None:
-    every_second = {"task_heartbeat_interval": 1}
     *_, first, second = await asyncio.gather(
-        celery_processes.worker(**every_second),
-        celery_processes.worker(**every_second),
-        celery_processes.beat(**every_second),
-        celery_processes.beat(**every_second),
+        celery_processes.worker(task_heartbeat_interval=1),
+        celery_processes.worker(task_heartbeat_interval=1),
+        celery_processes.beat(task_heartbeat_interval=1),
+        celery_processes.beat(task_heartbeat_interval=1),
     )
     beats = [first, second]
     await asyncio.sleep(3.5)

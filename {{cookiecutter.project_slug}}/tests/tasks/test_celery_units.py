@@ -9,12 +9,14 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.state import AppState
-from app.tasks.celery_app import OnSchedule, create_celery_app
-from app.tasks.celery_message import RUN_TASK
+from app.tasks.celery_app import create_celery_app
+from app.tasks.celery_beat import OnSchedule
+from app.tasks.celery_publish import RUN_TASK
 from app.tasks.celery_worker import AttemptFailedError, TaskFailedError, TaskRunner
 from app.tasks.cron import Cron
 from app.tasks.schedule import Every, periodic_jobs
 from app.tasks.status import TaskStatus
+from tests.tasks.fixtures_celery import PROJECT_ROOT
 
 
 def test_messages_are_json_only_and_acknowledged_late(settings: Settings) -> None:
@@ -43,7 +45,7 @@ def test_the_run_task_retries_with_backoff_up_to_the_attempts(settings: Settings
 
 def test_beat_schedules_every_periodic_job(settings: Settings) -> None:
     conf = create_celery_app(settings).conf
-    assert conf.beat_scheduler == "app.tasks.celery_app:OncePerTickScheduler"
+    assert conf.beat_scheduler == "app.tasks.celery_beat:OncePerTickScheduler"
     jobs = periodic_jobs(settings)
     assert set(conf.beat_schedule) == {job.name for job in jobs}
     for job in jobs:
@@ -148,3 +150,11 @@ async def test_an_attempt_past_the_time_limit_is_cancelled_and_retried(
             await limited.attempt("t1", "sleep", {"seconds": 5})
     finally:
         await redis.aclose()
+
+
+def test_the_systemd_worker_unit_signals_the_main_process_alone() -> None:
+    unit = (PROJECT_ROOT / "deploy" / "celery-worker.service").read_text().splitlines()
+    assert "KillMode=mixed" in unit  # the pool processes finish their tasks (warm shutdown)
+    assert "KillSignal=SIGTERM" in unit
+    [exec_start] = [line for line in unit if line.startswith("ExecStart=")]
+    assert exec_start.endswith("celery -A app.tasks.celery_app worker")

@@ -1,0 +1,98 @@
+"""Celery beat for the service's periodic jobs: each tick sent once, however many beats run."""
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from celery import beat, schedules
+from celery.utils.time import maybe_make_aware
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
+
+from app.tasks.celery_publish import send_registered_task
+from app.tasks.definitions import registry
+from app.tasks.schedule import Schedule, periodic_jobs, tick_lock
+from app.tasks.status import TaskStatus
+
+if TYPE_CHECKING:  # celery_app imports this module for OnSchedule
+    from app.tasks.celery_app import TaskApp
+
+logger = logging.getLogger(__name__)
+
+
+class OnSchedule(schedules.schedule):
+    """Beat's view of one of our schedules (`Every` or `Cron`), read as every backend reads it."""
+
+    def __init__(
+        self, job_schedule: Schedule, nowfun: Callable[[], datetime] | None = None
+    ) -> None:
+        super().__init__(timedelta(seconds=job_schedule.resolution), nowfun=nowfun)
+        self.job_schedule = job_schedule
+
+    def is_due(self, last_run_at: datetime) -> schedules.schedstate:
+        """Due once the first run after the last one has come; look again at the next run."""
+        now = maybe_make_aware(self.now())
+        next_run = self.job_schedule.next_after(maybe_make_aware(last_run_at))
+        if next_run <= now:
+            following = self.job_schedule.next_after(now)
+            return schedules.schedstate(True, (following - now).total_seconds())
+        return schedules.schedstate(False, (next_run - now).total_seconds())
+
+    def __reduce__(self) -> tuple[type["OnSchedule"], tuple[Schedule]]:
+        return self.__class__, (self.job_schedule,)
+
+    def __repr__(self) -> str:
+        return f"<on {self.job_schedule!r}>"
+
+
+class OncePerTickScheduler(beat.Scheduler):
+    """Beat's scheduler, in memory, sending each job once per tick however many beats run.
+
+    Before it sends a job, a beat claims `<CACHE_PREFIX>:schedule:<job>:<tick>` in Redis with
+    `SET NX PX`; only the beat that set the key stores the task's `queued` status and then
+    publishes its message, as the API does, so a second beat (for availability) never doubles
+    a tick. There is no schedule file: like the other backends' schedulers, a beat does not
+    catch up on ticks it missed.
+    """
+
+    def setup_schedule(self) -> None:
+        """Check each periodic job's task and payload, then load the app's `beat_schedule`."""
+        self._jobs = {job.name: job for job in periodic_jobs(self._app.settings)}
+        for job in self._jobs.values():
+            registry.validate(job.task, job.payload)
+        super().setup_schedule()
+
+    def apply_entry(self, entry: beat.ScheduleEntry, producer: Any = None) -> None:
+        """Record and send `entry`'s task if this beat is the first to claim the current tick."""
+        job = self._jobs.get(str(entry.name))
+        if job is None:  # added to beat_schedule by hand: sent as Celery would, unguarded
+            super().apply_entry(entry, producer)
+            return
+        claim, lifetime_ms = tick_lock(self._app.settings.cache_prefix, job, datetime.now(UTC))
+        status = TaskStatus(id=uuid.uuid4().hex, name=job.task)
+        try:
+            if not self._app.status_redis().set(claim, status.id, nx=True, px=lifetime_ms):
+                logger.info("beat: %s was sent by another beat", claim)
+                return
+            self._app.save_status(status)
+        except (RedisError, OSError) as exc:
+            logger.error("beat: could not claim %s: %s", claim, exc)
+            return
+        try:
+            send_registered_task(self._app, status.id, job.task, job.payload, producer)
+        except (OperationalError, OSError) as exc:
+            logger.error("beat: could not send %s: %s", claim, exc)
+            self._app.end_task(status.id, job.task, f"not sent: {exc}")
+            return
+        logger.info("beat: sent %s as task %s", claim, status.id)
+
+    def close(self) -> None:
+        """Close the broker connection and the status-store client."""
+        super().close()
+        self._app.close_status_redis()
+
+    @property
+    def _app(self) -> "TaskApp":
+        return cast("TaskApp", self.app)

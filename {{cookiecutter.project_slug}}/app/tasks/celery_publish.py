@@ -1,0 +1,92 @@
+"""Sending registry tasks through Celery's own API, from the API (async) and from beat.
+
+Every message goes through `send_task`, so whatever the Celery configuration says applies:
+the broker (`CELERY_BROKER_URL`), `task_routes`, priorities, queue options, the broker's
+`global_keyprefix`, and the `before_task_publish` / `after_task_publish` signals.
+Results are ignored (`ignore_result=True`): the service's status store keeps statuses, and
+no result-backend subscription is made per message.
+
+kombu publishes over blocking sockets. The API therefore publishes from threads of its own,
+each through one producer taken from the app's pool and held for the life of the process:
+the event loop only waits on a future, and no connection or channel is opened per message.
+"""
+
+import asyncio
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from celery import Celery
+from kombu import Producer
+
+RUN_TASK = "tasks.run"
+ARGS_REPR_LENGTH = 1024  # characters of a message's arguments kept for Flower (Celery's default)
+PUBLISH_THREADS = 4  # messages in flight at once (Celery's broker_pool_limit is 10)
+
+
+def send_registered_task(
+    app: Celery, task_id: str, name: str, payload: dict[str, Any], producer: Producer | None
+) -> None:
+    """Send registry task `name` as message `task_id` of the Celery task `tasks.run`.
+
+    The message carries `name` as its `shadow` (what logs and Flower show). Its arguments'
+    repr is built with the built-in `repr`, bounded as Celery bounds its own.
+    """
+    args = (name, payload)
+    app.send_task(
+        RUN_TASK,
+        args=args,
+        task_id=task_id,
+        shadow=name,
+        producer=producer,
+        ignore_result=True,
+        argsrepr=repr(args)[:ARGS_REPR_LENGTH],
+        kwargsrepr="{}",
+    )
+
+
+class Publisher:
+    """Send messages from a few threads of their own, each with one producer held for good.
+
+    A thread waits for the broker's answer to each message, so one thread alone would send at
+    most one message per round trip; PUBLISH_THREADS threads keep that many in flight. Each
+    producer (and its broker connection) comes from the app's pool, stays with its thread for
+    the life of the process, and is given back by `close`.
+    """
+
+    def __init__(self, app: Celery, threads: int = PUBLISH_THREADS) -> None:
+        self._app = app
+        self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="celery-publish")
+        self._local = threading.local()
+        self._producers: list[Producer] = []
+        self._lock = threading.Lock()
+
+    async def send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
+        """Publish one task; raise what kombu raised (an OperationalError when unreachable)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._threads, self._send, task_id, name, payload)
+
+    def _send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
+        producer: Producer | None = getattr(self._local, "producer", None)
+        if producer is None:
+            producer = self._local.producer = self._app.producer_pool.acquire(block=True)
+            with self._lock:
+                self._producers.append(producer)
+        send_registered_task(self._app, task_id, name, payload, producer)
+
+    async def ping(self) -> None:
+        """Raise when the broker cannot be reached (on a connection of its own)."""
+        await asyncio.to_thread(self._ping)
+
+    def _ping(self) -> None:
+        with self._app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1)
+
+    async def close(self) -> None:
+        """Wait for the sends under way, then close each producer's connection and give it back."""
+        await asyncio.to_thread(self._threads.shutdown)
+        for producer in self._producers:
+            if producer.connection is not None:  # kombu's pools are shared by all apps alike
+                producer.connection.close()
+            producer.release()
+        self._producers.clear()
