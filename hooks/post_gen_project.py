@@ -26,6 +26,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "app/tasks/celery_message.py",
             "app/tasks/celery_queue.py",
             "app/tasks/celery_worker.py",
+            "app/tasks/dead_letters.py",
             "app/tasks/finished_counts.py",
             "tests/tasks/fixtures_celery.py",
             "tests/tasks/test_celery*.py",
@@ -33,6 +34,9 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         "redis_queue": (
             "app/tasks/redis_queue.py",
             "app/tasks/worker.py",
+            "app/tasks/worker_redis.py",
+            "app/tasks/stream_entries.py",
+            "app/tasks/dead_letters.py",
             "app/tasks/finished_counts.py",
             "tests/tasks/fixtures_redis_queue.py",
             "tests/tasks/test_redis_queue*.py",

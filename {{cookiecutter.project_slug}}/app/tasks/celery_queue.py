@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -14,9 +15,10 @@ from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.celery_app import TaskApp, create_celery_app
 from app.tasks.celery_message import task_message
+from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
-from app.tasks.queue import unavailable_as
+from app.tasks.queue import DeadLetter, unavailable_as
 from app.tasks.status import RedisStatusStore, TaskStatus
 
 
@@ -33,6 +35,7 @@ class CeleryTaskQueue:
         self._redis = redis
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
+        self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
 
     async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
         """Validate, then store the `queued` status and the message in one transaction.
@@ -55,6 +58,21 @@ class CeleryTaskQueue:
         """The status of `task_id`, or None when unknown or expired."""
         with unavailable_as("task broker"):
             return await self.statuses.load(task_id)
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The newest `limit` dead letters (kept by the workers), newest first."""
+        with unavailable_as("task broker"):
+            return await self.dead.newest(limit)
+
+    async def requeue(self, task_id: str) -> TaskStatus:
+        """Send dead letter `task_id` again as a new message, with fresh attempts."""
+        with unavailable_as("task broker"):
+            return await self.dead.requeue(task_id, self.statuses, self._push)
+
+    def _push(self, pipe: Pipeline, status: TaskStatus, payload: dict[str, Any]) -> None:
+        """Add `status`'s message to the queue, inside the requeue's transaction."""
+        message = task_message(self._celery, status.id, status.name, payload)
+        pipe.lpush(message.queue, message.data)
 
     async def ping(self) -> None:
         """Raise when Redis (broker and status store) cannot be reached."""

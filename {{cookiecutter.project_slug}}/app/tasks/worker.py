@@ -1,9 +1,12 @@
 """`python -m app.tasks.worker [--concurrency N]`: run tasks from the Redis stream.
 
-At least once: an entry is XACKed only after its final status is written, in the same
-atomic step (a script or a MULTI). Entries a dead worker held are taken over with XAUTOCLAIM
-once idle for TASK_VISIBILITY_TIMEOUT; a live worker refreshes the idle time of what it holds.
-`python -m app.tasks.worker dead-letters [--requeue ID]` inspects the dead-letter stream.
+At least once: an entry is XACKed (and deleted) only after its final status is written, in
+the same atomic step (a script or a MULTI). Entries a dead worker held are taken over with
+XAUTOCLAIM once idle for TASK_VISIBILITY_TIMEOUT; a live worker refreshes the idle time of what
+it holds. Every step of an attempt is decided by `TaskAttempts`; this module only moves
+entries. Its three loops (reading, housekeeping, the schedule) are supervised: if one dies,
+the worker stops and exits with status 1, so its supervisor restarts it whole.
+`python -m app.tasks.worker dead-letters [--requeue ID]` inspects the dead letters.
 """
 
 import argparse
@@ -12,7 +15,6 @@ import contextlib
 import functools
 import logging
 import os
-import random
 import signal
 import socket
 import time
@@ -23,45 +25,23 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.startup import freeze_startup_objects
 from app.infrastructure.database import create_engine, create_session_factory
-from app.tasks.definitions import registry
+from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts
-from app.tasks.redis_queue import GROUP, QueueKeys, RedisTaskQueue, connect, entry_fields
-from app.tasks.registry import TaskContext
+from app.tasks.queue import DeadLetter
+from app.tasks.redis_queue import GROUP, RedisTaskQueue, connect
 from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule, tick_lock
-from app.tasks.status import FINAL_STATES, RedisStatusStore, TaskStatus
+from app.tasks.status import TaskStatus
+from app.tasks.stream_entries import Delivery, Entry, as_entries, lost_id, read_entry
+from app.tasks.worker_redis import PROMOTE_DUE, TRANSIENT, finish_in, remove_in, wait_for_redis
 
 logger = logging.getLogger("app.tasks.worker")
-
-# Move due retries back onto the stream atomically, so no two workers move one twice.
-PROMOTE_DUE = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
-for _, raw in ipairs(due) do
-  local task = cjson.decode(raw)
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-             'id', task.id, 'name', task.name, 'payload', task.payload)
-  redis.call('ZREM', KEYS[1], raw)
-end
-return #due
-"""
-
-# A task's last step, in one atomic command: its final status, its count, then XACK and XDEL
-# (the entry is acknowledged only with the status written). One EVALSHA costs the worker far
-# less than the same four commands in MULTI/EXEC.
-FINISH = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
-redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
-return redis.call('XDEL', KEYS[3], ARGV[5])
-"""
-
-Entry = tuple[bytes, dict[bytes, bytes]]
 
 READ_BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
 WORKER_TIMEOUT = 5.0  # seconds per Redis command; more than a blocking read waits
@@ -70,11 +50,6 @@ WORKER_TIMEOUT = 5.0  # seconds per Redis command; more than a blocking read wai
 def consumer_name() -> str:
     """A consumer name unique across hosts, processes and restarts."""
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def as_entries(raw: Any) -> list[Entry]:
-    """Stream entries from a redis-py reply (its types cover every decode setting)."""
-    return [(entry_id, dict(fields)) for entry_id, fields in raw or [] if fields is not None]
 
 
 @dataclass
@@ -90,14 +65,13 @@ class Worker:
     running: dict[bytes, asyncio.Task[None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.keys = QueueKeys(self.settings.cache_prefix)
-        self.statuses = RedisStatusStore(
-            self.redis, self.settings.cache_prefix, self.settings.task_status_ttl
-        )
+        self.queue = RedisTaskQueue(self.redis, self.settings)
+        self.keys = self.queue.keys
+        self.statuses = self.queue.statuses
         self.finished = FinishedCounts(self.redis, self.settings.cache_prefix)
-        self.slots = asyncio.Semaphore(self.concurrency)
+        self.attempts = TaskAttempts(self.settings, self.sessions, dead_letters=True)
         self.promote = self.redis.register_script(PROMOTE_DUE)
-        self.finish_script = self.redis.register_script(FINISH)
+        self.claim_cursor = "0-0"
 
     async def ensure_group(self) -> None:
         """Create the stream, its consumer group and this consumer if they do not exist yet."""
@@ -105,28 +79,39 @@ class Worker:
             await self.redis.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
         await self.redis.xgroup_createconsumer(self.keys.stream, GROUP, self.name)
 
-    async def run(self) -> None:
-        """Work until `stopping` is set, then drain within the shutdown deadline."""
-        await self.ensure_group()
-        loops = [
-            asyncio.create_task(self.housekeeping()),
+    async def run(self) -> bool:
+        """Work until `stopping` is set or a loop dies; drain; False when a loop died."""
+        if not await wait_for_redis(self.ensure_group, self.stopping):
+            return True
+        loops = {
+            asyncio.create_task(self.read_loop(), name="read"),
+            asyncio.create_task(self.housekeeping(), name="housekeeping"),
             asyncio.create_task(
                 run_schedule(
                     periodic_jobs(self.settings),
                     claim=self.claim_tick,
-                    enqueue=RedisTaskQueue(self.redis, self.settings).enqueue,
+                    enqueue=self.queue.enqueue,
                     stop=self.stopping,
-                )
+                ),
+                name="schedule",
             ),
-        ]
+        }
         logger.info("worker %s started, concurrency %d", self.name, self.concurrency)
+        stop = asyncio.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait({*loops, stop}, return_when=asyncio.FIRST_COMPLETED)
+        died = [loop for loop in done & loops if _died(loop, self.stopping)]
+        for loop in died:
+            error = None if loop.cancelled() else loop.exception()
+            logger.error("worker loop %r died; stopping", loop.get_name(), exc_info=error)
+        self.stopping.set()
         try:
-            await self.read_loop()
-        finally:
             await self.drain()
+        finally:
+            stop.cancel()
             for loop in loops:
                 loop.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+        return not died
 
     async def read_loop(self) -> None:
         """Take new entries while there is a free slot."""
@@ -139,137 +124,147 @@ class Worker:
                 response: Any = await self.redis.xreadgroup(
                     GROUP, self.name, {self.keys.stream: ">"}, count=free, block=READ_BLOCK_MS
                 )
+                for _stream, raw in response or []:
+                    await self.start(as_entries(raw)[0])
             except ResponseError as exc:
                 if "NOGROUP" not in str(exc):
                     raise
                 await self.ensure_group()
-                continue
-            except (RedisError, OSError) as exc:
+            except TRANSIENT as exc:
                 logger.warning("redis unavailable: %s", exc)
                 await asyncio.sleep(1)
-                continue
-            for _stream, entries in response or []:
-                try:
-                    await self.start(as_entries(entries))
-                except (RedisError, OSError) as exc:
-                    logger.warning("could not start tasks, redis unavailable: %s", exc)
 
     async def start(self, entries: list[Entry]) -> None:
-        """Mark a batch of entries `running` in two round trips, then run each in its own task.
+        """Claim a batch in two round trips, then run each task in its own asyncio task.
 
-        Entries whose task already has a final status (a worker died between writing it and
-        acking) are only acknowledged. A Redis error leaves the batch unacknowledged: the
-        entries are taken over once idle for TASK_VISIBILITY_TIMEOUT.
+        One MGET reads the statuses; one transaction marks the tasks to run `running` (their
+        attempt counted), acknowledges those that had already finished, and dead-letters
+        entries that cannot be read or tasks whose attempts are used up. A Redis error leaves
+        the batch unacknowledged: it is taken over once idle for TASK_VISIBILITY_TIMEOUT.
         """
-        fresh = [(entry_id, fields) for entry_id, fields in entries if entry_id not in self.running]
-        if not fresh:
-            return
-        task_ids = [fields[b"id"].decode() for _, fields in fresh]
-        known = await self.statuses.load_many(task_ids)
-        finished: list[bytes] = []
-        starting: list[tuple[bytes, TaskStatus, bytes]] = []
-        for (entry_id, fields), task_id, status in zip(fresh, task_ids, known, strict=True):
-            status = status or TaskStatus(id=task_id, name=fields[b"name"].decode())
-            if status.status in FINAL_STATES:
-                finished.append(entry_id)
-            else:
-                running = status.moved("running", attempts=status.attempts + 1)
-                starting.append((entry_id, running, fields[b"payload"]))
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for _, status, _ in starting:
-                self.statuses.save_in(pipe, status)
-            if finished:
-                pipe.xack(self.keys.stream, GROUP, *finished)
+        read = [read_entry(entry_id, fields) for entry_id, fields in entries]
+        unreadable = [
+            (entry_id, letter)
+            for (entry_id, _), letter in zip(entries, read, strict=True)
+            if isinstance(letter, DeadLetter)
+        ]
+        fresh = [d for d in read if isinstance(d, Delivery) and d.entry_id not in self.running]
+        stored = await self.statuses.load_many([d.task_id for d in fresh])
+        starting: list[tuple[Delivery, TaskStatus]] = []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry_id, letter in unreadable:
+                logger.error("dead-lettered %s", letter.error)
+                await self.bury_in(pipe, entry_id, letter, self.unreadable_status(letter))
+            for delivery, status in zip(fresh, stored, strict=True):
+                claim = self.attempts.claim(status, delivery.task_id, delivery.name)
+                if claim.kind == "run":
+                    self.statuses.save_in(pipe, claim.status)
+                    starting.append((delivery, claim.status))
+                elif claim.kind == "exhausted":
+                    letter = DeadLetter.of(claim.status, delivery.payload)
+                    await self.bury_in(pipe, delivery.entry_id, letter, claim.status)
+                else:
+                    remove_in(pipe, self.keys.stream, delivery.entry_id)
             await pipe.execute()
-        for entry_id, status, payload in starting:
-            task = asyncio.create_task(self.handle(entry_id, status, payload))
-            self.running[entry_id] = task
-            task.add_done_callback(functools.partial(self.forget, entry_id))
+        for delivery, status in starting:
+            task = asyncio.create_task(self.handle(delivery, status))
+            self.running[delivery.entry_id] = task
+            task.add_done_callback(functools.partial(self.forget, delivery.entry_id))
 
     def forget(self, entry_id: bytes, _task: asyncio.Task[None]) -> None:
         """Drop a finished entry's task from `running` (a done callback)."""
         self.running.pop(entry_id, None)
 
-    async def handle(self, entry_id: bytes, status: TaskStatus, raw_payload: bytes) -> None:
-        """Run one task (already marked `running`) and record the outcome, then ack."""
-        payload: dict[str, Any] = orjson.loads(raw_payload)
-        context = TaskContext(task_id=status.id, attempt=status.attempts, sessions=self.sessions)
+    async def handle(self, delivery: Delivery, running: TaskStatus) -> None:
+        """Run one attempt (already marked `running`) and record where it ended.
+
+        If the outcome cannot be recorded, the entry stays pending and is claimed again after
+        TASK_VISIBILITY_TIMEOUT, its attempt counted.
+        """
+        status = await self.attempts.attempt(running, delivery.payload)
         try:
-            result = await registry.run(status.name, payload, context)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            await self.failed(entry_id, status, payload, f"{type(exc).__name__}: {exc}")
-            return
-        await self.finish(entry_id, status.moved("succeeded", result=result, error=None))
-
-    async def finish(self, entry_id: bytes, status: TaskStatus) -> None:
-        """Write the final status, count it, then XACK and XDEL, in one script."""
-        await self.finish_script(
-            keys=[self.statuses.key(status.id), self.finished.key, self.keys.stream],
-            args=[
-                status.model_dump_json(),
-                self.statuses.ttl,
-                self.finished.field(status),
-                GROUP,
-                entry_id,
-            ],
-        )
-
-    async def failed(
-        self, entry_id: bytes, status: TaskStatus, payload: dict[str, Any], error: str
-    ) -> None:
-        """Schedule a retry with exponential backoff and jitter, or dead-letter the task."""
-        if status.attempts >= self.settings.task_max_attempts:
-            final = status.moved("failed", error=error)
             async with self.redis.pipeline(transaction=True) as pipe:
-                self.statuses.save_in(pipe, final)
-                pipe.xadd(
-                    self.keys.dead,
-                    {**entry_fields(final.id, final.name, payload), "error": error.encode()},
-                    maxlen=self.settings.task_stream_maxlen,
-                    approximate=True,
-                )
-                self.finished.count(pipe, final)
-                pipe.xack(self.keys.stream, GROUP, entry_id)
-                pipe.xdel(self.keys.stream, entry_id)
+                if status.status == "retrying":
+                    self.retry_in(pipe, delivery, status)
+                elif status.status == "failed":
+                    await self.bury_in(
+                        pipe, delivery.entry_id, DeadLetter.of(status, delivery.payload), status
+                    )
+                else:
+                    finish_in(
+                        pipe,
+                        self.keys.stream,
+                        delivery.entry_id,
+                        self.statuses,
+                        self.finished,
+                        status,
+                    )
                 await pipe.execute()
-            return
-        delay = self.settings.task_retry_backoff * 2 ** (status.attempts - 1)
-        delay *= random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not cryptography
-        retrying = status.moved("retrying", error=error)
-        delayed = orjson.dumps(
-            {"id": status.id, "name": status.name, "payload": orjson.dumps(payload).decode()}
-        )
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self.statuses.save_in(pipe, retrying)
-            pipe.zadd(self.keys.delayed, {delayed: time.time() + delay})
-            pipe.xack(self.keys.stream, GROUP, entry_id)
-            pipe.xdel(self.keys.stream, entry_id)
-            await pipe.execute()
+        except Exception:
+            logger.exception("could not record task %s as %s", status.id, status.status)
+
+    def retry_in(self, pipe: Any, delivery: Delivery, status: TaskStatus) -> None:
+        """Record `retrying`, put the task in the delayed set until due, and drop its entry."""
+        due = time.time() + self.attempts.retry_delay(status.attempts)
+        task = {
+            "id": status.id,
+            "name": status.name,
+            "payload": orjson.dumps(delivery.payload).decode(),
+        }
+        self.statuses.save_in(pipe, status)
+        pipe.zadd(self.keys.delayed, {orjson.dumps(task): due})
+        remove_in(pipe, self.keys.stream, delivery.entry_id)
+
+    async def bury_in(
+        self, pipe: Any, entry_id: bytes, letter: DeadLetter, status: TaskStatus | None
+    ) -> None:
+        """Keep `letter`, record the task `failed` (if it has a status) and drop its entry."""
+        await self.queue.dead.add_in(pipe, letter)
+        if status is not None:
+            finish_in(pipe, self.keys.stream, entry_id, self.statuses, self.finished, status)
+        else:
+            remove_in(pipe, self.keys.stream, entry_id)
+
+    def unreadable_status(self, letter: DeadLetter) -> TaskStatus | None:
+        """The `failed` status of an unreadable entry's task, when the entry named one."""
+        if letter.id.startswith("entry-"):
+            return None
+        return self.attempts.failed(TaskStatus(id=letter.id, name=letter.name or "?"), letter.error)
 
     async def housekeeping(self) -> None:
         """Often: move due retries back, keep our entries fresh, claim a dead worker's."""
         idle_ms = self.settings.task_visibility_timeout * 1000
         while True:
             try:
-                await self.promote(
-                    keys=[self.keys.delayed, self.keys.stream],
-                    args=[time.time(), self.settings.task_stream_maxlen],
-                )
+                await self.promote(keys=[self.keys.delayed, self.keys.stream], args=[time.time()])
                 if self.running:
                     await self.redis.xclaim(
                         self.keys.stream, GROUP, self.name, 0, list(self.running), justid=True
                     )
                 free = self.concurrency - len(self.running)
                 if free > 0 and not self.stopping.is_set():
-                    _next, claimed, _deleted = await self.redis.xautoclaim(
-                        self.keys.stream, GROUP, self.name, idle_ms, count=free
+                    reply = await self.redis.xautoclaim(
+                        self.keys.stream, GROUP, self.name, idle_ms, self.claim_cursor, count=free
                     )
-                    await self.start(as_entries(claimed))
-            except (RedisError, OSError) as exc:
-                logger.warning("housekeeping failed: %s", exc)
+                    self.claim_cursor = reply[0]
+                    entries, gone = as_entries(reply[1])
+                    await self.lost([*gone, *(reply[2] if len(reply) > 2 else [])])
+                    await self.start(entries)
+            except TRANSIENT as exc:
+                logger.warning("housekeeping failed, redis unavailable: %s", exc)
             await asyncio.sleep(min(0.5, self.settings.task_visibility_timeout / 4))
+
+    async def lost(self, entry_ids: list[bytes]) -> None:
+        """Record entries deleted while pending: their tasks cannot be recovered."""
+        if not entry_ids:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry_id in entry_ids:
+                error = f"queue entry {entry_id.decode()} was deleted before a worker finished it"
+                logger.error("%s: its task is lost", error)
+                letter = DeadLetter(id=lost_id(entry_id), name=None, payload=None, error=error)
+                await self.bury_in(pipe, entry_id, letter, None)
+            await pipe.execute()
 
     async def claim_tick(self, job: PeriodicJob, run_at: datetime) -> bool:
         """Take the lock of `job`'s run at `run_at`; only one process in the fleet gets it."""
@@ -297,8 +292,13 @@ class Worker:
             await self.redis.xgroup_delconsumer(self.keys.stream, GROUP, self.name)
 
 
-async def serve(settings: Settings, concurrency: int) -> None:
-    """Run a worker until SIGTERM or SIGINT."""
+def _died(loop: asyncio.Task[Any], stopping: asyncio.Event) -> bool:
+    """Whether a worker loop that ended did so by failing rather than by being told to stop."""
+    return loop.cancelled() or loop.exception() is not None or not stopping.is_set()
+
+
+async def serve(settings: Settings, concurrency: int) -> int:
+    """Run a worker until SIGTERM or SIGINT; the exit status: 1 when one of its loops died."""
     redis = connect(settings, timeout=WORKER_TIMEOUT)
     engine = create_engine(settings)
     worker = Worker(redis, settings, create_session_factory(engine), concurrency)
@@ -307,48 +307,36 @@ async def serve(settings: Settings, concurrency: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, worker.stopping.set)
     try:
-        await worker.run()
-        await worker.leave()
+        healthy = await worker.run()
+        if healthy:
+            with contextlib.suppress(*TRANSIENT):
+                await worker.leave()
     finally:
         await engine.dispose()
         await redis.aclose()
         logger.info("worker %s stopped", worker.name)
+    return 0 if healthy else 1
 
 
 async def dead_letters(settings: Settings, requeue: str | None) -> None:
-    """Print queue counts and dead letters, or move one dead letter back to the queue."""
+    """Print queue counts and the newest dead letters, or requeue one by its id."""
     redis = connect(settings, timeout=WORKER_TIMEOUT)
-    keys = QueueKeys(settings.cache_prefix)
+    queue = RedisTaskQueue(redis, settings)
+    keys = queue.keys
     try:
         if requeue is not None:
-            entries = as_entries(await redis.xrange(keys.dead, requeue, requeue))
-            if not entries:
-                raise SystemExit(f"no dead letter {requeue}")
-            _entry_id, fields = entries[0]
-            task_id = fields[b"id"].decode()
-            status = TaskStatus(id=task_id, name=fields[b"name"].decode())
-            statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
-            async with redis.pipeline(transaction=True) as pipe:
-                statuses.save_in(pipe, status)
-                pipe.xadd(keys.stream, {k: v for k, v in fields.items() if k != b"error"})
-                pipe.xdel(keys.dead, requeue)
-                await pipe.execute()
-            print(f"requeued {requeue} as task {task_id}")  # noqa: T201
+            status = await queue.requeue(requeue)
+            print(f"requeued task {status.id}")  # noqa: T201
             return
         pending = 0
         with contextlib.suppress(ResponseError):
             pending = (await redis.xpending(keys.stream, GROUP))["pending"]
         print(  # noqa: T201
             f"queued={await redis.xlen(keys.stream)} pending={pending} "
-            f"delayed={await redis.zcard(keys.delayed)} dead={await redis.xlen(keys.dead)}"
+            f"delayed={await redis.zcard(keys.delayed)} dead={await queue.dead.count()}"
         )
-        for entry_id, fields in as_entries(await redis.xrange(keys.dead, count=100)):
-            print(  # noqa: T201
-                entry_id.decode(),
-                fields[b"name"].decode(),
-                fields[b"payload"].decode(),
-                fields.get(b"error", b"").decode(),
-            )
+        for letter in await queue.dead_letters(100):
+            print(letter.id, letter.name, orjson.dumps(letter.payload).decode(), letter.error)  # noqa: T201
     finally:
         await redis.aclose()
 
@@ -359,14 +347,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=None)
     commands = parser.add_subparsers(dest="command")
     dead = commands.add_parser("dead-letters", help="show counts and dead letters")
-    dead.add_argument("--requeue", metavar="ID", help="move one dead letter back to the queue")
+    dead.add_argument("--requeue", metavar="ID", help="requeue one dead letter, by task id")
     args = parser.parse_args(argv)
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     if args.command == "dead-letters":
         asyncio.run(dead_letters(settings, args.requeue))
     else:
-        asyncio.run(serve(settings, args.concurrency or settings.task_concurrency))
+        raise SystemExit(
+            asyncio.run(serve(settings, args.concurrency or settings.task_concurrency))
+        )
 
 
 if __name__ == "__main__":
