@@ -34,6 +34,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         "redis_queue": (
             "app/tasks/redis_queue.py",
             "app/tasks/worker.py",
+            "app/tasks/stream_worker.py",
             "app/tasks/worker_redis.py",
             "app/tasks/stream_entries.py",
             "app/tasks/dead_letters.py",
