@@ -5,9 +5,11 @@ time they died, so a task is requeued by its id in O(1) and the newest are liste
 most TASK_DEAD_LETTER_LIMIT are kept: adding one past it drops the oldest, in the same script.
 """
 
+import logging
 from collections.abc import Callable
 from typing import Any, cast
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
@@ -15,6 +17,8 @@ from redis.exceptions import WatchError
 from app.tasks.definitions import registry
 from app.tasks.queue import DeadLetter, DeadLetterNotFoundError, NotRequeueableError
 from app.tasks.status import RedisStatusStore, TaskStatus
+
+logger = logging.getLogger(__name__)
 
 # KEYS: the hash, the order; ARGV: id, JSON, time, limit. Returns how many old ones it dropped.
 ADD = """
@@ -57,7 +61,8 @@ class DeadLetterStore:
         if not ids:
             return []
         found = cast(list[bytes | None], await self._redis.hmget(self.key, ids))
-        return [DeadLetter.model_validate_json(raw) for raw in found if raw is not None]
+        letters = [_readable(raw) for raw in found if raw is not None]
+        return [letter for letter in letters if letter is not None]
 
     async def count(self) -> int:
         """How many dead letters are kept."""
@@ -78,10 +83,11 @@ class DeadLetterStore:
                     raw = await pipe.hget(self.key, task_id)
                     if raw is None:
                         raise DeadLetterNotFoundError(f"no dead letter {task_id}")
-                    letter = DeadLetter.model_validate_json(raw)
-                    if letter.name is None or letter.payload is None:
+                    letter = _readable(raw)
+                    if letter is None or letter.name is None or letter.payload is None:
+                        why = "unreadable" if letter is None else letter.error
                         raise NotRequeueableError(
-                            f"dead letter {task_id} has no readable task: {letter.error}"
+                            f"dead letter {task_id} has no readable task: {why}"
                         )
                     payload = registry.validate(letter.name, letter.payload).model_dump(mode="json")
                     status = TaskStatus(id=letter.id, name=letter.name)
@@ -94,3 +100,12 @@ class DeadLetterStore:
                     return status
                 except WatchError:
                     continue
+
+
+def _readable(raw: bytes | str) -> DeadLetter | None:
+    """A stored dead letter, or None when it cannot be read (logged)."""
+    try:
+        return DeadLetter.model_validate_json(raw)
+    except ValidationError as exc:
+        logger.error("unreadable dead letter skipped: %s", exc)
+        return None

@@ -104,8 +104,7 @@ class RedisStatusStore:
 
     async def load(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
-        raw = await self._redis.get(self.key(task_id))
-        return None if raw is None else TaskStatus.model_validate_json(raw)
+        return _readable(task_id, await self._redis.get(self.key(task_id)))
 
     async def load_many(self, task_ids: list[str]) -> list[TaskStatus | None]:
         """The statuses of `task_ids` in order (None where unknown), in one MGET."""
@@ -113,7 +112,7 @@ class RedisStatusStore:
         return [_readable(task_id, raw) for task_id, raw in zip(task_ids, found, strict=True)]
 
 
-def _readable(task_id: str, raw: bytes | None) -> TaskStatus | None:
+def _readable(task_id: str, raw: bytes | str | None) -> TaskStatus | None:
     """A stored status, or None when there is none or it cannot be read (logged)."""
     if raw is None:
         return None
