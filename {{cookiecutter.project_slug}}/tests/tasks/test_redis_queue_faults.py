@@ -20,6 +20,7 @@ import tests.tasks.faulty_tasks  # noqa: F401 - registers exit_process and block
 from app.config import Settings
 from app.main import create_app
 from app.tasks.redis_queue import GROUP, QueueKeys
+from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
 from tests.tasks.fixtures_redis_queue import PROJECT_ROOT, Workers, worker_env
 from tests.tasks.helpers import enqueue, wait_final
@@ -220,3 +221,20 @@ async def test_the_worker_waits_for_redis_at_start(
             worker.wait()
     assert worker.returncode == 0
     assert "waiting for redis" in log
+
+
+async def test_a_task_no_attempt_can_fix_fails_at_once_as_in_every_backend(
+    client: AsyncClient, workers: Workers, settings: Settings, redis: Redis
+) -> None:
+    # Written by an API newer than this worker: a task it does not know, a payload it refuses.
+    stream = QueueKeys(settings.cache_prefix).stream
+    for task_id, name, payload in (("unknown", "gone", "{}"), ("invalid", "add", '{"a": "x"}')):
+        queued = TaskStatus(id=task_id, name=name)
+        await redis.set(status_key(settings.cache_prefix, task_id), queued.model_dump_json())
+        await redis.xadd(stream, {"id": task_id, "name": name, "payload": payload})
+    await workers.start()
+    for task_id, error in (("unknown", "UnknownTaskError"), ("invalid", "InvalidPayloadError")):
+        body = await wait_final(client, task_id)
+        assert (body["status"], body["attempts"], body["dead_lettered"]) == ("failed", 1, True)
+        assert body["error"].startswith(error)
+    assert {letter["id"] for letter in await dead_letters(client, 2)} == {"unknown", "invalid"}
