@@ -121,13 +121,17 @@ class RedisTaskQueue:
         the move.
         """
         with unavailable_as("task broker"):
-            waiting = await self._redis.xlen(self.keys.stream)
-            if (
-                waiting + await self._redis.zcard(self.keys.delayed)
-                >= self._settings.task_max_backlog
-            ):
+            if await self.backlog() >= self._settings.task_max_backlog:
                 raise BacklogFullError(self._settings.task_max_backlog)
             return await self.dead.requeue(task_id, self.statuses, self._push)
+
+    async def backlog(self) -> int:
+        """Tasks accepted and not finished: on the stream (unread or running) or due to retry."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.keys.stream)
+            pipe.zcard(self.keys.delayed)
+            waiting, delayed = await pipe.execute()
+        return int(waiting) + int(delayed)
 
     def _push(self, pipe: Pipeline, status: TaskStatus, payload: dict[str, Any]) -> None:
         """Add `status`'s task to the stream, inside the requeue's transaction."""

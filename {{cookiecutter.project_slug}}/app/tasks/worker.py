@@ -19,13 +19,22 @@ from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.startup import freeze_startup_objects
 from app.infrastructure.database import create_engine, create_session_factory
+from app.tasks.queue import BacklogFullError, DeadLetterNotFoundError, NotRequeueableError
 from app.tasks.redis_queue import GROUP, RedisTaskQueue, connect
+from app.tasks.registry import InvalidPayloadError, UnknownTaskError
 from app.tasks.stream_worker import Worker
 from app.tasks.worker_redis import TRANSIENT
 
 logger = logging.getLogger("app.tasks.worker")
 
 WORKER_TIMEOUT = 5.0  # seconds per Redis command; more than a blocking read waits
+REQUEUE_REFUSED = (
+    BacklogFullError,
+    DeadLetterNotFoundError,
+    NotRequeueableError,
+    UnknownTaskError,
+    InvalidPayloadError,
+)
 
 
 async def serve(settings: Settings, concurrency: int) -> int:
@@ -56,7 +65,10 @@ async def dead_letters(settings: Settings, requeue: str | None) -> None:
     keys = queue.keys
     try:
         if requeue is not None:
-            status = await queue.requeue(requeue)
+            try:
+                status = await queue.requeue(requeue)
+            except REQUEUE_REFUSED as exc:
+                raise SystemExit(f"not requeued: {exc}") from exc
             print(f"requeued task {status.id}")  # noqa: T201
             return
         pending = 0

@@ -94,6 +94,9 @@ async def test_dead_letters_can_be_listed_and_requeued_from_the_command_line(
     assert body["attempts"] == 3
     again = await asyncio.to_thread(run_cli, settings, "dead-letters")
     assert "dead=1" in again
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        await asyncio.to_thread(run_cli, settings, "dead-letters", "--requeue", "nope")
+    assert "not requeued: no dead letter nope" in refused.value.stderr
 
 
 async def test_an_entry_whose_task_already_finished_is_acked_not_run_again(
