@@ -18,6 +18,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -104,7 +105,11 @@ class TaskAttempts:
             if running.attempts >= self._settings.task_max_attempts:
                 return self.failed(running, describe(exc))
             return running.moved("retrying", error=describe(exc))
-        return running.moved("succeeded", result=result, error=None)
+        try:
+            stored = to_jsonable_python(result)
+        except PydanticSerializationError as exc:  # a bug in the task: no retry can fix it
+            return self.failed(running, f"its result cannot be stored as JSON: {describe(exc)}")
+        return running.moved("succeeded", result=stored, error=None)
 
     async def _run(self, running: TaskStatus, payload: dict[str, Any]) -> Any:
         """The task function's result; cancelled (on the loop) once TASK_TIME_LIMIT has passed."""

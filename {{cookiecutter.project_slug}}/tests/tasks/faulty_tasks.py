@@ -19,6 +19,10 @@ class ExitPayload(BaseModel):
     code: int = Field(default=1, ge=0, le=255)
 
 
+class NoPayload(BaseModel):
+    """Nothing."""
+
+
 class BlockPayload(BaseModel):
     """How long to block the thread."""
 
@@ -36,3 +40,9 @@ def block_thread(payload: BlockPayload, context: TaskContext) -> float:
     """Block a thread (a sync task that hangs): the time limit cannot stop it."""
     time.sleep(payload.seconds)
     return payload.seconds
+
+
+@registry.task("unstorable_result", NoPayload)
+async def unstorable_result(payload: NoPayload, context: TaskContext) -> object:
+    """Return what no JSON can hold (a bug in a task)."""
+    return object()

@@ -4,6 +4,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
+import tests.tasks.faulty_tasks  # noqa: F401 - registers unstorable_result
 from app.config import Settings
 from app.state import AppState
 from app.tasks.attempts import TaskAttempts, describe
@@ -95,3 +96,11 @@ async def test_an_error_keeps_its_type_and_first_line_never_the_sql(resources: A
     assert "SELECT" not in error
     assert "no_such_table" in error
     assert len(describe(RuntimeError("x" * 10_000))) < 400
+
+
+async def test_a_result_json_cannot_hold_fails_at_once(attempts: TaskAttempts) -> None:
+    # Before, the worker could not write the status, and the task ran again on every claim.
+    status = await attempts.attempt(attempts.claim(None, "t1", "unstorable_result").status, {})
+    assert (status.status, status.attempts) == ("failed", 1)
+    assert status.error is not None
+    assert status.error.startswith("its result cannot be stored as JSON")
