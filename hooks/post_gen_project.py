@@ -27,6 +27,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "app/tasks/celery_publish.py",
             "app/tasks/celery_queue.py",
             "app/tasks/celery_worker.py",
+            "app/tasks/dead_letters.py",
             "app/tasks/finished_counts.py",
             "tests/tasks/celery_custom.py",
             "tests/tasks/fixtures_celery.py",
@@ -37,6 +38,10 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         "redis_queue": (
             "app/tasks/redis_queue.py",
             "app/tasks/worker.py",
+            "app/tasks/stream_worker.py",
+            "app/tasks/worker_redis.py",
+            "app/tasks/stream_entries.py",
+            "app/tasks/dead_letters.py",
             "app/tasks/finished_counts.py",
             "tests/tasks/fixtures_redis_queue.py",
             "tests/tasks/test_redis_queue*.py",

@@ -11,6 +11,7 @@ import httpx
 from harness.context import SCRIPTS, Bench
 from harness.render import TEMPLATE
 from harness.results import Row, judge, measured, missing
+from harness.sections import task_faults
 from harness.stats import median
 from harness.wrk import run_wrk
 
@@ -109,6 +110,8 @@ def run(bench: Bench) -> list[Row]:
         rows.append(row)
         rows.append(_kill(bench, backend, env, api))
         bench.procs.stop_all(keep=[bench.redis.process])
+        if backend == "redis_queue":
+            rows += task_faults.run(bench)
     rows.append(_arq(bench, throughput))
     _judge_throughput(rows, throughput)
     bench.chart_rows(

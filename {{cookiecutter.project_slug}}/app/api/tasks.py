@@ -1,14 +1,27 @@
-"""The tasks API: enqueue, poll, and list what can be enqueued."""
+"""The tasks API: enqueue, poll, list what can be enqueued, and the dead letters."""
 
-from fastapi import APIRouter, HTTPException, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, status
 
 from app.api.deps import MetricsDep, TaskQueueDep
-from app.schemas.task import TaskAccepted, TaskCreate, TaskInfo, TaskRead
+from app.schemas.task import DeadLetterRead, TaskAccepted, TaskCreate, TaskInfo, TaskRead
 from app.tasks.definitions import registry
-from app.tasks.queue import BrokerUnavailableError
+from app.tasks.queue import (
+    BacklogFullError,
+    BrokerUnavailableError,
+    DeadLetterNotFoundError,
+    NotRequeueableError,
+)
 from app.tasks.registry import InvalidPayloadError, UnknownTaskError
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+
+def backlog_full(exc: BacklogFullError) -> HTTPException:
+    """503 asking the client to come back in `Retry-After` seconds."""
+    headers = {"Retry-After": str(exc.retry_after)}
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers=headers)
 
 
 @router.get("")
@@ -27,10 +40,42 @@ async def enqueue_task(body: TaskCreate, queue: TaskQueueDep, metrics: MetricsDe
         accepted = await queue.enqueue(body.name, body.payload)
     except (UnknownTaskError, InvalidPayloadError) as exc:
         raise HTTPException(422, str(exc)) from exc
+    except BacklogFullError as exc:
+        raise backlog_full(exc) from exc
     except BrokerUnavailableError as exc:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
     metrics.tasks_enqueued.labels(name=accepted.name).inc()
     return TaskAccepted(id=accepted.id, status=accepted.status)
+
+
+@router.get("/dead-letters")
+async def list_dead_letters(
+    queue: TaskQueueDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[DeadLetterRead]:
+    """The newest dead letters: tasks that failed for good, and entries no worker could read."""
+    try:
+        letters = await queue.dead_letters(limit)
+    except BrokerUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return [DeadLetterRead.model_validate(letter.model_dump()) for letter in letters]
+
+
+@router.post("/dead-letters/{task_id}/requeue", status_code=status.HTTP_202_ACCEPTED)
+async def requeue_dead_letter(task_id: str, queue: TaskQueueDep) -> TaskAccepted:
+    """Run a dead letter again with fresh attempts: 404 unknown, 409 nothing readable to run."""
+    try:
+        requeued = await queue.requeue(task_id)
+    except DeadLetterNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except NotRequeueableError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except (UnknownTaskError, InvalidPayloadError) as exc:
+        raise HTTPException(422, str(exc)) from exc
+    except BacklogFullError as exc:
+        raise backlog_full(exc) from exc
+    except BrokerUnavailableError as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    return TaskAccepted(id=requeued.id, status=requeued.status)
 
 
 @router.get("/{task_id}")

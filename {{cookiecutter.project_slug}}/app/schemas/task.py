@@ -4,6 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from app.tasks.queue import DeadLetter
 from app.tasks.status import TaskStatus
 
 
@@ -22,7 +23,15 @@ class TaskAccepted(BaseModel):
 
 
 class TaskRead(TaskStatus):
-    """One task's status, as `GET /api/v1/tasks/{id}` returns it."""
+    """One task's status, as `GET /api/v1/tasks/{id}` returns it.
+
+    A task that failed for good is `failed`; `dead_lettered` is true when it was kept in the
+    dead letters, from where it can be requeued.
+    """
+
+
+class DeadLetterRead(DeadLetter):
+    """A dead letter, as `GET /api/v1/tasks/dead-letters` lists it."""
 
 
 class TaskInfo(BaseModel):

@@ -3,13 +3,14 @@
 The queue owns its asyncio tasks for the app's lifespan instead of borrowing a request's
 `BackgroundTasks`: a retry with backoff outlives the request, and shutdown can cancel
 what is left. At most TASK_CONCURRENCY tasks run at once; the rest wait their turn, so a
-burst of enqueues cannot starve the requests this process serves. Delivery is at most
-once: whatever is queued, running or waiting for a retry is lost when the process stops.
+burst of enqueues cannot starve the requests this process serves, and at most
+TASK_MAX_BACKLOG are accepted and unfinished at once (past it, BacklogFullError). Each
+attempt is decided by `TaskAttempts`, as in every backend. Delivery is at most once:
+whatever is queued, running or waiting for a retry is lost when the process stops.
 """
 
 import asyncio
 import logging
-import random
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -26,9 +27,14 @@ from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
+from app.tasks.attempts import TaskAttempts
 from app.tasks.definitions import registry
-from app.tasks.queue import unavailable_as
-from app.tasks.registry import TaskContext
+from app.tasks.queue import (
+    BacklogFullError,
+    DeadLetter,
+    DeadLetterNotFoundError,
+    unavailable_as,
+)
 from app.tasks.schedule import OutageLog, PeriodicJob, Schedule, periodic_jobs, tick_lock
 from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
 
@@ -47,7 +53,7 @@ class BackgroundTaskQueue:
     ) -> None:
         self.broker: str | None = None
         self._settings = settings
-        self._sessions = sessions
+        self._attempts = TaskAttempts(settings, sessions, dead_letters=False)
         self._statuses = statuses
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.task_concurrency)
@@ -56,6 +62,8 @@ class BackgroundTaskQueue:
     async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
         """Validate, record `queued`, and start the task in the background."""
         parsed = registry.validate(name, payload).model_dump(mode="json")
+        if len(self._running) >= self._settings.task_max_backlog:
+            raise BacklogFullError(self._settings.task_max_backlog)
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
         with unavailable_as("task status store"):
             await self._statuses.save(status)
@@ -65,33 +73,19 @@ class BackgroundTaskQueue:
         return status
 
     async def _run(self, status: TaskStatus, payload: dict[str, Any]) -> None:
-        """Attempt until success or TASK_MAX_ATTEMPTS; back off between tries without a slot."""
-        for attempt in range(1, self._settings.task_max_attempts + 1):
+        """Attempt until the task ends; back off between tries without holding a slot."""
+        while True:
             async with self._slots:
-                status = await self._attempt(status, payload, attempt)
+                claim = self._attempts.claim(status, status.id, status.name)
+                status = claim.status
+                if claim.kind == "run":
+                    await self._save(status)
+                    status = await self._attempts.attempt(status, payload)
+                await self._save(status)
             if status.status != "retrying":
                 break
-            delay = self._settings.task_retry_backoff * 2 ** (attempt - 1)
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
+            await asyncio.sleep(self._attempts.retry_delay(status.attempts))
         self._metrics.tasks_finished.labels(name=status.name, status=status.status).inc()
-
-    async def _attempt(
-        self, status: TaskStatus, payload: dict[str, Any], attempt: int
-    ) -> TaskStatus:
-        """Run one attempt; return it as succeeded, retrying, or failed when it was the last."""
-        status = status.moved("running", attempts=attempt)
-        await self._save(status)
-        context = TaskContext(task_id=status.id, attempt=attempt, sessions=self._sessions)
-        try:
-            result = await registry.run(status.name, payload, context)
-        except Exception as exc:
-            last = attempt == self._settings.task_max_attempts
-            error = f"{type(exc).__name__}: {exc}"
-            status = status.moved("failed" if last else "retrying", error=error)
-        else:
-            status = status.moved("succeeded", result=result, error=None)
-        await self._save(status)
-        return status
 
     async def _save(self, status: TaskStatus) -> None:
         """Record a status change; an outage of the status store must not stop the task."""
@@ -107,6 +101,14 @@ class BackgroundTaskQueue:
 
     async def ping(self) -> None:
         """Nothing to reach: the work runs in this process."""
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """None: a task that failed here is only `failed` (nothing outlives the process)."""
+        return []
+
+    async def requeue(self, task_id: str) -> TaskStatus:
+        """There are no dead letters to requeue in this backend."""
+        raise DeadLetterNotFoundError(f"no dead letter {task_id}: this backend keeps none")
 
     async def sync_metrics(self, metrics: Metrics) -> None:
         """Nothing to do: tasks run here and count themselves."""

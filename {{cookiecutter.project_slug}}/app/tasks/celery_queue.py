@@ -17,9 +17,10 @@ from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.celery_app import create_celery_app
 from app.tasks.celery_publish import Publisher
+from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
-from app.tasks.queue import BrokerUnavailableError, unavailable_as
+from app.tasks.queue import BrokerUnavailableError, DeadLetter, unavailable_as
 from app.tasks.status import RedisStatusStore, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ class CeleryTaskQueue:
         self._redis = redis
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
+        self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
 
     async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
         """Validate, store the `queued` status, then publish the message.
@@ -51,12 +53,16 @@ class CeleryTaskQueue:
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
         with unavailable_as("task status store"):
             await self.statuses.save(status)
+        await self._publish(status, parsed)
+        return status
+
+    async def _publish(self, status: TaskStatus, payload: dict[str, Any]) -> None:
+        """Publish `status`'s message; on failure end it `failed` and raise a 503 error."""
         try:
-            await self._publisher.send(status.id, name, parsed)
+            await self._publisher.send(status.id, status.name, payload)
         except (OperationalError, OSError) as exc:
             await self._mark_unsent(status, exc)
             raise BrokerUnavailableError(f"task broker unavailable: {exc}") from exc
-        return status
 
     async def _mark_unsent(self, status: TaskStatus, exc: Exception) -> None:
         """Move `status` to `failed` unless something already moved it past `queued`."""
@@ -82,6 +88,36 @@ class CeleryTaskQueue:
         """The status of `task_id`, or None when unknown or expired."""
         with unavailable_as("task status store"):
             return await self.statuses.load(task_id)
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The newest `limit` dead letters (kept by the workers), newest first."""
+        with unavailable_as("task status store"):
+            return await self.dead.newest(limit)
+
+    async def requeue(self, task_id: str) -> TaskStatus:
+        """Send dead letter `task_id` again with fresh attempts, as `enqueue` sends a task.
+
+        The letter is taken and its `queued` status written in one transaction, so two
+        requeues cannot both send it; the message is published after. If that publish fails,
+        the status ends `failed` ("not sent") and the letter is kept again for another try.
+        """
+        taken: list[dict[str, Any]] = []
+        with unavailable_as("task status store"):
+            status = await self.dead.requeue(
+                task_id, self.statuses, lambda _pipe, _status, payload: taken.append(payload)
+            )
+        try:
+            await self._publish(status, taken[-1])
+        except BrokerUnavailableError as exc:
+            letter = DeadLetter(
+                id=status.id, name=status.name, payload=taken[-1], error=f"requeue not sent: {exc}"
+            )
+            with unavailable_as("task status store"):
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    await self.dead.add_in(pipe, letter)
+                    await pipe.execute()
+            raise
+        return status
 
     async def ping(self) -> None:
         """Raise when the status store (Redis) or the broker cannot be reached."""

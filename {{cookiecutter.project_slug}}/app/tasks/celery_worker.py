@@ -34,10 +34,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.infrastructure.database import create_engine, create_session_factory
 from app.infrastructure.redis_client import redis_client
-from app.tasks.definitions import registry
+from app.tasks.attempts import TaskAttempts
+from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.finished_counts import FinishedCounts
-from app.tasks.registry import InvalidPayloadError, TaskContext, UnknownTaskError
-from app.tasks.status import FINAL_STATES, RedisStatusStore, TaskStatus
+from app.tasks.queue import DeadLetter
+from app.tasks.status import RedisStatusStore, TaskStatus
 
 logger = logging.getLogger(__name__)
 
@@ -52,72 +53,51 @@ class TaskFailedError(Exception):
     """The task failed for good (its last attempt, or input no attempt can fix)."""
 
 
-class TimeLimitError(Exception):
-    """An attempt ran longer than TASK_TIME_LIMIT and was cancelled."""
-
-
 class TaskRunner:
-    """Run one attempt of a registry task, recording each status change as it happens."""
+    """Celery's transport for the attempt state machine (`TaskAttempts`): store each status.
+
+    Attempts are counted in the stored status, not by Celery, so an attempt cut short by a
+    lost worker process counts as well. A message delivered again after its task reached a
+    final status is acknowledged without running the task again. A task that fails for good
+    is kept in the dead letters, as in the `redis_queue` backend.
+    """
 
     def __init__(
         self, settings: Settings, redis: Redis, sessions: async_sessionmaker[AsyncSession]
     ) -> None:
-        self._settings = settings
         self._redis = redis
-        self._sessions = sessions
+        self.attempts = TaskAttempts(settings, sessions, dead_letters=True)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
+        self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
 
     async def attempt(self, task_id: str, name: str, payload: dict[str, Any]) -> Any:
         """Run the next attempt; return its result, or raise AttemptFailedError / TaskFailedError.
 
         AttemptFailedError asks Celery for a retry; TaskFailedError means the task is over.
-        Attempts are counted in the stored status, not by Celery, so an attempt cut short by
-        a lost worker process counts as well. A message delivered again after its task
-        reached a final status is acknowledged without running the task again.
         """
-        status = await self.statuses.load(task_id) or TaskStatus(id=task_id, name=name)
-        if status.status in FINAL_STATES:
-            return status.result
-        if status.attempts >= self._settings.task_max_attempts:
-            error = (
-                f"attempt {status.attempts} never finished (its worker process was killed, ran"
-                " out of memory or passed the hard time limit) and no attempts are left"
-            )
-            await self._finish(status.moved("failed", error=error))
-            raise TaskFailedError(error)
-        status = status.moved("running", attempts=status.attempts + 1)
-        await self.statuses.save(status)
-        try:
-            result = await self._run(status, payload)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            hopeless = isinstance(exc, UnknownTaskError | InvalidPayloadError)
-            if hopeless or status.attempts >= self._settings.task_max_attempts:
-                await self._finish(status.moved("failed", error=error))
-                raise TaskFailedError(error) from exc
-            await self.statuses.save(status.moved("retrying", error=error))
-            raise AttemptFailedError(error) from exc
-        await self._finish(status.moved("succeeded", result=result, error=None))
-        return result
+        claim = self.attempts.claim(await self.statuses.load(task_id), task_id, name)
+        if claim.kind == "finished":
+            return claim.status.result
+        status = claim.status
+        if claim.kind == "run":
+            await self.statuses.save(status)
+            status = await self.attempts.attempt(status, payload)
+        if status.status == "retrying":
+            await self.statuses.save(status)
+            raise AttemptFailedError(status.error)
+        await self._finish(status, payload)
+        if status.status == "failed":
+            raise TaskFailedError(status.error)
+        return status.result
 
-    async def _run(self, status: TaskStatus, payload: dict[str, Any]) -> Any:
-        """Run the task function, cancelled (cleanly, on the loop) after TASK_TIME_LIMIT."""
-        limit = self._settings.task_time_limit
-        context = TaskContext(task_id=status.id, attempt=status.attempts, sessions=self._sessions)
-        try:
-            async with asyncio.timeout(limit) as deadline:
-                return await registry.run(status.name, payload, context)
-        except TimeoutError as exc:
-            if deadline.expired():
-                raise TimeLimitError(f"cancelled after TASK_TIME_LIMIT ({limit:g} s)") from exc
-            raise
-
-    async def _finish(self, status: TaskStatus) -> None:
-        """Write a final status and count it, in one transaction."""
+    async def _finish(self, status: TaskStatus, payload: Any) -> None:
+        """Write a final status and count it (and keep a failed task's dead letter), at once."""
         async with self._redis.pipeline(transaction=True) as pipe:
             self.statuses.save_in(pipe, status)
             self.finished.count(pipe, status)
+            if status.status == "failed":
+                await self.dead.add_in(pipe, DeadLetter.of(status, payload))
             await pipe.execute()
 
 

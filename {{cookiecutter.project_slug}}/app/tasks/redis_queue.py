@@ -1,4 +1,11 @@
-"""The Redis Streams task queue: the API's client (XADD) and the keys workers share."""
+"""The Redis Streams task queue: the API's client (XADD) and the keys workers share.
+
+The stream only ever holds tasks not yet finished: workers delete an entry in the same
+atomic step that acknowledges it, and nothing trims the stream, so no accepted task can be
+trimmed away before a worker has read it. Memory is bounded by back-pressure instead: once
+TASK_MAX_BACKLOG tasks wait (on the stream, or for a retry), enqueueing fails with
+BacklogFullError until workers catch up.
+"""
 
 import itertools
 import uuid
@@ -9,6 +16,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,19 +24,23 @@ from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
+from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
-from app.tasks.queue import unavailable_as
+from app.tasks.queue import BacklogFullError, DeadLetter, unavailable_as
 from app.tasks.status import RedisStatusStore, TaskStatus
 
 GROUP = "workers"
-# Write the `queued` status and add the entry in one atomic command: a client never sees an
-# entry without its status, or a status whose entry was never added. One EVALSHA costs the
-# API about a third less than the same two commands in MULTI/EXEC.
-# ARGV: status, ttl, maxlen, then the entry's field/value pairs (`entry_fields`).
+# Unless TASK_MAX_BACKLOG tasks wait already, write the `queued` status and add the entry, in
+# one atomic command: a client never sees an entry without its status, or a status whose entry
+# was never added. KEYS: status, stream, delayed. ARGV: status, ttl, backlog bound, then the
+# entry's field/value pairs (`entry_fields`). Returns the entry id, or nil when full.
 ENQUEUE = """
+if redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
+  return false
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
 """
 API_TIMEOUT = 1.0  # seconds: a Redis that is down answers POST /api/v1/tasks with a fast 503
 
@@ -48,11 +60,6 @@ class QueueKeys:
     def delayed(self) -> str:
         """Sorted set of retries, scored by the time they are due."""
         return f"{self.prefix}:tasks:delayed"
-
-    @property
-    def dead(self) -> str:
-        """Stream of tasks that failed TASK_MAX_ATTEMPTS times."""
-        return f"{self.prefix}:tasks:dead"
 
 
 def connect(settings: Settings, *, timeout: float) -> Redis:
@@ -77,24 +84,58 @@ class RedisTaskQueue:
         self.keys = QueueKeys(settings.cache_prefix)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
+        self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
         self._enqueue = redis.register_script(ENQUEUE)
 
     async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
-        """Validate, then write the `queued` status and XADD the entry in one atomic script."""
+        """Validate, then write the `queued` status and XADD the entry in one atomic script.
+
+        Raises BacklogFullError, writing nothing, when TASK_MAX_BACKLOG tasks wait already.
+        """
         parsed = registry.validate(name, payload)
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
         fields = entry_fields(status.id, name, parsed.model_dump(mode="json"))
         with unavailable_as("task broker"):
-            await self._enqueue(
-                keys=[self.statuses.key(status.id), self.keys.stream],
+            added = await self._enqueue(
+                keys=[self.statuses.key(status.id), self.keys.stream, self.keys.delayed],
                 args=[
                     status.model_dump_json(),
                     self.statuses.ttl,
-                    self._settings.task_stream_maxlen,
+                    self._settings.task_max_backlog,
                     *itertools.chain.from_iterable(fields.items()),
                 ],
             )
+        if added is None:
+            raise BacklogFullError(self._settings.task_max_backlog)
         return status
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        """The newest `limit` dead letters, newest first."""
+        with unavailable_as("task broker"):
+            return await self.dead.newest(limit)
+
+    async def requeue(self, task_id: str) -> TaskStatus:
+        """Put dead letter `task_id` back on the stream with fresh attempts.
+
+        An operator's action, checked against TASK_MAX_BACKLOG before (not atomically with)
+        the move.
+        """
+        with unavailable_as("task broker"):
+            if await self.backlog() >= self._settings.task_max_backlog:
+                raise BacklogFullError(self._settings.task_max_backlog)
+            return await self.dead.requeue(task_id, self.statuses, self._push)
+
+    async def backlog(self) -> int:
+        """Tasks accepted and not finished: on the stream (unread or running) or due to retry."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self.keys.stream)
+            pipe.zcard(self.keys.delayed)
+            waiting, delayed = await pipe.execute()
+        return int(waiting) + int(delayed)
+
+    def _push(self, pipe: Pipeline, status: TaskStatus, payload: dict[str, Any]) -> None:
+        """Add `status`'s task to the stream, inside the requeue's transaction."""
+        pipe.xadd(self.keys.stream, entry_fields(status.id, status.name, payload))
 
     async def get(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""

@@ -2,12 +2,16 @@
 
 import asyncio
 import inspect
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 class UnknownTaskError(Exception):
@@ -61,23 +65,62 @@ class TaskRegistry:
         return sorted(self._tasks.values(), key=lambda definition: definition.name)
 
     def validate(self, name: str, payload: dict[str, Any]) -> BaseModel:
-        """The parsed payload; raises UnknownTaskError or InvalidPayloadError."""
+        """The payload as a worker will receive it, parsed (UnknownTaskError, InvalidPayloadError).
+
+        A payload travels as JSON, so what is checked is the payload after its JSON round
+        trip: a number JSON cannot carry (infinity, NaN, an integer beyond 64 bits) is
+        refused here, where the client can be told, instead of failing every attempt.
+        """
         definition = self._tasks.get(name)
         if definition is None:
             raise UnknownTaskError(f"unknown task {name!r}; known: {sorted(self._tasks)}")
-        try:
-            return definition.payload_model.model_validate(payload)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, error['loc'])) or 'payload'}: {error['msg']}"
-                for error in exc.errors()
-            )
-            raise InvalidPayloadError(f"invalid payload for {name!r}: {problems}") from exc
+        wire = _parse(definition, payload).model_dump(mode="json")
+        problems = json_problems(wire, "payload")
+        if problems:
+            raise InvalidPayloadError(f"invalid payload for {name!r}: {'; '.join(problems)}")
+        return _parse(definition, orjson.loads(orjson.dumps(wire)))
 
     async def run(self, name: str, payload: dict[str, Any], context: TaskContext) -> Any:
         """Run one task; sync functions run in a thread so they never block the loop."""
-        parsed = self.validate(name, payload)
-        function = self._tasks[name].function
-        if inspect.iscoroutinefunction(function):
-            return await function(parsed, context)
-        return await asyncio.to_thread(function, parsed, context)
+        definition = self._tasks.get(name)
+        if definition is None:
+            raise UnknownTaskError(f"unknown task {name!r}; known: {sorted(self._tasks)}")
+        parsed = _parse(definition, payload)
+        if inspect.iscoroutinefunction(definition.function):
+            return await definition.function(parsed, context)
+        return await asyncio.to_thread(definition.function, parsed, context)
+
+
+def _parse(definition: TaskDefinition, payload: Any) -> BaseModel:
+    """`payload` parsed by the task's model; InvalidPayloadError names every problem."""
+    try:
+        return definition.payload_model.model_validate(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'payload'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise InvalidPayloadError(f"invalid payload for {definition.name!r}: {problems}") from exc
+
+
+def json_problems(value: Any, path: str) -> list[str]:
+    """Where `value` holds a number JSON cannot carry to a worker, by path."""
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [] if INT64_MIN <= value <= INT64_MAX else [f"{path}: integer beyond 64 bits"]
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{path}: {value} is not a finite number"]
+    if isinstance(value, dict):
+        return [
+            problem
+            for key, item in value.items()
+            for problem in json_problems(item, f"{path}.{key}")
+        ]
+    if isinstance(value, list):
+        return [
+            problem
+            for n, item in enumerate(value)
+            for problem in json_problems(item, f"{path}.{n}")
+        ]
+    return []

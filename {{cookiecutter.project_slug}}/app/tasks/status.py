@@ -1,17 +1,20 @@
 """The one task-status model every backend reports, and the stores that keep it."""
 
+import logging
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 TaskState = Literal["queued", "running", "retrying", "succeeded", "failed"]
 FINAL_STATES: frozenset[TaskState] = frozenset({"succeeded", "failed"})
 MAX_MEMORY_STATUSES = 100_000  # statuses one process keeps without Redis (~1 KB each)
+
+logger = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -20,7 +23,11 @@ def utcnow() -> datetime:
 
 
 class TaskStatus(BaseModel):
-    """Where one task is: its state, attempts so far, and its result or last error."""
+    """Where one task is: its state, attempts so far, and its result or last error.
+
+    `dead_lettered` tells a `failed` task that was kept in the dead letters (it can be
+    requeued) from one that was not.
+    """
 
     id: str
     name: str
@@ -28,6 +35,7 @@ class TaskStatus(BaseModel):
     result: Any = None
     error: str | None = None
     attempts: int = 0
+    dead_lettered: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
@@ -96,10 +104,20 @@ class RedisStatusStore:
 
     async def load(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
-        raw = await self._redis.get(self.key(task_id))
-        return None if raw is None else TaskStatus.model_validate_json(raw)
+        return _readable(task_id, await self._redis.get(self.key(task_id)))
 
     async def load_many(self, task_ids: list[str]) -> list[TaskStatus | None]:
         """The statuses of `task_ids` in order (None where unknown), in one MGET."""
         found = cast(list[bytes | None], await self._redis.mget([self.key(i) for i in task_ids]))
-        return [None if raw is None else TaskStatus.model_validate_json(raw) for raw in found]
+        return [_readable(task_id, raw) for task_id, raw in zip(task_ids, found, strict=True)]
+
+
+def _readable(task_id: str, raw: bytes | str | None) -> TaskStatus | None:
+    """A stored status, or None when there is none or it cannot be read (logged)."""
+    if raw is None:
+        return None
+    try:
+        return TaskStatus.model_validate_json(raw)
+    except ValidationError as exc:
+        logger.error("unreadable status of task %s, starting afresh: %s", task_id, exc)
+        return None

@@ -29,9 +29,16 @@ def worker_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **env}
 
 
-def spawn_worker(settings: Settings, concurrency: int) -> subprocess.Popen[bytes]:
-    """Start `python -m app.tasks.worker` with `settings`."""
-    command = [sys.executable, "-m", "app.tasks.worker", "--concurrency", str(concurrency)]
+# The worker's own entry point, with the tasks of `tests/tasks/faulty_tasks.py` registered too.
+FAULTY_WORKER = "import tests.tasks.faulty_tasks; from app.tasks.worker import main; main()"
+
+
+def spawn_worker(
+    settings: Settings, concurrency: int, *, faulty: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start `python -m app.tasks.worker` with `settings` (and the faulty tasks, if asked)."""
+    entry = ["-c", FAULTY_WORKER] if faulty else ["-m", "app.tasks.worker"]
+    command = [sys.executable, *entry, "--concurrency", str(concurrency)]
     return subprocess.Popen(command, cwd=PROJECT_ROOT, env=worker_env(settings))
 
 
@@ -42,9 +49,12 @@ class Workers:
     settings: Settings
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    async def start(self, concurrency: int = 4, **overrides: object) -> subprocess.Popen[bytes]:
+    async def start(
+        self, concurrency: int = 4, *, faulty: bool = False, **overrides: object
+    ) -> subprocess.Popen[bytes]:
         """Start a worker and wait until it reads from the stream."""
-        process = spawn_worker(self.settings.model_copy(update=overrides), concurrency)
+        settings = self.settings.model_copy(update=overrides)
+        process = spawn_worker(settings, concurrency, faulty=faulty)
         self.processes.append(process)
         await self.wait_consumers(len([p for p in self.processes if p.poll() is None]))
         return process

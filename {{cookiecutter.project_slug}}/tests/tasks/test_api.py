@@ -3,6 +3,7 @@
 import pytest
 from httpx import AsyncClient
 
+from app.state import AppState
 from tests.tasks.helpers import enqueue, wait_final
 
 pytestmark = pytest.mark.usefixtures("task_runner")
@@ -72,3 +73,54 @@ async def test_final_statuses_reach_metrics(client: AsyncClient) -> None:
     text = (await client.get("/metrics")).text
     assert 'tasks_finished_total{name="add",status="succeeded"} 1.0' in text
     assert 'tasks_enqueued_total{name="add"} 1.0' in text
+
+
+@pytest.mark.parametrize(
+    ("name", "raw_payload", "problem"),
+    [
+        ("add", '{"a": "inf", "b": 1}', "payload.a: inf is not a finite number"),
+        ("add", '{"a": 1e400, "b": 1}', "payload.a: inf is not a finite number"),
+        ("add", '{"a": NaN, "b": 1}', "payload.a: nan is not a finite number"),
+        ("touch_item", '{"item_id": 100000000000000000000000}', "integer beyond 64 bits"),
+    ],
+)
+async def test_numbers_json_cannot_carry_to_a_worker_are_422(
+    client: AsyncClient, name: str, raw_payload: str, problem: str
+) -> None:
+    # Before: `inf` was accepted and failed every attempt (or "succeeded" with null), and an
+    # integer beyond 64 bits answered 500.
+    body = '{"name": "' + name + '", "payload": ' + raw_payload + "}"
+    response = await client.post(
+        "/api/v1/tasks", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert problem in response.json()["detail"]
+
+
+async def test_a_task_failed_for_good_is_told_apart_and_can_be_requeued(
+    client: AsyncClient, resources: AppState
+) -> None:
+    task_id = await enqueue(client, "flaky", {"fail_times": 3})
+    body = await wait_final(client, task_id)
+    letters = (await client.get("/api/v1/tasks/dead-letters")).json()
+    requeue = await client.post(f"/api/v1/tasks/dead-letters/{task_id}/requeue")
+    if resources.tasks.broker is None:  # background: nothing outlives the process
+        assert (body["status"], body["dead_lettered"]) == ("failed", False)
+        assert letters == []
+        assert requeue.status_code == 404
+        return
+    assert (body["status"], body["dead_lettered"]) == ("failed", True)
+    (letter,) = letters
+    assert (letter["id"], letter["name"], letter["payload"]) == (
+        task_id,
+        "flaky",
+        {"fail_times": 3},
+    )
+    assert letter["error"] == "FlakyError: planned failure on attempt 3"
+    assert letter["attempts"] == 3
+    assert requeue.status_code == 202
+    assert requeue.json() == {"id": task_id, "status": "queued"}
+    again = await wait_final(client, task_id, within=30)
+    assert (again["status"], again["attempts"], again["dead_lettered"]) == ("failed", 3, True)
+    missing = await client.post("/api/v1/tasks/dead-letters/nope/requeue")
+    assert missing.status_code == 404

@@ -177,3 +177,19 @@ def test_the_apscheduler_trigger_follows_our_cron_semantics() -> None:
     sunday = datetime(2026, 11, 29, 2, 30, tzinfo=UTC)
     assert trigger.get_next_fire_time(None, tuesday) == sunday
     assert trigger.get_next_fire_time(sunday, sunday) == sunday + timedelta(days=7)
+
+
+async def test_past_the_backlog_bound_enqueue_is_503_and_accepted_tasks_finish(
+    settings: Settings,
+) -> None:
+    bounded = settings.model_copy(update={"task_max_backlog": 2, "task_concurrency": 1})
+    async for http in serve(bounded):
+        accepted = [await enqueue(http, "sleep", {"seconds": 0.3}) for _ in range(2)]
+        refused = await http.post(
+            "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 1}}
+        )
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) > 0
+        for task_id in accepted:
+            assert (await wait_final(http, task_id))["status"] == "succeeded"
+        assert (await wait_final(http, await enqueue(http, "add", {"a": 1, "b": 1})))["result"] == 2

@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.main import create_app
 from app.tasks.celery_app import create_celery_app
-from app.tasks.celery_publish import RUN_TASK
-from app.tasks.status import TaskStatus
+from app.tasks.celery_publish import RUN_TASK, send_registered_task
+from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
 from tests.tasks.fixtures_celery import PROJECT_ROOT, CeleryProcesses
 from tests.tasks.helpers import enqueue, wait_final
@@ -229,3 +229,26 @@ def test_celery_module_has_no_import_side_effects() -> None:
     env = {**os.environ, "REDIS_URL": "redis://127.0.0.1:1/0"}
     code = "import app.tasks.celery_app as m; assert 'app' not in vars(m)"
     subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, check=True)
+
+
+async def test_a_task_no_attempt_can_fix_fails_at_once_as_in_every_backend(
+    client: AsyncClient, celery_processes: CeleryProcesses, settings: Settings
+) -> None:
+    # Sent by an API newer than this worker: a task it does not know, a payload it refuses.
+    await celery_processes.worker()
+    sender = create_celery_app(settings)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        for task_id, name, payload in (("unknown", "gone", {}), ("invalid", "add", {"a": "x"})):
+            queued = TaskStatus(id=task_id, name=name)
+            await redis.set(status_key(settings.cache_prefix, task_id), queued.model_dump_json())
+            send_registered_task(sender, task_id, name, payload, producer=None)
+    finally:
+        await redis.aclose()
+        sender.close()
+    for task_id, error in (("unknown", "UnknownTaskError"), ("invalid", "InvalidPayloadError")):
+        body = await wait_final(client, task_id, within=30)
+        assert (body["status"], body["attempts"], body["dead_lettered"]) == ("failed", 1, True)
+        assert body["error"].startswith(error)
+    letters = (await client.get("/api/v1/tasks/dead-letters")).json()
+    assert {letter["id"] for letter in letters} == {"unknown", "invalid"}

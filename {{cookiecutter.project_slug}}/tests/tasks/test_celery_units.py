@@ -129,6 +129,9 @@ async def test_attempts_used_up_by_lost_workers_end_the_task_failed(
     status = await runner.statuses.load("t1")
     assert status is not None
     assert (status.status, status.attempts) == ("failed", settings.task_max_attempts)
+    assert status.dead_lettered is True
+    (letter,) = await runner.dead.newest(10)  # kept, as redis_queue keeps its dead letters
+    assert (letter.id, letter.name, letter.payload) == ("t1", "add", {"a": 1, "b": 2})
 
 
 async def test_an_unknown_task_fails_at_once(runner: TaskRunner) -> None:

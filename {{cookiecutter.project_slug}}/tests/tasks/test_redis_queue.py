@@ -77,7 +77,7 @@ async def test_sigterm_finishes_short_work_and_hands_back_long_work(
     assert (await wait_final(client, long))["status"] == "succeeded"
 
 
-async def test_dead_letters_can_be_listed_and_requeued(
+async def test_dead_letters_can_be_listed_and_requeued_from_the_command_line(
     client: AsyncClient, workers: Workers, settings: Settings
 ) -> None:
     await workers.start()
@@ -85,16 +85,18 @@ async def test_dead_letters_can_be_listed_and_requeued(
     assert (await wait_final(client, task_id))["status"] == "failed"
     listing = await asyncio.to_thread(run_cli, settings, "dead-letters")
     assert "dead=1" in listing
+    assert f"{task_id} flaky" in listing
     assert "planned failure on attempt 3" in listing
-    dead_id = next(line.split()[0] for line in listing.splitlines() if "flaky" in line)
-    requeued = await asyncio.to_thread(run_cli, settings, "dead-letters", "--requeue", dead_id)
+    requeued = await asyncio.to_thread(run_cli, settings, "dead-letters", "--requeue", task_id)
     assert task_id in requeued
     body = await wait_final(client, task_id)
     assert body["status"] == "failed"  # a requeued task gets fresh attempts: all three ran again
     assert body["attempts"] == 3
     again = await asyncio.to_thread(run_cli, settings, "dead-letters")
     assert "dead=1" in again
-    assert dead_id not in again
+    with pytest.raises(subprocess.CalledProcessError) as refused:
+        await asyncio.to_thread(run_cli, settings, "dead-letters", "--requeue", "nope")
+    assert "not requeued: no dead letter nope" in refused.value.stderr
 
 
 async def test_an_entry_whose_task_already_finished_is_acked_not_run_again(
@@ -112,6 +114,7 @@ async def test_an_entry_whose_task_already_finished_is_acked_not_run_again(
         assert (await wait_final(client, after))["result"] == 4
         pending = await redis.xpending(keys.stream, GROUP)
         assert pending["pending"] == 0
+        assert await redis.xlen(keys.stream) == 0  # acknowledged and deleted, never trimmed
         assert (await client.get(f"/api/v1/tasks/{done.id}")).json() == done.model_dump(mode="json")
     finally:
         await redis.aclose()

@@ -1,8 +1,10 @@
-"""The in-process status store: statuses expire, and the store stays bounded."""
+"""The status stores: statuses expire, the in-process store stays bounded, garbage reads as none."""
 
 import asyncio
 
-from app.tasks.status import MemoryStatusStore, TaskStatus
+from redis.asyncio import Redis
+
+from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
 
 
 def status(task_id: str) -> TaskStatus:
@@ -42,3 +44,19 @@ async def test_expired_statuses_are_dropped_not_just_hidden() -> None:
     await store.save(status("fresh"))
 
     assert len(store._entries) == 1
+
+
+async def test_a_status_that_cannot_be_read_counts_as_none(redis_url: str) -> None:
+    # Written by hand or by an older version: a worker starts the task afresh, the API 404s.
+    redis = Redis.from_url(redis_url)
+    try:
+        store = RedisStatusStore(redis, "test", ttl=60)
+        await store.save(status("good"))
+        await redis.set(store.key("bad"), b"\xff not json")
+        assert await store.load("bad") is None
+        assert [found and found.id for found in await store.load_many(["bad", "good"])] == [
+            None,
+            "good",
+        ]
+    finally:
+        await redis.aclose()

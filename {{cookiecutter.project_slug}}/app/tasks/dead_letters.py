@@ -1,0 +1,111 @@
+"""Dead letters in Redis: tasks no worker will run again unless requeued, kept by id.
+
+One hash holds each dead letter as JSON under its id, and a sorted set orders them by the
+time they died, so a task is requeued by its id in O(1) and the newest are listed first. At
+most TASK_DEAD_LETTER_LIMIT are kept: adding one past it drops the oldest, in the same script.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import Any, cast
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import WatchError
+
+from app.tasks.definitions import registry
+from app.tasks.queue import DeadLetter, DeadLetterNotFoundError, NotRequeueableError
+from app.tasks.status import RedisStatusStore, TaskStatus
+
+logger = logging.getLogger(__name__)
+
+# KEYS: the hash, the order; ARGV: id, JSON, time, limit. Returns how many old ones it dropped.
+ADD = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  local old = redis.call('ZPOPMIN', KEYS[2], over)
+  for i = 1, #old, 2 do redis.call('HDEL', KEYS[1], old[i]) end
+  return over
+end
+return 0
+"""
+
+# Writes the task back onto its queue inside the requeue's transaction (the backend's transport).
+Push = Callable[[Pipeline, TaskStatus, dict[str, Any]], None]
+
+
+class DeadLetterStore:
+    """Add, list and requeue dead letters under `<prefix>:tasks:dead-letters`."""
+
+    def __init__(self, redis: Redis, prefix: str, limit: int) -> None:
+        self._redis = redis
+        self.key = f"{prefix}:tasks:dead-letters"
+        self.order = f"{prefix}:tasks:dead-letters:order"
+        self.limit = limit
+        self._add = redis.register_script(ADD)
+
+    async def add_in(self, pipe: Pipeline, letter: DeadLetter) -> None:
+        """Keep `letter` (replacing one of the same id), as part of `pipe`."""
+        await self._add(
+            keys=[self.key, self.order],
+            args=[letter.id, letter.model_dump_json(), letter.dead_at.timestamp(), self.limit],
+            client=pipe,
+        )
+
+    async def newest(self, limit: int) -> list[DeadLetter]:
+        """The newest `limit` dead letters, newest first."""
+        ids = cast(list[bytes], await self._redis.zrevrange(self.order, 0, limit - 1))
+        if not ids:
+            return []
+        found = cast(list[bytes | None], await self._redis.hmget(self.key, ids))
+        letters = [_readable(raw) for raw in found if raw is not None]
+        return [letter for letter in letters if letter is not None]
+
+    async def count(self) -> int:
+        """How many dead letters are kept."""
+        return int(await self._redis.zcard(self.order))
+
+    async def requeue(self, task_id: str, statuses: RedisStatusStore, push: Push) -> TaskStatus:
+        """Move dead letter `task_id` back onto the queue with a fresh `queued` status.
+
+        The payload is validated again (the registry may have changed since it died). The
+        letter is removed, the status written and the task pushed in one transaction, which
+        is retried if the dead letters changed meanwhile: two requeues of one letter cannot
+        both push it.
+        """
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(self.key)
+                    raw = await pipe.hget(self.key, task_id)
+                    if raw is None:
+                        raise DeadLetterNotFoundError(f"no dead letter {task_id}")
+                    letter = _readable(raw)
+                    if letter is None or letter.name is None or letter.payload is None:
+                        why = "unreadable" if letter is None else letter.error
+                        raise NotRequeueableError(
+                            f"dead letter {task_id} has no readable task: {why}"
+                        )
+                    payload = registry.validate(letter.name, letter.payload).model_dump(mode="json")
+                    status = TaskStatus(id=letter.id, name=letter.name)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.hdel(self.key, task_id)
+                    pipe.zrem(self.order, task_id)
+                    statuses.save_in(pipe, status)
+                    push(pipe, status, payload)
+                    await pipe.execute()
+                    return status
+                except WatchError:
+                    continue
+
+
+def _readable(raw: bytes | str) -> DeadLetter | None:
+    """A stored dead letter, or None when it cannot be read (logged)."""
+    try:
+        return DeadLetter.model_validate_json(raw)
+    except ValidationError as exc:
+        logger.error("unreadable dead letter skipped: %s", exc)
+        return None

@@ -1,0 +1,305 @@
+"""The redis_queue worker: reads, runs, retries, reclaims and schedules (see `app.tasks.worker`).
+
+At least once: an entry is XACKed (and deleted) only after its final status is written, in
+the same atomic step (a MULTI). Entries a dead worker held are taken over with XAUTOCLAIM once
+idle for TASK_VISIBILITY_TIMEOUT; a live worker refreshes the idle time of what it holds.
+Every step of an attempt is decided by `TaskAttempts`; this module only moves entries. Its
+three loops (reading, housekeeping, the schedule) are supervised: if one dies, the worker
+stops and reports it, and `python -m app.tasks.worker` exits with status 1, so that its
+supervisor restarts it whole.
+"""
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.config import Settings
+from app.tasks.attempts import TaskAttempts
+from app.tasks.finished_counts import FinishedCounts
+from app.tasks.queue import DeadLetter
+from app.tasks.redis_queue import GROUP, RedisTaskQueue
+from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule, tick_lock
+from app.tasks.status import TaskStatus
+from app.tasks.stream_entries import Delivery, Entry, as_entries, lost_id, read_entry
+from app.tasks.worker_redis import (
+    FINISH,
+    PROMOTE_DUE,
+    TRANSIENT,
+    finish_in,
+    remove_in,
+    wait_for_redis,
+)
+
+logger = logging.getLogger("app.tasks.worker")
+
+READ_BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
+
+
+def consumer_name() -> str:
+    """A consumer name unique across hosts, processes and restarts."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class Worker:
+    """One worker process: reads, runs, retries, reclaims and schedules."""
+
+    redis: Redis
+    settings: Settings
+    sessions: async_sessionmaker[AsyncSession]
+    concurrency: int
+    name: str = field(default_factory=lambda: consumer_name())
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    running: dict[bytes, asyncio.Task[None]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.queue = RedisTaskQueue(self.redis, self.settings)
+        self.keys = self.queue.keys
+        self.statuses = self.queue.statuses
+        self.finished = FinishedCounts(self.redis, self.settings.cache_prefix)
+        self.attempts = TaskAttempts(self.settings, self.sessions, dead_letters=True)
+        self.promote = self.redis.register_script(PROMOTE_DUE)
+        self.finish_script = self.redis.register_script(FINISH)
+        self.claim_cursor = "0-0"
+
+    async def ensure_group(self) -> None:
+        """Create the stream, its consumer group and this consumer if they do not exist yet."""
+        with contextlib.suppress(ResponseError):
+            await self.redis.xgroup_create(self.keys.stream, GROUP, id="0", mkstream=True)
+        await self.redis.xgroup_createconsumer(self.keys.stream, GROUP, self.name)
+
+    async def run(self) -> bool:
+        """Work until `stopping` is set or a loop dies; drain; False when a loop died."""
+        if not await wait_for_redis(self.ensure_group, self.stopping):
+            return True
+        loops = {
+            asyncio.create_task(self.read_loop(), name="read"),
+            asyncio.create_task(self.housekeeping(), name="housekeeping"),
+            asyncio.create_task(
+                run_schedule(
+                    periodic_jobs(self.settings),
+                    claim=self.claim_tick,
+                    enqueue=self.queue.enqueue,
+                    stop=self.stopping,
+                ),
+                name="schedule",
+            ),
+        }
+        logger.info("worker %s started, concurrency %d", self.name, self.concurrency)
+        stop = asyncio.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait({*loops, stop}, return_when=asyncio.FIRST_COMPLETED)
+        died = [loop for loop in done & loops if _died(loop, self.stopping)]
+        for loop in died:
+            error = None if loop.cancelled() else loop.exception()
+            logger.error("worker loop %r died; stopping", loop.get_name(), exc_info=error)
+        self.stopping.set()
+        try:
+            await self.drain()
+        finally:
+            stop.cancel()
+            for loop in loops:
+                loop.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+        return not died
+
+    async def read_loop(self) -> None:
+        """Take new entries while there is a free slot."""
+        while not self.stopping.is_set():
+            free = self.concurrency - len(self.running)
+            if free <= 0:
+                await asyncio.sleep(0.01)
+                continue
+            try:
+                response: Any = await self.redis.xreadgroup(
+                    GROUP, self.name, {self.keys.stream: ">"}, count=free, block=READ_BLOCK_MS
+                )
+                for _stream, raw in response or []:
+                    await self.start(as_entries(raw)[0])
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.ensure_group()
+            except TRANSIENT as exc:
+                logger.warning("redis unavailable: %s", exc)
+                await asyncio.sleep(1)
+
+    async def start(self, entries: list[Entry]) -> None:
+        """Claim a batch in two round trips, then run each task in its own asyncio task.
+
+        One MGET reads the statuses; one transaction marks the tasks to run `running` (their
+        attempt counted), acknowledges those that had already finished, and dead-letters
+        entries that cannot be read or tasks whose attempts are used up. A Redis error leaves
+        the batch unacknowledged: it is taken over once idle for TASK_VISIBILITY_TIMEOUT.
+        """
+        read = [read_entry(entry_id, fields) for entry_id, fields in entries]
+        unreadable = [
+            (entry_id, letter)
+            for (entry_id, _), letter in zip(entries, read, strict=True)
+            if isinstance(letter, DeadLetter)
+        ]
+        fresh = [d for d in read if isinstance(d, Delivery) and d.entry_id not in self.running]
+        stored = await self.statuses.load_many([d.task_id for d in fresh])
+        starting: list[tuple[Delivery, TaskStatus]] = []
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry_id, letter in unreadable:
+                logger.error("dead-lettered %s", letter.error)
+                await self.bury_in(pipe, entry_id, letter, self.unreadable_status(letter))
+            for delivery, status in zip(fresh, stored, strict=True):
+                claim = self.attempts.claim(status, delivery.task_id, delivery.name)
+                if claim.kind == "run":
+                    self.statuses.save_in(pipe, claim.status)
+                    starting.append((delivery, claim.status))
+                elif claim.kind == "exhausted":
+                    letter = DeadLetter.of(claim.status, delivery.payload)
+                    await self.bury_in(pipe, delivery.entry_id, letter, claim.status)
+                else:
+                    remove_in(pipe, self.keys.stream, delivery.entry_id)
+            await pipe.execute()
+        for delivery, status in starting:
+            task = asyncio.create_task(self.handle(delivery, status))
+            self.running[delivery.entry_id] = task
+            task.add_done_callback(functools.partial(self.forget, delivery.entry_id))
+
+    def forget(self, entry_id: bytes, _task: asyncio.Task[None]) -> None:
+        """Drop a finished entry's task from `running` (a done callback)."""
+        self.running.pop(entry_id, None)
+
+    async def handle(self, delivery: Delivery, running: TaskStatus) -> None:
+        """Run one attempt (already marked `running`) and record where it ended.
+
+        If the outcome cannot be recorded, the entry stays pending and is claimed again after
+        TASK_VISIBILITY_TIMEOUT, its attempt counted.
+        """
+        status = await self.attempts.attempt(running, delivery.payload)
+        try:
+            if status.status == "succeeded":
+                await self.succeed(delivery.entry_id, status)
+                return
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if status.status == "retrying":
+                    self.retry_in(pipe, delivery, status)
+                else:
+                    letter = DeadLetter.of(status, delivery.payload)
+                    await self.bury_in(pipe, delivery.entry_id, letter, status)
+                await pipe.execute()
+        except Exception:
+            logger.exception("could not record task %s as %s", status.id, status.status)
+
+    async def succeed(self, entry_id: bytes, status: TaskStatus) -> None:
+        """Write the `succeeded` status, count it, then XACK and XDEL, in one script."""
+        await self.finish_script(
+            keys=[self.statuses.key(status.id), self.finished.key, self.keys.stream],
+            args=[
+                status.model_dump_json(),
+                self.statuses.ttl,
+                self.finished.field(status),
+                GROUP,
+                entry_id,
+            ],
+        )
+
+    def retry_in(self, pipe: Any, delivery: Delivery, status: TaskStatus) -> None:
+        """Record `retrying`, put the task in the delayed set until due, and drop its entry."""
+        due = time.time() + self.attempts.retry_delay(status.attempts)
+        task = {
+            "id": status.id,
+            "name": status.name,
+            "payload": orjson.dumps(delivery.payload).decode(),
+        }
+        self.statuses.save_in(pipe, status)
+        pipe.zadd(self.keys.delayed, {orjson.dumps(task): due})
+        remove_in(pipe, self.keys.stream, delivery.entry_id)
+
+    async def bury_in(
+        self, pipe: Any, entry_id: bytes, letter: DeadLetter, status: TaskStatus | None
+    ) -> None:
+        """Keep `letter`, record the task `failed` (if it has a status) and drop its entry."""
+        await self.queue.dead.add_in(pipe, letter)
+        if status is not None:
+            finish_in(pipe, self.keys.stream, entry_id, self.statuses, self.finished, status)
+        else:
+            remove_in(pipe, self.keys.stream, entry_id)
+
+    def unreadable_status(self, letter: DeadLetter) -> TaskStatus | None:
+        """The `failed` status of an unreadable entry's task, when the entry named one."""
+        if letter.id.startswith("entry-"):
+            return None
+        return self.attempts.failed(TaskStatus(id=letter.id, name=letter.name or "?"), letter.error)
+
+    async def housekeeping(self) -> None:
+        """Often: move due retries back, keep our entries fresh, claim a dead worker's."""
+        idle_ms = self.settings.task_visibility_timeout * 1000
+        while True:
+            try:
+                await self.promote(keys=[self.keys.delayed, self.keys.stream], args=[time.time()])
+                if self.running:
+                    await self.redis.xclaim(
+                        self.keys.stream, GROUP, self.name, 0, list(self.running), justid=True
+                    )
+                free = self.concurrency - len(self.running)
+                if free > 0 and not self.stopping.is_set():
+                    reply = await self.redis.xautoclaim(
+                        self.keys.stream, GROUP, self.name, idle_ms, self.claim_cursor, count=free
+                    )
+                    self.claim_cursor = reply[0]
+                    entries, gone = as_entries(reply[1])
+                    await self.lost([*gone, *(reply[2] if len(reply) > 2 else [])])
+                    await self.start(entries)
+            except TRANSIENT as exc:
+                logger.warning("housekeeping failed, redis unavailable: %s", exc)
+            await asyncio.sleep(min(0.5, self.settings.task_visibility_timeout / 4))
+
+    async def lost(self, entry_ids: list[bytes]) -> None:
+        """Record entries deleted while pending: their tasks cannot be recovered."""
+        if not entry_ids:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for entry_id in entry_ids:
+                error = f"queue entry {entry_id.decode()} was deleted before a worker finished it"
+                logger.error("%s: its task is lost", error)
+                letter = DeadLetter(id=lost_id(entry_id), name=None, payload=None, error=error)
+                await self.bury_in(pipe, entry_id, letter, None)
+            await pipe.execute()
+
+    async def claim_tick(self, job: PeriodicJob, run_at: datetime) -> bool:
+        """Take the lock of `job`'s run at `run_at`; only one process in the fleet gets it."""
+        key, lifetime_ms = tick_lock(self.settings.cache_prefix, job, run_at)
+        return bool(await self.redis.set(key, self.name, nx=True, px=lifetime_ms))
+
+    async def drain(self) -> None:
+        """Wait for running tasks up to the deadline; cancel the rest (they stay unacked)."""
+        pending = list(self.running.values())
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=self.settings.task_shutdown_timeout)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        if late:
+            logger.warning("left %d tasks unacked for another worker to reclaim", len(late))
+
+    async def leave(self) -> None:
+        """Remove this consumer from the group if it holds nothing; deleting drops its entries."""
+        held = await self.redis.xpending_range(
+            self.keys.stream, GROUP, min="-", max="+", count=1, consumername=self.name
+        )
+        if not held:
+            await self.redis.xgroup_delconsumer(self.keys.stream, GROUP, self.name)
+
+
+def _died(loop: asyncio.Task[Any], stopping: asyncio.Event) -> bool:
+    """Whether a worker loop that ended did so by failing rather than by being told to stop."""
+    return loop.cancelled() or loop.exception() is not None or not stopping.is_set()

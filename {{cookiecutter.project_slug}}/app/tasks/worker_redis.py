@@ -1,0 +1,92 @@
+"""The worker's Redis steps: which errors are passing, and the writes that end an entry."""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import BusyLoadingError, ReadOnlyError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.tasks.finished_counts import FinishedCounts
+from app.tasks.redis_queue import GROUP
+from app.tasks.status import RedisStatusStore, TaskStatus
+
+logger = logging.getLogger("app.tasks.worker")
+
+# Redis is away, loading, failing over or slow: wait and try again. Any other error (a key of
+# the wrong type, a script error) is a fault no retry fixes: the loop that meets it dies.
+TRANSIENT: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    BusyLoadingError,
+    ReadOnlyError,
+    OSError,
+)
+START_BACKOFF = 0.5  # seconds before the first retry to reach Redis at start; doubled up to:
+MAX_START_BACKOFF = 10.0
+
+# A task's success, in one atomic command: its status, its count, then XACK and XDEL (the entry
+# is acknowledged only with the status written). One EVALSHA costs the worker far less than
+# the same four commands in MULTI/EXEC, and this is the step every task takes.
+FINISH = """
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+redis.call('XACK', KEYS[3], ARGV[4], ARGV[5])
+return redis.call('XDEL', KEYS[3], ARGV[5])
+"""
+
+# Move due retries back onto the stream atomically, so no two workers move one twice. A member
+# that is not the JSON a worker wrote goes on as an entry without an id: the worker reading it
+# dead-letters it, instead of this script failing on it forever.
+PROMOTE_DUE = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, raw in ipairs(due) do
+  local ok, task = pcall(cjson.decode, raw)
+  if ok and type(task) == 'table' and type(task.id) == 'string'
+      and type(task.name) == 'string' and type(task.payload) == 'string' then
+    redis.call('XADD', KEYS[2], '*', 'id', task.id, 'name', task.name, 'payload', task.payload)
+  else
+    redis.call('XADD', KEYS[2], '*', 'unreadable', raw)
+  end
+  redis.call('ZREM', KEYS[1], raw)
+end
+return #due
+"""
+
+
+async def wait_for_redis(connect: Callable[[], Awaitable[Any]], stop: asyncio.Event) -> bool:
+    """Call `connect` until it succeeds, backing off while Redis is away; False if `stop` came."""
+    delay = START_BACKOFF
+    while not stop.is_set():
+        try:
+            await connect()
+            return True
+        except TRANSIENT as exc:
+            logger.warning("waiting for redis (%s); trying again in %.1f s", exc, delay)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except TimeoutError:
+            delay = min(delay * 2, MAX_START_BACKOFF)
+    return False
+
+
+def remove_in(pipe: Any, stream: str, entry_id: bytes) -> None:
+    """Acknowledge an entry and delete it: the stream only holds what is not finished."""
+    pipe.xack(stream, GROUP, entry_id)
+    pipe.xdel(stream, entry_id)
+
+
+def finish_in(
+    pipe: Any,
+    stream: str,
+    entry_id: bytes,
+    statuses: RedisStatusStore,
+    finished: FinishedCounts,
+    status: TaskStatus,
+) -> None:
+    """Write a final status and count it, then remove its entry, inside `pipe` (a MULTI)."""
+    statuses.save_in(pipe, status)
+    finished.count(pipe, status)
+    remove_in(pipe, stream, entry_id)
