@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
+from app.services.items import ItemService
 from app.infrastructure.redis_client import redis_client
 from app.tasks.definitions import registry
 from app.tasks.queue import unavailable_as
@@ -44,10 +45,12 @@ class BackgroundTaskQueue:
         sessions: async_sessionmaker[AsyncSession],
         statuses: MemoryStatusStore | RedisStatusStore,
         metrics: Metrics,
+        items: ItemService,
     ) -> None:
         self.broker: str | None = None
         self._settings = settings
         self._sessions = sessions
+        self._items = items
         self._statuses = statuses
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.task_concurrency)
@@ -81,7 +84,9 @@ class BackgroundTaskQueue:
         """Run one attempt; return it as succeeded, retrying, or failed when it was the last."""
         status = status.moved("running", attempts=attempt)
         await self._save(status)
-        context = TaskContext(task_id=status.id, attempt=attempt, sessions=self._sessions)
+        context = TaskContext(
+            task_id=status.id, attempt=attempt, sessions=self._sessions, items=self._items
+        )
         try:
             result = await registry.run(status.name, payload, context)
         except Exception as exc:
@@ -189,7 +194,9 @@ async def open_task_queue(
             statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         else:
             statuses = MemoryStatusStore(settings.task_status_ttl)
-        queue = BackgroundTaskQueue(settings, sessions, statuses, metrics)
+        queue = BackgroundTaskQueue(
+            settings, sessions, statuses, metrics, ItemService(sessions, cache)
+        )
         stack.push_async_callback(queue.close)
         scheduler = AsyncIOScheduler()
         _add_periodic_jobs(scheduler, queue, periodic_jobs(settings), redis, settings.cache_prefix)

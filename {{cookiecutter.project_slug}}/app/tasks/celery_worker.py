@@ -32,8 +32,11 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.core.metrics import Metrics
+from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
 from app.infrastructure.redis_client import redis_client
+from app.services.items import ItemService
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.registry import InvalidPayloadError, TaskContext, UnknownTaskError
@@ -60,11 +63,16 @@ class TaskRunner:
     """Run one attempt of a registry task, recording each status change as it happens."""
 
     def __init__(
-        self, settings: Settings, redis: Redis, sessions: async_sessionmaker[AsyncSession]
+        self,
+        settings: Settings,
+        redis: Redis,
+        sessions: async_sessionmaker[AsyncSession],
+        items: ItemService,
     ) -> None:
         self._settings = settings
         self._redis = redis
         self._sessions = sessions
+        self._items = items
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
 
@@ -104,7 +112,9 @@ class TaskRunner:
     async def _run(self, status: TaskStatus, payload: dict[str, Any]) -> Any:
         """Run the task function, cancelled (cleanly, on the loop) after TASK_TIME_LIMIT."""
         limit = self._settings.task_time_limit
-        context = TaskContext(task_id=status.id, attempt=status.attempts, sessions=self._sessions)
+        context = TaskContext(
+            task_id=status.id, attempt=status.attempts, sessions=self._sessions, items=self._items
+        )
         try:
             async with asyncio.timeout(limit) as deadline:
                 return await registry.run(status.name, payload, context)
@@ -131,7 +141,10 @@ class WorkerProcess:
         self._redis = redis_client(
             settings.redis_url, max_connections=settings.cache_max_connections, timeout=5.0
         )
-        self.runner = TaskRunner(settings, self._redis, create_session_factory(self._engine))
+        self._cache = cache_from_url(settings.cache_url, settings=settings, metrics=Metrics())
+        sessions = create_session_factory(self._engine)
+        items = ItemService(sessions, self._cache)
+        self.runner = TaskRunner(settings, self._redis, sessions, items)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` to completion on this process's loop."""
@@ -140,6 +153,7 @@ class WorkerProcess:
     def close(self) -> None:
         """Close the database pool and the Redis client, then the loop."""
         try:
+            self.run(self._cache.close())
             self.run(self._engine.dispose())
             self.run(self._redis.aclose())
             self.run(self.loop.shutdown_asyncgens())

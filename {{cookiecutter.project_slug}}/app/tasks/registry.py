@@ -9,6 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.services.items import ItemService
+
 
 class UnknownTaskError(Exception):
     """No task is registered under this name."""
@@ -20,11 +22,16 @@ class InvalidPayloadError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class TaskContext:
-    """What a running task may use: its attempt number and a way to open DB sessions."""
+    """What a running task may use: its attempt number, DB sessions and the services.
+
+    Writes go through the services (`items`), which invalidate the cache after they commit;
+    `sessions` is for reads and for tables no service owns.
+    """
 
     task_id: str
     attempt: int
     sessions: async_sessionmaker[AsyncSession]
+    items: ItemService
 
 
 TaskFunction = Callable[[Any, TaskContext], Any]

@@ -28,8 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
+from app.core.metrics import Metrics
 from app.core.startup import freeze_startup_objects
+from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
+from app.services.items import ItemService
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.redis_queue import GROUP, QueueKeys, RedisTaskQueue, connect, entry_fields
@@ -84,6 +87,7 @@ class Worker:
     redis: Redis
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    items: ItemService
     concurrency: int
     name: str = field(default_factory=lambda: consumer_name())
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -193,7 +197,9 @@ class Worker:
     async def handle(self, entry_id: bytes, status: TaskStatus, raw_payload: bytes) -> None:
         """Run one task (already marked `running`) and record the outcome, then ack."""
         payload: dict[str, Any] = orjson.loads(raw_payload)
-        context = TaskContext(task_id=status.id, attempt=status.attempts, sessions=self.sessions)
+        context = TaskContext(
+            task_id=status.id, attempt=status.attempts, sessions=self.sessions, items=self.items
+        )
         try:
             result = await registry.run(status.name, payload, context)
         except asyncio.CancelledError:
@@ -301,7 +307,9 @@ async def serve(settings: Settings, concurrency: int) -> None:
     """Run a worker until SIGTERM or SIGINT."""
     redis = connect(settings, timeout=WORKER_TIMEOUT)
     engine = create_engine(settings)
-    worker = Worker(redis, settings, create_session_factory(engine), concurrency)
+    sessions = create_session_factory(engine)
+    cache = cache_from_url(settings.cache_url, settings=settings, metrics=Metrics())
+    worker = Worker(redis, settings, sessions, ItemService(sessions, cache), concurrency)
     freeze_startup_objects()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -310,6 +318,7 @@ async def serve(settings: Settings, concurrency: int) -> None:
         await worker.run()
         await worker.leave()
     finally:
+        await cache.close()
         await engine.dispose()
         await redis.aclose()
         logger.info("worker %s stopped", worker.name)

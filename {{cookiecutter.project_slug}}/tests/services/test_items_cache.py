@@ -17,7 +17,7 @@ from app.main import create_app
 from app.state import AppState
 from tests.servers import running_redis
 
-NO_RESPONSE_CACHE = {"cache-control": "no-cache"}  # bypass the middleware: test the service cache
+NO_RESPONSE_CACHE = {"cache-control": "no-store"}  # bypass the middleware: test the service cache
 
 
 @pytest.fixture(params=["memory", "redis"])
