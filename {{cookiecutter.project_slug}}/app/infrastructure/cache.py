@@ -25,9 +25,10 @@ alone for `CACHE_BACKOFF_SECONDS`, logged once): a connection error that survive
 on a fresh connection (a pooled connection found dead after a restart is retried at once), or
 a timeout that a PING confirms. Each operation is bounded by one `asyncio.timeout` of
 `CACHE_SOCKET_TIMEOUT`, and that clock also runs while this process's event loop is too busy
-to read the reply: so a timeout alone only starts a probe (a PING allowed PROBE_TIMEOUT), and
-the breaker opens only if the probe fails too. A busy process keeps its cache; a Redis that is
-down or hung is skipped after one short timeout per request until the probe confirms it.
+to read the reply: so a timeout alone only starts a probe (a PING from a thread, allowed
+`probe_timeout`), and the breaker opens only if the probe fails too. A busy process keeps its
+cache; a Redis that is down or hung costs one short timeout per request until the probe
+confirms it, then is skipped.
 An invalidation that cannot reach Redis (or is cut short by cancellation) is not dropped: the
 entries it names would still be there when Redis answers again. It is kept and delivered as
 soon as Redis takes it, and until then this process does not read from Redis.
@@ -46,6 +47,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, Protocol, cast
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -316,10 +318,11 @@ _FILL_SCRIPT = _Script(_FILL)
 _INVALIDATE_SCRIPT = _Script(_INVALIDATE)
 _CACHE_ERRORS = (RedisError, OSError, TimeoutError)
 _TIMEOUTS = (TimeoutError, RedisTimeoutError)  # also what a busy event loop produces
-# How long the PING that confirms a timeout may take: long enough that a busy event loop
-# answers it, short enough that a hung Redis is skipped soon.
-PROBE_TIMEOUT_FACTOR = 4
-MIN_PROBE_TIMEOUT = 1.0
+
+
+def probe_timeout(timeout: float) -> float:
+    """How long the PING that confirms a timeout may take to connect and to answer."""
+    return max(1.0, 4 * timeout)
 
 
 class RedisCache:
@@ -334,6 +337,7 @@ class RedisCache:
         self,
         client: Redis,
         *,
+        probe_client: SyncRedis,
         connections: int,
         prefix: str,
         default_ttl: float,
@@ -344,6 +348,7 @@ class RedisCache:
         metrics: Metrics,
     ) -> None:
         self.client = client
+        self.probe_client = probe_client  # blocking, used from a thread: see `_confirm`
         self.slots = asyncio.Semaphore(connections)
         self.batcher = _Batcher(client, self.slots, timeout)
         self.timeout = timeout
@@ -352,7 +357,6 @@ class RedisCache:
         self.lease_ttl = lease_ttl
         self.max_value_bytes = max_value_bytes
         self.backoff = backoff
-        self.probe_timeout = max(MIN_PROBE_TIMEOUT, PROBE_TIMEOUT_FACTOR * timeout)
         self.metrics = metrics
         self._lease_ms = str(max(1, int(lease_ttl * 1000)))
         self._open_until = 0.0
@@ -389,10 +393,13 @@ class RedisCache:
             self._probe = asyncio.create_task(self._confirm(error))
 
     async def _confirm(self, error: BaseException) -> None:
-        """Open the breaker only if Redis does not answer a PING within `probe_timeout` either."""
+        """Open the breaker only if Redis does not answer a PING within `probe_timeout` either.
+
+        The PING runs in a thread on a blocking client whose socket timeouts are the kernel's:
+        a busy event loop cannot make it time out, only Redis can.
+        """
         try:
-            async with asyncio.timeout(self.probe_timeout), self.slots:
-                await self.client.ping()
+            await asyncio.to_thread(self.probe_client.ping)
         except _CACHE_ERRORS as probe_error:
             self._open(probe_error)
         else:
@@ -610,6 +617,7 @@ class RedisCache:
                 len(self._missed.entries),
             )
         await self.client.aclose()
+        self.probe_client.close()
 
 
 class _Entry(NamedTuple):
@@ -764,8 +772,13 @@ def cache_from_url(url: str, *, settings: Settings, metrics: Metrics) -> RedisCa
             retry_on_timeout=False,
             max_connections=settings.cache_max_connections,
         )
+        probing = probe_timeout(settings.cache_socket_timeout)
+        probe_client = SyncRedis.from_url(
+            url, socket_connect_timeout=probing, socket_timeout=probing, max_connections=1
+        )
         return RedisCache(
             client,
+            probe_client=probe_client,
             connections=settings.cache_max_connections,
             prefix=settings.cache_prefix,
             default_ttl=settings.cache_default_ttl,
