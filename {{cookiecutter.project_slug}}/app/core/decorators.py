@@ -54,7 +54,10 @@ def _json(value: object) -> object:
 def _key_part(value: object) -> str:
     if type(value) is int:  # the commonest key (an id): the same text as JSON, without orjson
         return str(value)
-    encoded = orjson.dumps(value, default=_plain, option=orjson.OPT_SORT_KEYS).decode()
+    try:
+        encoded = orjson.dumps(value, default=_plain, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits: the standard library writes it
+        encoded = "null"
     if "null" in encoded:  # orjson writes NaN and infinities as null: None and NaN would share
         encoded = json.dumps(value, default=_json, sort_keys=True, separators=(",", ":"))
     return escape_key_part(encoded)
