@@ -142,11 +142,12 @@ def new_token() -> str:
     return f"{_PROCESS_TOKEN}-{next(_TOKENS)}"
 
 
-# KEYS[1] version key, KEYS[2] the entry's lease. ARGV: token, lease ms. Run after a miss:
-# returns {version, 1 if the lease is ours, the lease's token}. A lease is `{version}|{token}`;
-# one taken under an older version is void (its fill would be stamped with the old version) and
-# is replaced. A missing version starts from the server clock, so a lost version key never
-# revives old entries.
+# KEYS[1] version key, KEYS[2] the entry's lease, KEYS[3] the entry. ARGV: token, lease ms,
+# '1' to refresh. Run after a miss: returns {version, 1 if the lease is ours, the lease's
+# token}, or {version, 2, payload} when the entry was filled since the miss was read (unless
+# refreshing). A lease is `{version}|{token}`; one taken under an older version is void (its
+# fill would be stamped with the old version) and is replaced. A missing version starts from
+# the server clock, so a lost version key never revives old entries.
 _LEASE = """
 local version = redis.call('GET', KEYS[1])
 if not version then
@@ -154,11 +155,18 @@ if not version then
   version = now[1] .. string.format('%06d', now[2])
   redis.call('SET', KEYS[1], version)
 end
+local stamp = version .. '|'
+if ARGV[3] ~= '1' then
+  local stored = redis.call('GET', KEYS[3])
+  if stored and string.sub(stored, 1, #stamp) == stamp then
+    return {version, 2, string.sub(stored, #stamp + 1)}
+  end
+end
 local held = redis.call('GET', KEYS[2])
-if held and string.sub(held, 1, #version + 1) == version .. '|' then
+if held and string.sub(held, 1, #stamp) == stamp then
   return {version, 0, held}
 end
-local token = version .. '|' .. ARGV[1]
+local token = stamp .. ARGV[1]
 redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
 return {version, 1, token}
 """
@@ -489,7 +497,7 @@ class RedisCache:
                     version, stored = await self.batcher.mget(version_key, entry)
                     value = _unstamp(version, stored)
                 if value is None:
-                    found = await self._lease(namespace, key, version_key, entry)
+                    found = await self._lease(namespace, key, version_key, entry, refresh)
                 else:
                     found = Lookup(namespace, key, value)
         except _CACHE_ERRORS as error:
@@ -498,12 +506,20 @@ class RedisCache:
         self._recovered()
         return found
 
-    async def _lease(self, namespace: str, key: str, version_key: str, entry: str) -> Lookup:
-        """After a miss: the current version, and the key's lease if nobody else holds it."""
+    async def _lease(
+        self, namespace: str, key: str, version_key: str, entry: str, refresh: bool
+    ) -> Lookup:
+        """After a miss: the current version, and the key's lease if nobody else holds it.
+
+        An entry filled since the miss was read is returned instead, unless refreshing.
+        """
+        keys = (version_key, f"{entry}:lease", entry)
         async with self.slots:
             version, ours, token = await _LEASE_SCRIPT(
-                self.client, (version_key, f"{entry}:lease"), (new_token(), self._lease_ms)
+                self.client, keys, (new_token(), self._lease_ms, "1" if refresh else "")
             )
+        if ours == 2:
+            return Lookup(namespace, key, token)
         if ours:
             return Lookup(namespace, key, None, version.decode(), token.decode())
         return Lookup(namespace, key, None, version.decode(), leased=True, holder=token.decode())
