@@ -65,6 +65,8 @@ def _decode_entry(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], float, fl
 
 def query_key(query_string: bytes) -> bytes:
     """The query as the route receives it: decoded pairs, ordered by name, repeats in order."""
+    if not query_string:
+        return b"[]"
     pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)  # as Starlette
     return orjson.dumps(sorted(pairs, key=lambda pair: pair[0]))
 
