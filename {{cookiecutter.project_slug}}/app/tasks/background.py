@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
-from app.services.items import ItemService
 from app.infrastructure.redis_client import redis_client
+from app.services.items import ItemService
 from app.tasks.definitions import registry
 from app.tasks.queue import unavailable_as
 from app.tasks.registry import TaskContext
