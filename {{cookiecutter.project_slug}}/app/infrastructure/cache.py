@@ -113,8 +113,10 @@ class Cache(Protocol):
         ...
 
     async def fill(self, found: Lookup, value: bytes | None, ttl: float) -> bool:
-        """Store `value` if `found`'s lease still holds and it is not longer than
-        `max_value_bytes` (None only releases the lease); True if stored."""
+        """Store `value` if `found`'s lease still holds; True if stored.
+
+        None only releases the lease; so does a value longer than `max_value_bytes`.
+        """
         ...
 
     async def invalidate(
@@ -728,8 +730,10 @@ class MemoryCache:
         return Lookup(namespace, key, None, str(version), token)
 
     async def fill(self, found: Lookup, value: bytes | None, ttl: float) -> bool:
-        """Store `value` if `found`'s lease still holds and it is not longer than
-        `max_value_bytes`; None releases the lease."""
+        """Store `value` if `found`'s lease still holds and it fits `max_value_bytes`.
+
+        None, or a longer value, only releases the lease.
+        """
         if found.token is None:
             return False
         entry_key = f"{self.prefix}:{found.namespace}:v{found.version}:{found.key}"

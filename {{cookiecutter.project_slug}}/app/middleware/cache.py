@@ -55,10 +55,17 @@ def _encode_entry(
     return orjson.dumps([status, pairs, time.time(), lifetime]) + b"\n" + body
 
 
-def _decode_entry(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], float, float, bytes]:
-    """Status, headers, when it was stored, its lifetime, and the body."""
+Entry = tuple[int, list[tuple[bytes, bytes]], float, float, bytes]
+
+
+def _decode_entry(raw: bytes) -> Entry | None:
+    """Status, headers, when it was stored, its lifetime, and the body; None if unreadable
+    (an entry an older version of this middleware wrote is then refreshed, never a 500)."""
     meta, _, body = raw.partition(b"\n")
-    status, pairs, stored_at, lifetime = orjson.loads(meta)
+    try:
+        status, pairs, stored_at, lifetime = orjson.loads(meta)
+    except (ValueError, TypeError):
+        return None
     headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in pairs]
     return status, headers, stored_at, lifetime, body
 
@@ -130,13 +137,15 @@ class ResponseCacheMiddleware:
         namespace, key = response_namespace(resource), self._key(scope, headers)
         found = await state.cache.lookup(namespace, key, refresh=rules.refresh)
         if found.value is not None:
-            status, stored, stored_at, lifetime, body = _decode_entry(found.value)
-            age = max(0.0, time.time() - stored_at)
-            if rules.accepts(age, lifetime):
-                state.metrics.response_hit.inc()
-                stored += [(b"age", str(int(age)).encode()), (b"x-cache", HIT)]
-                await _send_entry(send, status, stored, body, headers.get(b"if-none-match"))
-                return
+            entry = _decode_entry(found.value)
+            if entry is not None:
+                status, stored, stored_at, lifetime, body = entry
+                age = max(0.0, time.time() - stored_at)
+                if rules.accepts(age, lifetime):
+                    state.metrics.response_hit.inc()
+                    stored += [(b"age", str(int(age)).encode()), (b"x-cache", HIT)]
+                    await _send_entry(send, status, stored, body, headers.get(b"if-none-match"))
+                    return
             found = await state.cache.lookup(namespace, key, refresh=True)
         if not found.available:
             await self._bypass(state, scope, receive, send)

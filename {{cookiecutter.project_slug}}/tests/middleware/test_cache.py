@@ -282,3 +282,19 @@ async def test_a_hit_carries_its_age(http: AsyncClient) -> None:
 
     assert "age" not in miss.headers
     assert hit.headers["age"] == "0"
+
+
+async def test_an_entry_it_cannot_read_is_refreshed_not_a_500(
+    http: AsyncClient, cache: Cache, settings: Settings
+) -> None:
+    middleware = ResponseCacheMiddleware(build_app(cache, settings), settings=settings)
+    scope = {"path": "/api/v1/items/a", "query_string": b""}
+    slot = await cache.lookup(response_namespace("items"), middleware._key(scope, {}))
+    legacy = b'[200, [["content-type", "application/json"]]]\n{}'  # an older entry format
+    assert await cache.fill(slot, legacy, 60)
+
+    response = await http.get("/api/v1/items/a")
+    after = await http.get("/api/v1/items/a")
+
+    assert (response.status_code, response.headers["x-cache"]) == (200, "MISS")
+    assert (after.headers["x-cache"], after.json()["call"]) == ("HIT", 1)
