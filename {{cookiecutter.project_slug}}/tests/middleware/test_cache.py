@@ -289,12 +289,14 @@ async def test_an_entry_it_cannot_read_is_refreshed_not_a_500(
 ) -> None:
     middleware = ResponseCacheMiddleware(build_app(cache, settings), settings=settings)
     scope = {"path": "/api/v1/items/a", "query_string": b""}
-    slot = await cache.lookup(response_namespace("items"), middleware._key(scope, {}))
+    sent = {"accept": "application/json", "accept-encoding": "identity"}
+    vary = {name.encode(): value.encode() for name, value in sent.items()}
+    slot = await cache.lookup(response_namespace("items"), middleware._key(scope, vary))
     legacy = b'[200, [["content-type", "application/json"]]]\n{}'  # an older entry format
     assert await cache.fill(slot, legacy, 60)
 
-    response = await http.get("/api/v1/items/a")
-    after = await http.get("/api/v1/items/a")
+    response = await http.get("/api/v1/items/a", headers=sent)
+    after = await http.get("/api/v1/items/a", headers=sent)
 
     assert (response.status_code, response.headers["x-cache"]) == (200, "MISS")
     assert (after.headers["x-cache"], after.json()["call"]) == ("HIT", 1)
