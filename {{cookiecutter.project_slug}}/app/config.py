@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     cache_lease_seconds: float = Field(default=5.0, gt=0)  # longest a loader holds a key
     cache_max_connections: int = Field(default=50, ge=1)
     cache_memory_max_entries: int = Field(default=10_000, ge=1)  # memory://, LRU beyond
+    cache_max_value_bytes: int = Field(default=1024 * 1024, ge=1)  # longer values are not stored
     # Path prefix -> resource name; responses under it are dropped when that resource changes.
     response_cache_routes: dict[str, str] = {"/api/v1/items": "items"}
     response_cache_vary: list[str] = ["accept", "accept-encoding"]  # request headers in the key

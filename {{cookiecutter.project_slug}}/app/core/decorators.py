@@ -7,13 +7,18 @@ same bytes share one decoded value instead of decoding again. Keys are the argum
 values as JSON (so the same in every process), escaped, and hashed when long; `self` and the
 `cache` argument are left out. N concurrent misses on one key in a process run the function
 once (single-flight); `lock=True` also makes other processes wait for the one that loads.
-The cache fails open (see `app.infrastructure.cache`): when it is down the function just runs.
+A caller shares a load in flight only when both saw the same lease on the key: a lease is
+dropped by every invalidation of the key, so a load that began before a write is never
+shared with, or stored for, a caller that started after the write (see `Lookup.holder`).
+The cache fails open (see `app.infrastructure.cache`): when it is down the function just runs,
+and no load is shared (without the cache, nothing tells that a write came in between).
 """
 
 import asyncio
 import functools
 import hashlib
 import inspect
+import json
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any, Generic, ParamSpec, TypeVar, get_type_hints
@@ -41,11 +46,21 @@ def _plain(value: object) -> object:
     raise TypeError(f"cannot build a cache key from {type(value).__name__}")
 
 
+def _json(value: object) -> object:
+    """What the standard library's json cannot write, as orjson writes it (dates, models...)."""
+    return orjson.loads(orjson.dumps(value, default=_plain))
+
+
 def _key_part(value: object) -> str:
     if type(value) is int:  # the commonest key (an id): the same text as JSON, without orjson
         return str(value)
-    encoded = orjson.dumps(value, default=_plain, option=orjson.OPT_SORT_KEYS)
-    return escape_key_part(encoded.decode())
+    try:
+        encoded = orjson.dumps(value, default=_plain, option=orjson.OPT_SORT_KEYS).decode()
+    except orjson.JSONEncodeError:  # an integer past 64 bits: the standard library writes it
+        encoded = "null"
+    if "null" in encoded:  # orjson writes NaN and infinities as null: None and NaN would share
+        encoded = json.dumps(value, default=_json, sort_keys=True, separators=(",", ":"))
+    return escape_key_part(encoded)
 
 
 def cache_key(*values: object) -> str:
@@ -183,7 +198,8 @@ def cached(
     def decorate(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
         call = _Call(func, exclude)
         decoder: _Decoder[R] = _Decoder(get_type_hints(func, include_extras=True)["return"])
-        flights: dict[tuple[int, str], asyncio.Future[tuple[R, bytes | None]]] = {}
+        # (cache, key) -> the lease a load in flight began under, and its result to come.
+        flights: dict[tuple[int, str], tuple[str, asyncio.Future[tuple[R, bytes | None]]]] = {}
 
         def key_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:
             if key_builder is None:
@@ -215,16 +231,18 @@ def cached(
         async def load(cache: Cache, found: Lookup, run: Callable[[], Awaitable[R]]) -> R:
             stats = cache.metrics.cache_namespace(namespace)
             flight_key = (id(cache), found.key)
-            joined = flights.get(flight_key)
-            if joined is not None:
+            lease = found.token or found.holder  # None when the cache is down
+            in_flight = flights.get(flight_key)
+            if lease is not None and in_flight is not None and in_flight[0] == lease:
                 try:
-                    result, encoded = await join(cache, found, joined)
+                    result, encoded = await join(cache, found, in_flight[1])
                 except _LoaderCancelledError:
                     return await run()
                 stats.hits.inc()
                 return result if encoded is None else decoder.decode(found.key, encoded)
             flight: asyncio.Future[tuple[R, bytes | None]] = asyncio.Future()
-            flights[flight_key] = flight
+            if lease is not None:  # a load under an older lease is not shared from now on
+                flights[flight_key] = (lease, flight)
             try:
                 if lock and found.leased:
                     found = await wait_for_holder(cache, found)
@@ -251,7 +269,7 @@ def cached(
                 await cache.fill(found, None, 0)
                 raise
             finally:
-                if flights.get(flight_key) is flight:
+                if flights.get(flight_key, (None, None))[1] is flight:
                     del flights[flight_key]
 
         @functools.wraps(func)

@@ -9,21 +9,29 @@ MGET of the version and the entry, no script, and concurrent lookups share one p
 Key parts that come from users are percent-escaped (`escape_key_part`), so that no id can
 contain the `:` separator or a glob character and match a pattern meant for another id.
 
-Leases. A lookup that misses takes a short lease on the key (a random token). Invalidating a
-key deletes its entry and its lease; a fill stores the value only while the lease still holds
-the token. So a loader that read the database before a write committed cannot put its stale
-value back after the write invalidated the key (the "stale set" race); after a namespace bump
-its value carries the old version, which no reader accepts. A caller that finds someone else's
-lease may wait for that caller's value instead of loading too.
+Leases. A lookup that misses takes a short lease on the key (a token carrying the namespace
+version). Invalidating a key deletes its entry and its lease, and a namespace bump makes every
+lease of the old version void; a fill stores the value only while the lease still holds the
+token. So a loader that read the database before a write committed cannot put its stale value
+back after the write invalidated the key (the "stale set" race). A caller that finds a lease
+held learns its token (`Lookup.holder`): it may share that loader's value only while the
+lease it saw is that loader's, i.e. no write invalidated the key since the loader began.
+Values longer than CACHE_MAX_VALUE_BYTES are never stored (the loader's result is still
+returned): one large value cannot slow the cache down for everyone.
 
-Failing open. A Redis error or timeout never reaches the caller: the lookup reports a miss,
-the error is counted and logged once, and Redis is left alone for `CACHE_BACKOFF_SECONDS`
-(a circuit breaker). Each operation is bounded by one `asyncio.timeout` of
-`CACHE_SOCKET_TIMEOUT` and redis-py's retries are off, so an outage costs one short timeout
-per back-off period, not seconds per request. An invalidation that cannot reach Redis (or is
-cut short by cancellation) is not dropped: the entries it names would still be there when
-Redis answers again. It is kept and delivered as soon as Redis takes it, and until then this
-process does not read from Redis.
+Failing open. A Redis error or timeout never reaches the caller: the lookup reports a miss and
+the error is counted. Only Redis's own failure opens the circuit breaker (Redis is then left
+alone for `CACHE_BACKOFF_SECONDS`, logged once): a connection error that survives one retry
+on a fresh connection (a pooled connection found dead after a restart is retried at once), or
+a timeout that a PING confirms. Each operation is bounded by one `asyncio.timeout` of
+`CACHE_SOCKET_TIMEOUT`, and that clock also runs while this process's event loop is too busy
+to read the reply: so a timeout alone only starts a probe (a PING from a thread, allowed
+`probe_timeout`), and the breaker opens only if the probe fails too. A busy process keeps its
+cache; a Redis that is down or hung costs one short timeout per request until the probe
+confirms it, then is skipped.
+An invalidation that cannot reach Redis (or is cut short by cancellation) is not dropped: the
+entries it names would still be there when Redis answers again. It is kept and delivered as
+soon as Redis takes it, and until then this process does not read from Redis.
 """
 
 import asyncio
@@ -39,10 +47,13 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, Protocol, cast
 
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
 from app.core.metrics import Metrics
@@ -68,6 +79,7 @@ class Lookup(NamedTuple):
     version: str = ""  # the namespace version a miss was read under (fills are stamped with it)
     token: str | None = None  # the lease this caller took on a miss
     leased: bool = False  # someone else holds the lease
+    holder: str | None = None  # when leased: the token of the lease, as it was at this lookup
     available: bool = True  # False when the cache was down or backing off
 
 
@@ -77,6 +89,7 @@ class Cache(Protocol):
     prefix: str
     default_ttl: float
     lease_ttl: float
+    max_value_bytes: int
     metrics: Metrics
 
     async def get(self, key: str) -> bytes | None:
@@ -95,12 +108,15 @@ class Cache(Protocol):
         """Delete every key matching `{prefix}:{pattern}` with SCAN (operators, not requests)."""
         ...
 
-    async def lookup(self, namespace: str, key: str) -> Lookup:
-        """Read a versioned entry; on a miss, take the key's lease if nobody holds it."""
+    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
+        """Read a versioned entry; on a miss (or with `refresh`), take the key's lease if free."""
         ...
 
     async def fill(self, found: Lookup, value: bytes | None, ttl: float) -> bool:
-        """Store `value` if `found`'s lease still holds (None only releases it); True if stored."""
+        """Store `value` if `found`'s lease still holds; True if stored.
+
+        None only releases the lease; so does a value longer than `max_value_bytes`.
+        """
         ...
 
     async def invalidate(
@@ -128,9 +144,12 @@ def new_token() -> str:
     return f"{_PROCESS_TOKEN}-{next(_TOKENS)}"
 
 
-# KEYS[1] version key, KEYS[2] the entry's lease. ARGV: token, lease ms. Run after a miss:
-# returns {version, 1 if the lease is ours}. A missing version starts from the server clock, so
-# a lost version key never revives old entries.
+# KEYS[1] version key, KEYS[2] the entry's lease, KEYS[3] the entry. ARGV: token, lease ms,
+# '1' to refresh. Run after a miss: returns {version, 1 if the lease is ours, the lease's
+# token}, or {version, 2, payload} when the entry was filled since the miss was read (unless
+# refreshing). A lease is `{version}|{token}`; one taken under an older version is void (its
+# fill would be stamped with the old version) and is replaced. A missing version starts from
+# the server clock, so a lost version key never revives old entries.
 _LEASE = """
 local version = redis.call('GET', KEYS[1])
 if not version then
@@ -138,10 +157,20 @@ if not version then
   version = now[1] .. string.format('%06d', now[2])
   redis.call('SET', KEYS[1], version)
 end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {version, 1}
+local stamp = version .. '|'
+if ARGV[3] ~= '1' then
+  local stored = redis.call('GET', KEYS[3])
+  if stored and string.sub(stored, 1, #stamp) == stamp then
+    return {version, 2, string.sub(stored, #stamp + 1)}
+  end
 end
-return {version, 0}
+local held = redis.call('GET', KEYS[2])
+if held and string.sub(held, 1, #stamp) == stamp then
+  return {version, 0, held}
+end
+local token = stamp .. ARGV[1]
+redis.call('SET', KEYS[2], token, 'PX', ARGV[2])
+return {version, 1, token}
 """
 
 # KEYS[1] entry, KEYS[2] its lease. ARGV: token, stamped value, ttl ms ('' releases the lease only).
@@ -298,10 +327,16 @@ _LEASE_SCRIPT = _Script(_LEASE)
 _FILL_SCRIPT = _Script(_FILL)
 _INVALIDATE_SCRIPT = _Script(_INVALIDATE)
 _CACHE_ERRORS = (RedisError, OSError, TimeoutError)
+_TIMEOUTS = (TimeoutError, RedisTimeoutError)  # also what a busy event loop produces
+
+
+def probe_timeout(timeout: float) -> float:
+    """How long the PING that confirms a timeout may take to connect and to answer."""
+    return max(1.0, 4 * timeout)
 
 
 class RedisCache:
-    """The cache on Redis: one connection pool, short timeouts, no retries, a circuit breaker.
+    """The cache on Redis: one connection pool, short timeouts, a circuit breaker.
 
     At most `connections` commands are in flight at once (the size of `client`'s pool): a
     burst of requests waits for a free connection, within the operation's timeout, where
@@ -312,21 +347,25 @@ class RedisCache:
         self,
         client: Redis,
         *,
+        probe_client: SyncRedis,
         connections: int,
         prefix: str,
         default_ttl: float,
         lease_ttl: float,
+        max_value_bytes: int,
         timeout: float,
         backoff: float,
         metrics: Metrics,
     ) -> None:
         self.client = client
+        self.probe_client = probe_client  # blocking, used from a thread: see `_confirm`
         self.slots = asyncio.Semaphore(connections)
         self.batcher = _Batcher(client, self.slots, timeout)
         self.timeout = timeout
         self.prefix = prefix
         self.default_ttl = default_ttl
         self.lease_ttl = lease_ttl
+        self.max_value_bytes = max_value_bytes
         self.backoff = backoff
         self.metrics = metrics
         self._lease_ms = str(max(1, int(lease_ttl * 1000)))
@@ -334,6 +373,7 @@ class RedisCache:
         self._failing = False
         self._missed = _MissedInvalidations()
         self._redelivery: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -351,8 +391,34 @@ class RedisCache:
             logger.info("cache is answering again; using it")
 
     def _trip(self, namespace: str, error: BaseException) -> None:
-        """Count the error, log once per outage, and skip Redis for the back-off period."""
+        """Count the error; open the breaker on Redis's own failure, or probe after a timeout.
+
+        A connection error reaching here survived redis-py's one retry on a fresh connection.
+        A timeout may be this process's own slowness: a PING allowed `probe_timeout` decides.
+        """
         self.metrics.cache_namespace(namespace).errors.inc()
+        if not isinstance(error, _TIMEOUTS):
+            self._open(error)
+        elif self._probe is None and not self._bypassed():
+            self._probe = asyncio.create_task(self._confirm(error))
+
+    async def _confirm(self, error: BaseException) -> None:
+        """Open the breaker only if Redis does not answer a PING within `probe_timeout` either.
+
+        The PING runs in a thread on a blocking client whose socket timeouts are the kernel's:
+        a busy event loop cannot make it time out, only Redis can.
+        """
+        try:
+            await asyncio.to_thread(self.probe_client.ping)
+        except _CACHE_ERRORS as probe_error:
+            self._open(probe_error)
+        else:
+            logger.info("a cache operation timed out but Redis answers: breaker stays closed")
+        finally:
+            self._probe = None
+
+    def _open(self, error: BaseException) -> None:
+        """Log once per outage and skip Redis for the back-off period."""
         if not self._failing:
             logger.warning(
                 "cache unavailable, serving without it for %.1fs: %s: %s",
@@ -417,18 +483,23 @@ class RedisCache:
                 deleted += await self.client.unlink(*batch)
         return deleted
 
-    async def lookup(self, namespace: str, key: str) -> Lookup:
-        """A hit is one (batched) MGET of version and entry; a miss then takes the lease."""
+    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
+        """A hit is one (batched) MGET of version and entry; a miss then takes the lease.
+
+        With `refresh` the entry is not read: the lease is taken to store a fresh value.
+        """
         if self._bypassed():
             return Lookup(namespace, key, None, available=False)
         version_key = self._version_key(namespace)
         entry = f"{self.prefix}:{namespace}:{key}"
         try:
             async with asyncio.timeout(self.timeout):
-                version, stored = await self.batcher.mget(version_key, entry)
-                value = _unstamp(version, stored)
+                value = None
+                if not refresh:
+                    version, stored = await self.batcher.mget(version_key, entry)
+                    value = _unstamp(version, stored)
                 if value is None:
-                    found = await self._lease(namespace, key, version_key, entry)
+                    found = await self._lease(namespace, key, version_key, entry, refresh)
                 else:
                     found = Lookup(namespace, key, value)
         except _CACHE_ERRORS as error:
@@ -437,21 +508,33 @@ class RedisCache:
         self._recovered()
         return found
 
-    async def _lease(self, namespace: str, key: str, version_key: str, entry: str) -> Lookup:
-        """After a miss: the current version, and the key's lease if nobody else holds it."""
-        token = new_token()
+    async def _lease(
+        self, namespace: str, key: str, version_key: str, entry: str, refresh: bool
+    ) -> Lookup:
+        """After a miss: the current version, and the key's lease if nobody else holds it.
+
+        An entry filled since the miss was read is returned instead, unless refreshing.
+        """
+        keys = (version_key, f"{entry}:lease", entry)
         async with self.slots:
-            version, ours = await _LEASE_SCRIPT(
-                self.client, (version_key, f"{entry}:lease"), (token, self._lease_ms)
+            version, ours, token = await _LEASE_SCRIPT(
+                self.client, keys, (new_token(), self._lease_ms, "1" if refresh else "")
             )
+        if ours == 2:
+            return Lookup(namespace, key, token)
         if ours:
-            return Lookup(namespace, key, None, version.decode(), token)
-        return Lookup(namespace, key, None, version.decode(), leased=True)
+            return Lookup(namespace, key, None, version.decode(), token.decode())
+        return Lookup(namespace, key, None, version.decode(), leased=True, holder=token.decode())
 
     async def fill(self, found: Lookup, value: bytes | None, ttl: float) -> bool:
-        """Store `value` under `found`'s version if its lease still holds; None releases it."""
+        """Store `value` under `found`'s version if its lease still holds; None releases it.
+
+        A value longer than `max_value_bytes` is not stored (the lease is released).
+        """
         if found.token is None or self._bypassed():
             return False
+        if value is not None and len(value) > self.max_value_bytes:
+            value = None
         entry = f"{self.prefix}:{found.namespace}:{found.key}"
         stamped = b"" if value is None else found.version.encode() + b"|" + value
         ttl_ms = "" if value is None else str(max(1, int(ttl * 1000)))
@@ -539,10 +622,11 @@ class RedisCache:
 
     async def close(self) -> None:
         """Close the client and its connection pool; say so if invalidations were never taken."""
-        if self._redelivery is not None:
-            self._redelivery.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._redelivery
+        for task in (self._redelivery, self._probe):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._missed:
             logger.warning(
                 "closing with invalidations Redis never took (%d namespaces, %d entries):"
@@ -551,6 +635,7 @@ class RedisCache:
                 len(self._missed.entries),
             )
         await self.client.aclose()
+        self.probe_client.close()
 
 
 class _Entry(NamedTuple):
@@ -574,11 +659,13 @@ class MemoryCache:
         default_ttl: float,
         lease_ttl: float,
         max_entries: int,
+        max_value_bytes: int,
         metrics: Metrics,
     ) -> None:
         self.prefix = prefix
         self.default_ttl = default_ttl
         self.lease_ttl = lease_ttl
+        self.max_value_bytes = max_value_bytes
         self.max_entries = max_entries
         self.metrics = metrics
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
@@ -622,11 +709,11 @@ class MemoryCache:
             del self._entries[key]
         return len(matched)
 
-    async def lookup(self, namespace: str, key: str) -> Lookup:
-        """Read a versioned entry; on a miss, take the key's lease if nobody holds it."""
+    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
+        """Read a versioned entry; on a miss (or with `refresh`), take the key's lease if free."""
         version = self._versions.get(namespace, 0)
         entry_key = f"{self.prefix}:{namespace}:v{version}:{key}"
-        entry = self._entries.get(entry_key)
+        entry = None if refresh else self._entries.get(entry_key)
         now = time.monotonic()
         if entry is not None and entry.found is not None:
             if entry.expires > now:
@@ -635,7 +722,7 @@ class MemoryCache:
             del self._entries[entry_key]
         held = self._leases.get(entry_key)
         if held is not None and held[1] > now:
-            return Lookup(namespace, key, None, str(version), leased=True)
+            return Lookup(namespace, key, None, str(version), leased=True, holder=held[0])
         if len(self._leases) >= self.max_entries:
             self._leases = {name: lease for name, lease in self._leases.items() if lease[1] > now}
         token = new_token()
@@ -643,7 +730,10 @@ class MemoryCache:
         return Lookup(namespace, key, None, str(version), token)
 
     async def fill(self, found: Lookup, value: bytes | None, ttl: float) -> bool:
-        """Store `value` if `found`'s lease still holds; None releases the lease."""
+        """Store `value` if `found`'s lease still holds and it fits `max_value_bytes`.
+
+        None, or a longer value, only releases the lease.
+        """
         if found.token is None:
             return False
         entry_key = f"{self.prefix}:{found.namespace}:v{found.version}:{found.key}"
@@ -651,7 +741,8 @@ class MemoryCache:
         if held is None or held[0] != found.token:
             return False
         del self._leases[entry_key]
-        if value is None or held[1] <= time.monotonic():
+        too_long = value is not None and len(value) > self.max_value_bytes
+        if value is None or too_long or held[1] <= time.monotonic():
             return False
         self._write(entry_key, value, ttl, Lookup(found.namespace, found.key, value))
         return True
@@ -686,25 +777,33 @@ def cache_from_url(url: str, *, settings: Settings, metrics: Metrics) -> RedisCa
             lease_ttl=settings.cache_lease_seconds,
             max_entries=settings.cache_memory_max_entries,
             metrics=metrics,
+            max_value_bytes=settings.cache_max_value_bytes,
         )
     if url.startswith(("redis://", "rediss://", "unix://")):
         # Operations are bounded by one asyncio.timeout each in RedisCache. No socket_timeout:
         # redis-py (5 s by default since 8.0) would add an asyncio.wait_for to every write and
-        # a second timeout to every read, a measurable cost on every cache hit.
+        # a second timeout to every read, a measurable cost on every cache hit. A command whose
+        # connection turns out closed (Redis restarted) is retried once, at once, on a new one.
         client = Redis.from_url(
             url,
             socket_connect_timeout=settings.cache_socket_timeout,
             socket_timeout=None,
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             retry_on_timeout=False,
             max_connections=settings.cache_max_connections,
         )
+        probing = probe_timeout(settings.cache_socket_timeout)
+        probe_client = SyncRedis.from_url(
+            url, socket_connect_timeout=probing, socket_timeout=probing, max_connections=1
+        )
         return RedisCache(
             client,
+            probe_client=probe_client,
             connections=settings.cache_max_connections,
             prefix=settings.cache_prefix,
             default_ttl=settings.cache_default_ttl,
             lease_ttl=settings.cache_lease_seconds,
+            max_value_bytes=settings.cache_max_value_bytes,
             timeout=settings.cache_socket_timeout,
             backoff=settings.cache_backoff_seconds,
             metrics=metrics,

@@ -20,7 +20,9 @@ class ItemService:
     Each use case opens its own session (one unit of work) only when it needs the database,
     so a read answered by the cache never builds or closes one. Reads go through the cache
     (`@cached` finds it in `self.cache`); every write commits first and then tells the
-    invalidator, so no read after a write returns old data.
+    invalidator, so no read after a write returns old data. Every writer of items (routes,
+    tasks, periodic jobs, scripts) goes through this class: a write made around it is not
+    seen by readers until the cached copies expire.
     """
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], cache: Cache) -> None:
@@ -74,6 +76,18 @@ class ItemService:
             updated = ItemRead.model_validate(item)
         await self.invalidator.item_changed(item_id)
         return updated
+
+    async def touch(self, item_id: int) -> ItemRead:
+        """Mark an item as updated now; raise ItemNotFoundError when missing."""
+        async with self.sessions() as session:
+            item = await ItemRepository(session).get(item_id)
+            if item is None:
+                raise ItemNotFoundError(item_id)
+            item.updated_at = utcnow()
+            await session.commit()
+            touched = ItemRead.model_validate(item)
+        await self.invalidator.item_changed(item_id)
+        return touched
 
     async def delete(self, item_id: int) -> None:
         """Delete an item; raise ItemNotFoundError when missing."""

@@ -22,6 +22,7 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.services.items import ItemService
 from app.tasks.definitions import registry
 from app.tasks.registry import InvalidPayloadError, TaskContext, UnknownTaskError
 from app.tasks.status import FINAL_STATES, TaskStatus
@@ -63,11 +64,13 @@ class TaskAttempts:
         self,
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
+        items: ItemService,
         *,
         dead_letters: bool,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
+        self._items = items
         self._dead_letters = dead_letters
 
     def claim(self, stored: TaskStatus | None, task_id: str, name: str) -> Claim:
@@ -114,7 +117,9 @@ class TaskAttempts:
     async def _run(self, running: TaskStatus, payload: dict[str, Any]) -> Any:
         """The task function's result; cancelled (on the loop) once TASK_TIME_LIMIT has passed."""
         limit = self._settings.task_time_limit
-        context = TaskContext(task_id=running.id, attempt=running.attempts, sessions=self._sessions)
+        context = TaskContext(
+            task_id=running.id, attempt=running.attempts, sessions=self._sessions, items=self._items
+        )
         try:
             async with asyncio.timeout(limit) as deadline:
                 return await registry.run(running.name, payload, context)

@@ -28,6 +28,7 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.attempts import TaskAttempts
+from app.services.items import ItemService
 from app.tasks.definitions import registry
 from app.tasks.queue import (
     BacklogFullError,
@@ -50,10 +51,11 @@ class BackgroundTaskQueue:
         sessions: async_sessionmaker[AsyncSession],
         statuses: MemoryStatusStore | RedisStatusStore,
         metrics: Metrics,
+        items: ItemService,
     ) -> None:
         self.broker: str | None = None
         self._settings = settings
-        self._attempts = TaskAttempts(settings, sessions, dead_letters=False)
+        self._attempts = TaskAttempts(settings, sessions, items, dead_letters=False)
         self._statuses = statuses
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.task_concurrency)
@@ -193,7 +195,9 @@ async def open_task_queue(
             statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         else:
             statuses = MemoryStatusStore(settings.task_status_ttl)
-        queue = BackgroundTaskQueue(settings, sessions, statuses, metrics)
+        queue = BackgroundTaskQueue(
+            settings, sessions, statuses, metrics, ItemService(sessions, cache)
+        )
         stack.push_async_callback(queue.close)
         scheduler = AsyncIOScheduler()
         _add_periodic_jobs(scheduler, queue, periodic_jobs(settings), redis, settings.cache_prefix)

@@ -32,10 +32,13 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.core.metrics import Metrics
+from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
 from app.infrastructure.redis_client import redis_client
 from app.tasks.attempts import TaskAttempts
 from app.tasks.dead_letters import DeadLetterStore
+from app.services.items import ItemService
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.queue import DeadLetter
 from app.tasks.status import RedisStatusStore, TaskStatus
@@ -63,10 +66,14 @@ class TaskRunner:
     """
 
     def __init__(
-        self, settings: Settings, redis: Redis, sessions: async_sessionmaker[AsyncSession]
+        self,
+        settings: Settings,
+        redis: Redis,
+        sessions: async_sessionmaker[AsyncSession],
+        items: ItemService,
     ) -> None:
         self._redis = redis
-        self.attempts = TaskAttempts(settings, sessions, dead_letters=True)
+        self.attempts = TaskAttempts(settings, sessions, items, dead_letters=True)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
@@ -111,7 +118,10 @@ class WorkerProcess:
         self._redis = redis_client(
             settings.redis_url, max_connections=settings.cache_max_connections, timeout=5.0
         )
-        self.runner = TaskRunner(settings, self._redis, create_session_factory(self._engine))
+        self._cache = cache_from_url(settings.cache_url, settings=settings, metrics=Metrics())
+        sessions = create_session_factory(self._engine)
+        items = ItemService(sessions, self._cache)
+        self.runner = TaskRunner(settings, self._redis, sessions, items)
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` to completion on this process's loop."""
@@ -120,6 +130,7 @@ class WorkerProcess:
     def close(self) -> None:
         """Close the database pool and the Redis client, then the loop."""
         try:
+            self.run(self._cache.close())
             self.run(self._engine.dispose())
             self.run(self._redis.aclose())
             self.run(self.loop.shutdown_asyncgens())

@@ -5,8 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.models.base import utcnow
-from app.models.item import Item
+from app.services.errors import ItemNotFoundError
 from app.tasks.registry import TaskContext, TaskRegistry
 
 registry = TaskRegistry()
@@ -64,10 +63,9 @@ async def flaky(payload: FlakyPayload, context: TaskContext) -> int:
 
 @registry.task("touch_item", ItemPayload)
 async def touch_item(payload: ItemPayload, context: TaskContext) -> dict[str, Any]:
-    """Mark an item as updated now, in the task's own session and transaction."""
-    async with context.sessions() as session, session.begin():
-        item = await session.get(Item, payload.item_id)
-        if item is None:
-            return {"item_id": payload.item_id, "found": False}
-        item.updated_at = utcnow()
+    """Mark an item as updated now, through the item service (which invalidates its cache)."""
+    try:
+        await context.items.touch(payload.item_id)
+    except ItemNotFoundError:
+        return {"item_id": payload.item_id, "found": False}
     return {"item_id": payload.item_id, "found": True}

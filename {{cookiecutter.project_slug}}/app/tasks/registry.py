@@ -11,6 +11,8 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.services.items import ItemService
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
@@ -24,11 +26,16 @@ class InvalidPayloadError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class TaskContext:
-    """What a running task may use: its attempt number and a way to open DB sessions."""
+    """What a running task may use: its attempt number, DB sessions and the services.
+
+    Writes go through the services (`items`), which invalidate the cache after they commit;
+    `sessions` is for reads and for tables no service owns.
+    """
 
     task_id: str
     attempt: int
     sessions: async_sessionmaker[AsyncSession]
+    items: ItemService
 
 
 TaskFunction = Callable[[Any, TaskContext], Any]

@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.queue import DeadLetter
@@ -60,6 +61,7 @@ class Worker:
     redis: Redis
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
+    items: ItemService
     concurrency: int
     name: str = field(default_factory=lambda: consumer_name())
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -70,7 +72,7 @@ class Worker:
         self.keys = self.queue.keys
         self.statuses = self.queue.statuses
         self.finished = FinishedCounts(self.redis, self.settings.cache_prefix)
-        self.attempts = TaskAttempts(self.settings, self.sessions, dead_letters=True)
+        self.attempts = TaskAttempts(self.settings, self.sessions, self.items, dead_letters=True)
         self.promote = self.redis.register_script(PROMOTE_DUE)
         self.finish_script = self.redis.register_script(FINISH)
         self.claim_cursor = "0-0"

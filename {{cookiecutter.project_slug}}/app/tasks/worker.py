@@ -17,8 +17,11 @@ from redis.exceptions import ResponseError
 
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
+from app.core.metrics import Metrics
 from app.core.startup import freeze_startup_objects
+from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
+from app.services.items import ItemService
 from app.tasks.queue import BacklogFullError, DeadLetterNotFoundError, NotRequeueableError
 from app.tasks.redis_queue import GROUP, RedisTaskQueue, connect
 from app.tasks.registry import InvalidPayloadError, UnknownTaskError
@@ -41,7 +44,9 @@ async def serve(settings: Settings, concurrency: int) -> int:
     """Run a worker until SIGTERM or SIGINT; the exit status: 1 when one of its loops died."""
     redis = connect(settings, timeout=WORKER_TIMEOUT)
     engine = create_engine(settings)
-    worker = Worker(redis, settings, create_session_factory(engine), concurrency)
+    sessions = create_session_factory(engine)
+    cache = cache_from_url(settings.cache_url, settings=settings, metrics=Metrics())
+    worker = Worker(redis, settings, sessions, ItemService(sessions, cache), concurrency)
     freeze_startup_objects()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -52,6 +57,7 @@ async def serve(settings: Settings, concurrency: int) -> int:
             with contextlib.suppress(*TRANSIENT):
                 await worker.leave()
     finally:
+        await cache.close()
         await engine.dispose()
         await redis.aclose()
         logger.info("worker %s stopped", worker.name)

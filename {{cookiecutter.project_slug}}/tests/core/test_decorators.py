@@ -275,3 +275,80 @@ async def test_reads_stay_up_and_fast_while_redis_is_down(restartable_redis: Red
     await cache.close()
 
     assert len(widgets.loads) == loads_before + 1  # one load, then a hit: caching is back
+
+
+class Rows:
+    """A "database" whose next read can be held open after it has read, as a slow loader is."""
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self.value = "old"
+        self.hold: asyncio.Event | None = None
+        self.read = asyncio.Event()
+        self.loads = 0
+
+    async def _read(self) -> str:
+        self.loads += 1
+        value = self.value
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            self.read.set()
+            await hold.wait()
+        return value
+
+    @cached("row")
+    async def one(self, row_id: int) -> str:
+        return await self._read()
+
+    @cached("row:pages")
+    async def page(self, offset: int) -> list[str]:
+        return [await self._read()]
+
+
+@pytest.mark.parametrize("invalidated", ["entry", "namespace"])
+async def test_a_load_begun_before_a_write_is_not_shared_with_a_read_begun_after_it(
+    cache: Cache, invalidated: str
+) -> None:
+    rows = Rows(cache)
+    read = rows.one(1) if invalidated == "entry" else rows.page(0)
+    hold = rows.hold = asyncio.Event()
+    before = asyncio.create_task(read)  # misses, reads "old", then stalls before its fill
+    await asyncio.wait_for(rows.read.wait(), 5)
+
+    rows.value = "new"  # a write commits...
+    if invalidated == "entry":  # ...and invalidates what it made stale
+        await invalidate(cache, entries=[entry("row", 1)])
+    else:
+        await invalidate(cache, "row:pages")
+    after = asyncio.create_task(rows.one(1) if invalidated == "entry" else rows.page(0))
+    await asyncio.sleep(0.05)  # let it join the stalled load, if it would
+    hold.set()
+    seen_after = await asyncio.wait_for(after, 5)
+    await before
+    again = await (rows.one(1) if invalidated == "entry" else rows.page(0))
+
+    assert seen_after in ("new", ["new"])  # began after the write: never what it replaced
+    assert again in ("new", ["new"])  # and nothing stale was stored
+    assert rows.loads == 2  # the read after the write loaded again; the last one was a hit
+
+
+async def test_values_longer_than_the_bound_are_returned_but_not_stored(redis_url: str) -> None:
+    settings = cache_settings(cache_max_value_bytes=64)
+    cache = cache_from_url(redis_url, settings=settings, metrics=Metrics())
+    loads: list[str] = []
+
+    @cached("big")
+    async def big(size: int, *, cache: Cache) -> str:
+        loads.append("big")
+        return "x" * size
+
+    results = [await big(1000, cache=cache) for _ in range(3)]
+    small = [await big(10, cache=cache) for _ in range(3)]
+    stored = await cache.lookup("big", cache_key(10))
+    await cache.close()
+
+    assert results == ["x" * 1000] * 3
+    assert small == ["x" * 10] * 3
+    assert loads == ["big"] * 4  # the large value loads every time, the small one once
+    assert stored.value is not None
+    assert cache.metrics.cache_namespace("big").errors._value.get() == 0  # not an outage

@@ -204,7 +204,12 @@ async def test_a_burst_larger_than_the_pool_waits_for_connections_instead_of_fai
 def test_memory_cache_evicts_the_least_recently_used_entry() -> None:
     async def scenario() -> MemoryCache:
         cache = MemoryCache(
-            prefix="t", default_ttl=60, lease_ttl=1, max_entries=2, metrics=Metrics()
+            prefix="t",
+            default_ttl=60,
+            lease_ttl=1,
+            max_entries=2,
+            max_value_bytes=64,
+            metrics=Metrics(),
         )
         await cache.set("a", b"1", 60)
         await cache.set("b", b"2", 60)
@@ -277,10 +282,12 @@ async def test_redis_outage_fails_open_fast_and_recovers(restartable_redis: Redi
 
 
 @pytest.mark.slow
-async def test_a_hung_redis_costs_one_short_timeout_then_is_skipped(
+async def test_a_hung_redis_costs_short_timeouts_until_a_ping_confirms_then_is_skipped(
     restartable_redis: RedisServer,
 ) -> None:
-    cache = cache_from_url(restartable_redis.url, settings=cache_settings(), metrics=Metrics())
+    settings = cache_settings(cache_backoff_seconds=30.0)  # stays open while we measure
+    cache = cache_from_url(restartable_redis.url, settings=settings, metrics=Metrics())
+    assert isinstance(cache, RedisCache)
     await cache.ping()
     assert restartable_redis.process is not None
     restartable_redis.process.send_signal(signal.SIGSTOP)  # accepts nothing, answers nothing
@@ -288,20 +295,25 @@ async def test_a_hung_redis_costs_one_short_timeout_then_is_skipped(
         started = time.perf_counter()
         first = await cache.lookup("ns", "k")
         first_took = time.perf_counter() - started
+        deadline = time.perf_counter() + cache_module.probe_timeout(0.25) + 5.0  # a busy box
+        while True:  # each lookup costs one short timeout until the probe's PING gives up
+            started = time.perf_counter()
+            found = await cache.lookup("ns", "k")
+            if time.perf_counter() - started < 0.05:
+                break
+            assert time.perf_counter() < deadline
         started = time.perf_counter()
-        for _ in range(20):
-            await cache.lookup("ns", "k")
+        skipped = [await cache.lookup("ns", "k") for _ in range(20)]
         rest_took = time.perf_counter() - started
     finally:
         restartable_redis.process.send_signal(signal.SIGCONT)
-    await asyncio.sleep(0.35)
-    after = await cache.lookup("ns", "k")
     await cache.close()
 
     assert not first.available
-    assert 0.2 < first_took < 0.6  # CACHE_SOCKET_TIMEOUT (0.25 s), no retries
-    assert rest_took < 0.05
-    assert after.available
+    assert 0.2 < first_took < 1.0  # CACHE_SOCKET_TIMEOUT (0.25 s), no retries
+    assert not found.available
+    assert all(not lookup.available for lookup in skipped)
+    assert rest_took < 0.5  # the breaker is open: Redis is not asked
 
 
 @pytest.mark.slow
@@ -383,3 +395,103 @@ async def test_closing_with_undelivered_invalidations_stops_retrying_and_says_so
 
     assert time.perf_counter() - started < 0.1  # the retries are cancelled, not waited for
     assert "invalidations Redis never took (1 namespaces, 1 entries)" in caplog.text
+
+
+async def test_a_lookup_names_the_lease_it_found_and_a_namespace_bump_voids_it(
+    cache: Cache,
+) -> None:
+    loading = await cache.lookup("ns", "k")
+    waiting = await cache.lookup("ns", "k")
+    await cache.invalidate(namespaces=["ns"])  # a write: the loader's lease is now void
+    after = await cache.lookup("ns", "k")
+
+    assert waiting.leased
+    assert waiting.holder == loading.token
+    assert after.token is not None  # a fresh lease, not the loader's
+    assert after.token != loading.token
+    await cache.fill(loading, b"stale", 60)  # refused, or stored under the old version
+    assert (await cache.lookup("ns", "k")).value is None
+    assert await cache.fill(after, b"fresh", 60)
+    assert (await cache.lookup("ns", "k")).value == b"fresh"
+
+
+async def test_a_refresh_lookup_takes_the_lease_over_a_stored_value(cache: Cache) -> None:
+    first = await cache.lookup("ns", "k")
+    await cache.fill(first, b"old", 60)
+
+    refresh = await cache.lookup("ns", "k", refresh=True)
+
+    assert refresh.value is None
+    assert refresh.token is not None
+    assert await cache.fill(refresh, b"new", 60)
+    assert (await cache.lookup("ns", "k")).value == b"new"
+
+
+async def test_a_value_longer_than_the_bound_is_not_stored_and_frees_the_lease(
+    cache: Cache,
+) -> None:
+    found = await cache.lookup("ns", "k")
+
+    assert not await cache.fill(found, b"x" * (cache.max_value_bytes + 1), 60)
+    retry = await cache.lookup("ns", "k")
+    assert retry.token is not None  # the lease was released, not left to expire
+    assert await cache.fill(retry, b"x" * cache.max_value_bytes, 60)
+
+
+async def saturate_the_loop(seconds: float) -> None:
+    """Keep this event loop busy in 0.1 s slices of CPU-bound work, as a saturated process is."""
+    until = time.perf_counter() + seconds
+    while time.perf_counter() < until:
+        slice_ends = time.perf_counter() + 0.1
+        while time.perf_counter() < slice_ends:
+            pass
+        await asyncio.sleep(0)
+
+
+async def test_a_saturated_event_loop_does_not_open_the_breaker(redis_url: str) -> None:
+    settings = cache_settings(cache_socket_timeout=0.05, cache_backoff_seconds=30.0)
+    metrics = Metrics()
+    cache = cache_from_url(redis_url, settings=settings, metrics=metrics)
+    assert isinstance(cache, RedisCache)
+    warm = await cache.lookup("ns", "k")
+    await cache.fill(warm, b"v", 60)
+
+    busy = asyncio.create_task(saturate_the_loop(1.5))
+    during = []
+    while not busy.done():  # replies wait in the socket while the loop works elsewhere
+        during.append(await cache.lookup("ns", "k"))
+        await asyncio.sleep(0)  # a skipped lookup returns at once: let the busy task go on
+    await busy
+    probe = cache._probe
+    if probe is not None:
+        await probe
+    after = await cache.lookup("ns", "k")
+    await cache.close()
+
+    timed_out = sum(not found.available for found in during)
+    assert timed_out >= 1  # the per-operation timeout did fire...
+    assert metrics.cache_errors.labels("ns")._value.get() == timed_out
+    assert (after.available, after.value) == (True, b"v")  # ...but Redis is still used
+
+
+async def test_a_pooled_connection_killed_by_the_server_is_retried_on_a_fresh_one(
+    redis_url: str,
+) -> None:
+    metrics = Metrics()
+    cache = cache_from_url(redis_url, settings=cache_settings(), metrics=metrics)
+    warm = await cache.lookup("ns", "k")
+    await cache.fill(warm, b"v", 60)
+    admin = Redis.from_url(redis_url)
+    killed = await admin.client_kill_filter(_type="normal", skipme=True)  # as a restart does
+    await admin.aclose()
+
+    found = await cache.lookup("ns", "k")
+    admin = Redis.from_url(redis_url)
+    await admin.client_kill_filter(_type="normal", skipme=True)
+    await admin.aclose()
+    await cache.ping()  # what /health/ready asks: answered on a fresh connection, no 503
+    await cache.close()
+
+    assert killed >= 1
+    assert (found.available, found.value) == (True, b"v")
+    assert metrics.cache_errors.labels("ns")._value.get() == 0

@@ -25,7 +25,9 @@ def build_app(cache: Cache, settings: Settings) -> Starlette:
     async def handler(request: Request) -> JSONResponse | PlainTextResponse | StreamingResponse:
         name = request.path_params.get("name", "list")
         calls[name] = calls.get(name, 0) + 1
-        body = {"name": name, "call": calls[name]}
+        body = {"name": name, "call": calls[name], "query": dict(request.query_params)}
+        if name == "answer":  # answers with the headers the query names (RFC 9111 tests)
+            return JSONResponse(body, headers=dict(request.query_params))
         if name == "cookie":
             response = JSONResponse(body)
             response.set_cookie("session", "secret")
@@ -64,7 +66,14 @@ def settings() -> Settings:
 
 
 def new_cache() -> MemoryCache:
-    return MemoryCache(prefix="t", default_ttl=60, lease_ttl=1, max_entries=100, metrics=Metrics())
+    return MemoryCache(
+        prefix="t",
+        default_ttl=60,
+        lease_ttl=1,
+        max_entries=100,
+        max_value_bytes=1 << 20,
+        metrics=Metrics(),
+    )
 
 
 def http_calls(http: AsyncClient) -> dict[str, int]:
@@ -132,16 +141,20 @@ async def test_if_none_match_gets_304_on_a_hit_and_on_a_miss(http: AsyncClient) 
     assert weak.status_code == 304
 
 
-async def test_head_is_answered_from_the_get_entry(http: AsyncClient) -> None:
+async def test_head_answers_the_same_cold_or_warm_and_shares_the_get_entry(
+    http: AsyncClient,
+) -> None:
     head_miss = await http.head("/api/v1/items/a")
     get = await http.get("/api/v1/items/a")
     head_hit = await http.head("/api/v1/items/a")
 
-    assert head_miss.headers["x-cache"] == "MISS"
-    assert get.headers["x-cache"] == "MISS"  # HEAD stores nothing
+    assert (head_miss.status_code, head_miss.headers["x-cache"]) == (200, "MISS")
+    assert head_miss.content == head_hit.content == b""
+    assert get.headers["x-cache"] == "HIT"  # the cold HEAD ran the app as GET and stored it
     assert head_hit.headers["x-cache"] == "HIT"
-    assert head_hit.content == b""
+    assert head_miss.headers["content-length"] == head_hit.headers["content-length"]
     assert head_hit.headers["content-length"] == str(len(get.content))
+    assert head_miss.headers["etag"] == get.headers["etag"] == head_hit.headers["etag"]
 
 
 @pytest.mark.parametrize("header", ["authorization", "cookie"])
@@ -156,13 +169,30 @@ async def test_requests_that_identify_someone_never_share_an_entry(
     assert second.json()["call"] == 3  # the app answered each time
 
 
-async def test_no_cache_requests_are_not_served_from_the_cache(http: AsyncClient) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [{"cache-control": "no-cache"}, {"cache-control": "max-age=0"}, {"pragma": "no-cache"}],
+)
+async def test_requests_asking_for_a_fresh_answer_go_to_the_app_and_refresh_the_entry(
+    http: AsyncClient, headers: dict[str, str]
+) -> None:
     await http.get("/api/v1/items/a")
 
-    response = await http.get("/api/v1/items/a", headers={"cache-control": "no-cache"})
+    fresh = await http.get("/api/v1/items/a", headers=headers)
+    after = await http.get("/api/v1/items/a")
 
-    assert response.headers["x-cache"] == "BYPASS"
-    assert response.json()["call"] == 2
+    assert (fresh.headers["x-cache"], fresh.json()["call"]) == ("MISS", 2)
+    assert (after.headers["x-cache"], after.json()["call"]) == ("HIT", 2)  # the refreshed one
+
+
+async def test_a_no_store_request_is_neither_served_nor_stored(http: AsyncClient) -> None:
+    cold = await http.get("/api/v1/items/a", headers={"cache-control": "no-store"})
+    first = await http.get("/api/v1/items/a")
+    warm = await http.get("/api/v1/items/a", headers={"cache-control": "no-store"})
+
+    assert (cold.headers["x-cache"], cold.json()["call"]) == ("BYPASS", 1)
+    assert (first.headers["x-cache"], first.json()["call"]) == ("MISS", 2)  # nothing stored
+    assert (warm.headers["x-cache"], warm.json()["call"]) == ("BYPASS", 3)
 
 
 @pytest.mark.parametrize("name", ["cookie", "no-store", "private", "missing", "vary-origin"])
@@ -221,3 +251,52 @@ async def test_a_zero_ttl_turns_the_middleware_off(settings: Settings) -> None:
 
     assert "x-cache" not in second.headers
     assert second.json()["call"] == 2
+
+
+async def test_repeated_query_parameters_are_keyed_as_the_route_reads_them(
+    http: AsyncClient,
+) -> None:
+    first = await http.get("/api/v1/items?limit=1&limit=3")
+    swapped = await http.get("/api/v1/items?limit=3&limit=1")
+    again = await http.get("/api/v1/items?limit=1&limit=3")
+    encoded = await http.get("/api/v1/items?%6Cimit=1&limit=%33")
+
+    assert (first.json()["query"], first.headers["x-cache"]) == ({"limit": "3"}, "MISS")
+    assert (swapped.json()["query"], swapped.headers["x-cache"]) == ({"limit": "1"}, "MISS")
+    assert (again.json()["query"], again.headers["x-cache"]) == ({"limit": "3"}, "HIT")
+    assert (encoded.json()["query"], encoded.headers["x-cache"]) == ({"limit": "3"}, "HIT")
+
+
+async def test_a_percent_encoded_path_shares_the_entry_of_the_path_the_router_sees(
+    http: AsyncClient,
+) -> None:
+    plain = await http.get("/api/v1/items/a")
+    encoded = await http.get("/api/v1/items/%61")
+
+    assert encoded.headers["x-cache"] == "HIT"
+    assert encoded.json() == plain.json()
+
+
+async def test_a_hit_carries_its_age(http: AsyncClient) -> None:
+    miss, hit = await twice(http, "/api/v1/items/a")
+
+    assert "age" not in miss.headers
+    assert hit.headers["age"] == "0"
+
+
+async def test_an_entry_it_cannot_read_is_refreshed_not_a_500(
+    http: AsyncClient, cache: Cache, settings: Settings
+) -> None:
+    middleware = ResponseCacheMiddleware(build_app(cache, settings), settings=settings)
+    scope = {"path": "/api/v1/items/a", "query_string": b""}
+    sent = {"accept": "application/json", "accept-encoding": "identity"}
+    vary = {name.encode(): value.encode() for name, value in sent.items()}
+    slot = await cache.lookup(response_namespace("items"), middleware._key(scope, vary))
+    legacy = b'[200, [["content-type", "application/json"]]]\n{}'  # an older entry format
+    assert await cache.fill(slot, legacy, 60)
+
+    response = await http.get("/api/v1/items/a", headers=sent)
+    after = await http.get("/api/v1/items/a", headers=sent)
+
+    assert (response.status_code, response.headers["x-cache"]) == (200, "MISS")
+    assert (after.headers["x-cache"], after.json()["call"]) == ("HIT", 1)

@@ -17,7 +17,7 @@ from app.main import create_app
 from app.state import AppState
 from tests.servers import running_redis
 
-NO_RESPONSE_CACHE = {"cache-control": "no-cache"}  # bypass the middleware: test the service cache
+NO_RESPONSE_CACHE = {"cache-control": "no-store"}  # bypass the middleware: test the service cache
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -140,3 +140,29 @@ async def test_a_write_made_while_redis_is_down_is_not_read_back_when_it_returns
 
     assert seen == {"new"}
     assert last[2] == "HIT"  # the cache is used again, with the new item
+
+
+async def test_head_answers_the_same_cold_or_warm(http: AsyncClient) -> None:
+    created = (await http.post("/api/v1/items", json={"name": "a", "price": 1})).json()
+    path = f"/api/v1/items/{created['id']}"
+
+    cold = await http.head(path)
+    warm = await http.head(path)
+    get = await http.get(path)
+
+    assert (cold.status_code, warm.status_code) == (200, 200)
+    assert cold.content == warm.content == b""
+    for name in ("content-type", "content-length", "etag"):
+        assert cold.headers[name] == warm.headers[name] == get.headers[name]
+    assert (await http.head("/api/v1/items/999")).status_code == 404
+
+
+async def test_repeated_query_parameters_never_share_a_page(http: AsyncClient) -> None:
+    for number in range(3):
+        await http.post("/api/v1/items", json={"name": f"item {number}", "price": 1})
+
+    three = (await http.get("/api/v1/items?limit=1&limit=3")).json()
+    one = (await http.get("/api/v1/items?limit=3&limit=1")).json()
+
+    assert (three["limit"], len(three["items"])) == (3, 3)
+    assert (one["limit"], len(one["items"])) == (1, 1)

@@ -6,6 +6,7 @@ from sqlalchemy.exc import DBAPIError
 
 import tests.tasks.faulty_tasks  # noqa: F401 - registers unstorable_result
 from app.config import Settings
+from app.services.items import ItemService
 from app.state import AppState
 from app.tasks.attempts import TaskAttempts, describe
 from app.tasks.status import TaskStatus
@@ -15,7 +16,8 @@ from app.tasks.status import TaskStatus
 def attempts(settings: Settings, resources: AppState) -> TaskAttempts:
     """The machine of a backend that keeps dead letters, three attempts, 0.2 s per attempt."""
     limited = settings.model_copy(update={"task_max_attempts": 3, "task_time_limit": 0.2})
-    return TaskAttempts(limited, resources.sessions, dead_letters=True)
+    items = ItemService(resources.sessions, resources.cache)
+    return TaskAttempts(limited, resources.sessions, items, dead_letters=True)
 
 
 def queued(name: str = "add", **changes: object) -> TaskStatus:

@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.services.items import ItemService
 from app.state import AppState
 from app.tasks.celery_app import create_celery_app
 from app.tasks.celery_beat import OnSchedule
@@ -91,7 +92,8 @@ async def runner(settings: Settings, resources: AppState) -> AsyncIterator[TaskR
     """A runner on the test's Redis and database, as a pool process builds it."""
     redis = Redis.from_url(settings.redis_url)
     try:
-        yield TaskRunner(settings, redis, resources.sessions)
+        items = ItemService(resources.sessions, resources.cache)
+        yield TaskRunner(settings, redis, resources.sessions, items)
     finally:
         await redis.aclose()
 
@@ -144,7 +146,10 @@ async def test_an_attempt_past_the_time_limit_is_cancelled_and_retried(
 ) -> None:
     redis = Redis.from_url(settings.redis_url)
     limited = TaskRunner(
-        settings.model_copy(update={"task_time_limit": 0.2}), redis, resources.sessions
+        settings.model_copy(update={"task_time_limit": 0.2}),
+        redis,
+        resources.sessions,
+        ItemService(resources.sessions, resources.cache),
     )
     try:
         with pytest.raises(
