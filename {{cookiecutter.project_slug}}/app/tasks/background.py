@@ -27,8 +27,8 @@ from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
-from app.tasks.attempts import TaskAttempts
 from app.services.items import ItemService
+from app.tasks.attempts import TaskAttempts
 from app.tasks.definitions import registry
 from app.tasks.queue import (
     BacklogFullError,

@@ -36,9 +36,9 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
 from app.infrastructure.redis_client import redis_client
+from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.dead_letters import DeadLetterStore
-from app.services.items import ItemService
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.queue import DeadLetter
 from app.tasks.status import RedisStatusStore, TaskStatus
