@@ -10,6 +10,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -193,6 +194,18 @@ class PostgresServer:
             ["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True
         ).stdout.split()
         return [postmaster, *map(int, children)]
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend at once, as a crash of the machine would.
+
+        Where nothing reaps it, the killed postmaster lingers as a zombie whose pid, still in
+        its lock files, would stop the next start: they go too, as after a reboot.
+        """
+        for pid in self.pids():
+            os.kill(pid, signal.SIGKILL)
+        socket_lock = self.workdir / f".s.PGSQL.{self.port}.lock"
+        for lock in (self.workdir / "data" / "postmaster.pid", socket_lock):
+            lock.unlink(missing_ok=True)
 
     def remove(self) -> None:
         """Delete the cluster's files."""
