@@ -34,11 +34,17 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _answer(
-    status: int, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+    status: int,
+    detail: str,
+    *,
+    cause: BaseException | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> ProblemResponse:
-    """Log the error once (at a level that matches whose fault it is) and build its answer."""
+    """Log the error once, with its cause, at a level that says whose fault it is; answer it."""
     level = logging.WARNING if status >= 500 else logging.INFO
-    logger.log(level, "answered %d: %s", status, detail, extra={"status": status})
+    reason = "" if cause is None else f" ({type(cause).__name__}: {printable(str(cause))})"
+    logger.log(level, "answered %d: %s%s", status, detail, reason, extra={"status": status})
     return problem_response(status, detail, headers=headers, **extra)
 
 
@@ -86,17 +92,18 @@ async def _task_refused(request: Request, exc: Exception) -> ProblemResponse:
 
 
 async def _conflict(request: Request, exc: Exception) -> ProblemResponse:
-    logger.info("integrity error", exc_info=exc)
-    return _answer(409, "the request conflicts with the current state of the resource")
+    detail = "the request conflicts with the current state of the resource"
+    return _answer(409, detail, cause=exc)
 
 
 async def _unavailable(request: Request, exc: Exception) -> ProblemResponse:
-    """A dependency that is down, locked or slower than its timeout: 503, detail in the log."""
-    logger.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+    """A dependency that is down, locked or slower than its timeout: 503, the cause in the log."""
     retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    if isinstance(exc, BrokerUnavailableError):
-        return _answer(503, printable(str(exc)), headers=retry)
-    return _answer(503, "the database is unavailable; retry later", headers=retry)
+    if isinstance(exc, BrokerUnavailableError) and exc.__cause__ is None:
+        return _answer(503, str(exc), headers=retry)  # said on purpose (a full backlog)
+    what = "task broker" if isinstance(exc, BrokerUnavailableError) else "database"
+    # The cause may name hosts and ports: the log has it, the client does not.
+    return _answer(503, f"the {what} is unavailable; retry later", cause=exc, headers=retry)
 
 
 async def _database_error(request: Request, exc: Exception) -> ProblemResponse:
