@@ -4,6 +4,7 @@ The bounds are the columns' (`app.models.item`): a value the database cannot sto
 refused here with 422, the same way on every database, rather than failing in the driver.
 """
 
+import re
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Annotated, Any, Self
@@ -59,6 +60,17 @@ Description = Annotated[
 ]
 PRICE_MAX = Decimal("9999999999.99")  # NUMERIC(12, 2)
 CENT = Decimal("0.01")
+# An exact amount may also be sent as a string, in whole cents at most: "1.50".
+_PRICE_TEXT = "^[0-9]{1,10}(\\.[0-9]{1,2})?$"
+
+
+def _a_price(value: object) -> object:
+    """A JSON number, or a string holding an exact amount; never a bool or other text."""
+    if isinstance(value, str):
+        if re.fullmatch(_PRICE_TEXT, value) is None:
+            raise ValueError("must be a number, or a string such as '12.50'")
+        return value
+    return a_number(value)
 
 
 def _to_cents(value: Decimal) -> Decimal:
@@ -66,14 +78,21 @@ def _to_cents(value: Decimal) -> Decimal:
     return value.quantize(CENT, rounding=ROUND_HALF_EVEN)
 
 
-# Money is exact in the database and in Python; JSON clients send and get a number.
+# Money is exact in the database and in Python; JSON clients get a number.
 Price = Annotated[
     Decimal,
-    BeforeValidator(a_number),
+    BeforeValidator(_a_price),
     Field(ge=0, le=PRICE_MAX),
     AfterValidator(_to_cents),
     PlainSerializer(float, return_type=float, when_used="json"),
-    WithJsonSchema({"type": "number", "minimum": 0, "maximum": float(PRICE_MAX)}),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": float(PRICE_MAX)},
+                {"type": "string", "pattern": _PRICE_TEXT},
+            ]
+        }
+    ),
 ]
 
 

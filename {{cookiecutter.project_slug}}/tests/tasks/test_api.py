@@ -58,7 +58,7 @@ async def test_flaky_fails_after_max_attempts_keeping_the_error(client: AsyncCli
 
 
 async def test_item_task_opens_its_own_session(client: AsyncClient) -> None:
-    created = await client.post("/api/v1/items", json={"name": "pen", "price": 1.50})
+    created = await client.post("/api/v1/items", json={"name": "pen", "price": "1.50"})
     assert created.status_code == 201, created.text
     item = created.json()
     body = await wait_final(client, await enqueue(client, "touch_item", {"item_id": item["id"]}))
