@@ -1,6 +1,7 @@
 """RFC 9457 problem documents: the one shape of every error answer, and its OpenAPI entries."""
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
@@ -14,6 +15,7 @@ from app.core.logging import request_id
 MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 1  # what a 503 tells the client to wait before it tries again
 _MAX_TEXT = 500  # characters of any text a problem repeats (an exception's message, a name)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class FieldError(BaseModel):
@@ -46,9 +48,11 @@ class ProblemResponse(JSONResponse):
 
 
 def printable(text: str) -> str:
-    """`text` bounded in length, with lone surrogates replaced: safe to log and to answer."""
+    """`text` bounded in length, control characters escaped and lone surrogates replaced:
+    safe to answer and to log (a client-sent name cannot forge a log line)."""
     bounded = text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
-    return bounded.encode("utf-8", "replace").decode("utf-8")
+    escaped = _CONTROL.sub(lambda match: f"\\x{ord(match.group()):02x}", bounded)
+    return escaped.encode("utf-8", "replace").decode("utf-8")
 
 
 def problem_response(

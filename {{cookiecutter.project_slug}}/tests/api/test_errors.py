@@ -174,3 +174,15 @@ async def test_every_error_is_logged_once_with_the_request_id(
     answered = [record for record in caplog.records if record.getMessage().startswith("answered")]
     assert len(answered) == 1
     assert getattr(answered[0], "request_id", None) == "missing-1"
+
+
+async def test_a_client_sent_name_cannot_forge_a_log_line(
+    client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    body = {"name": "p", "price": 1, "x\nERROR forged": 1}
+
+    with caplog.at_level(logging.INFO):
+        response = await client.post("/api/v1/items", json=body)
+
+    assert_problem(response, 422)
+    assert all("\n" not in record.getMessage() for record in caplog.records)
