@@ -48,6 +48,10 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "tests/tasks/test_worker*.py",
         ),
     },
+    "database": {
+        "postgresql": ("tests/api/test_postgres_faults.py",),
+        "sqlite": ("tests/api/test_sqlite_faults.py",),
+    },
     "use_docker": {"yes": ("Dockerfile", "compose.yaml", ".dockerignore")},
     "use_github_actions": {"yes": (".github",)},
 }

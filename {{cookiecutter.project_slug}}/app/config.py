@@ -24,6 +24,15 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./{{ cookiecutter.project_slug }}.db"
 {%- endif %}
     database_pool_size: int = Field(default=5, ge=1)
+    # Seconds; together they bound how long a request waits for a database that is down,
+    # stopped or locked before it answers 503 (README: "Timeouts").
+    database_connect_timeout: float = Field(default=2.0, gt=0)  # open a connection
+    database_statement_timeout: float = Field(default=5.0, gt=0)  # one statement, or a lock wait
+    database_pool_timeout: float = Field(default=2.0, gt=0)  # wait for a pooled connection
+
+    # HTTP
+    request_max_body: int = Field(default=1024 * 1024, ge=1)  # bytes; larger bodies get 413
+    health_check_timeout: float = Field(default=2.0, gt=0)  # /health/ready answers within this
 
     # Cache
     cache_url: str = "memory://"

@@ -11,9 +11,11 @@ from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
+from app.core.problems import document_problems_as_problem_json
 from app.core.startup import freeze_startup_objects
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
+from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.state import AppState
@@ -64,12 +66,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.add_middleware(ResponseCacheMiddleware, settings=settings)
-    app.add_middleware(RequestIdMiddleware)  # outermost: cached responses get an id too
+    app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.request_max_body)
+    # Outermost: cached responses get an id too, and it answers whatever else failed (500).
+    app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(items.router, prefix="/api/v1")
     app.include_router(tasks.router, prefix="/api/v1")
+    document_problems_as_problem_json(app)
     return app
 
 

@@ -10,6 +10,7 @@ import contextlib
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -118,39 +119,116 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return argv
 
 
-@contextlib.contextmanager
-def running_postgres() -> Iterator[str]:
-    """Run a fresh PostgreSQL cluster; yield the asyncpg URL of its `postgres` database.
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL cluster that a test may stop, freeze and kill (fault tests).
 
     The cluster lives in a new directory under the system temp dir (pytest's own temp dirs
     are private to the current user, and the server may run as `postgres`).
     """
-    search = "/usr/lib/postgresql/*/bin/"
-    initdb = require_binary("initdb", search + "initdb")
-    pg_ctl = require_binary("pg_ctl", search + "pg_ctl")
-    workdir = Path(tempfile.mkdtemp(prefix="test-postgres-"))
-    if os.geteuid() == 0:
-        shutil.chown(workdir, user="postgres")
-    data, port = workdir / "data", free_port()
-    subprocess.run(
-        _as_postgres_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"]),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -F"
-    subprocess.run(
-        _as_postgres_user(
-            [pg_ctl, "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start"]
-        ),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres"
-    finally:
+
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="test-postgres-")))
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        """The asyncpg URL of the `postgres` database."""
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _pg(self, tool: str) -> str:
+        return require_binary(tool, f"/usr/lib/postgresql/*/bin/{tool}")
+
+    def init(self) -> None:
+        """Create the cluster (trust authentication, user `postgres`)."""
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, user="postgres")
         subprocess.run(
-            _as_postgres_user([pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"]),
-            check=False,
+            _as_postgres_user(
+                [
+                    self._pg("initdb"),
+                    "-D",
+                    str(self.workdir / "data"),
+                    "-A",
+                    "trust",
+                    "-U",
+                    "postgres",
+                ]
+            ),
+            check=True,
             stdout=subprocess.DEVNULL,
         )
-        shutil.rmtree(workdir, ignore_errors=True)
+
+    def start(self) -> None:
+        """Start the server on its port and wait until it accepts connections."""
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -F"
+        data, log = str(self.workdir / "data"), str(self.workdir / "log")
+        subprocess.run(
+            _as_postgres_user(
+                [self._pg("pg_ctl"), "-D", data, "-o", options, "-l", log, "-w", "start"]
+            ),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        """Stop the server at once, if it runs."""
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    self._pg("pg_ctl"),
+                    "-D",
+                    str(self.workdir / "data"),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ]
+            ),
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def pids(self) -> list[int]:
+        """The postmaster and every process it started (backends, writers)."""
+        postmaster = int((self.workdir / "data" / "postmaster.pid").read_text().split()[0])
+        children = subprocess.run(
+            ["ps", "-o", "pid=", "--ppid", str(postmaster)], capture_output=True, text=True
+        ).stdout.split()
+        return [postmaster, *map(int, children)]
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend at once, as a crash of the machine would.
+
+        Where nothing reaps it, the killed postmaster lingers as a zombie whose pid, still in
+        its lock files, would stop the next start: they go too, as after a reboot.
+        """
+        for pid in self.pids():
+            os.kill(pid, signal.SIGKILL)
+        socket_lock = self.workdir / f".s.PGSQL.{self.port}.lock"
+        for lock in (self.workdir / "data" / "postmaster.pid", socket_lock):
+            lock.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        """Delete the cluster's files."""
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def running_postgres_server() -> Iterator[PostgresServer]:
+    """Run a fresh PostgreSQL cluster for the duration of the block."""
+    server = PostgresServer()
+    try:
+        server.init()
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        server.remove()
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """Run a fresh PostgreSQL cluster; yield the asyncpg URL of its `postgres` database."""
+    with running_postgres_server() as server:
+        yield server.url

@@ -2,15 +2,18 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from app.api.deps import ItemServiceDep
-from app.schemas.item import ItemCreate, ItemPage, ItemRead, ItemUpdate
+from app.core.problems import problem_responses
+from app.schemas.item import ID_MAX, ItemCreate, ItemPage, ItemRead, ItemUpdate
 
-router = APIRouter(prefix="/items", tags=["items"])
+router = APIRouter(prefix="/items", tags=["items"], responses=problem_responses(422, 500, 503))
+
+ItemIdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(400, 409, 413))
 async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
     """Create an item."""
     return await service.create(data)
@@ -19,26 +22,28 @@ async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
 @router.get("")
 async def list_items(
     service: ItemServiceDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ItemPage:
     """List items, newest first."""
     return await service.list(offset=offset, limit=limit)
 
 
-@router.get("/{item_id}")
-async def get_item(item_id: int, service: ItemServiceDep) -> ItemRead:
+@router.get("/{item_id}", responses=problem_responses(404))
+async def get_item(item_id: ItemIdPath, service: ItemServiceDep) -> ItemRead:
     """Return one item, or 404."""
     return await service.get(item_id)
 
 
-@router.patch("/{item_id}")
-async def update_item(item_id: int, data: ItemUpdate, service: ItemServiceDep) -> ItemRead:
+@router.patch("/{item_id}", responses=problem_responses(400, 404, 409, 413))
+async def update_item(item_id: ItemIdPath, data: ItemUpdate, service: ItemServiceDep) -> ItemRead:
     """Change some fields of an item, or 404."""
     return await service.update(item_id, data)
 
 
-@router.delete("/{item_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_item(item_id: int, service: ItemServiceDep) -> None:
+@router.delete(
+    "/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
+)
+async def delete_item(item_id: ItemIdPath, service: ItemServiceDep) -> None:
     """Delete an item, or 404."""
     await service.delete(item_id)

@@ -1,27 +1,37 @@
 """The tasks API: enqueue, poll, list what can be enqueued, and the dead letters."""
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
+from pydantic import WithJsonSchema
 
 from app.api.deps import MetricsDep, TaskQueueDep
+from app.core.problems import problem_responses
 from app.schemas.task import DeadLetterRead, TaskAccepted, TaskCreate, TaskInfo, TaskRead
 from app.tasks.definitions import registry
-from app.tasks.queue import (
-    BacklogFullError,
-    BrokerUnavailableError,
-    DeadLetterNotFoundError,
-    NotRequeueableError,
-)
-from app.tasks.registry import InvalidPayloadError, UnknownTaskError
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(prefix="/tasks", tags=["tasks"], responses=problem_responses(500))
 
 
-def backlog_full(exc: BacklogFullError) -> HTTPException:
-    """503 asking the client to come back in `Retry-After` seconds."""
-    headers = {"Retry-After": str(exc.retry_after)}
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers=headers)
+def _registered_tasks_schema() -> dict[str, Any]:
+    """The enqueue body as the registry accepts it: one registered name with its payload."""
+    variants = [
+        {
+            "type": "object",
+            "title": definition.name,
+            "properties": {
+                "name": {"const": definition.name},
+                "payload": definition.payload_model.model_json_schema(),
+            },
+            "required": ["name", "payload"],
+        }
+        for definition in registry.definitions()
+    ]
+    return {"title": "TaskCreate", "oneOf": variants}
+
+
+# Validation stays in the registry (`queue.enqueue`); the document says what it accepts.
+TaskCreateBody = Annotated[TaskCreate, WithJsonSchema(_registered_tasks_schema())]
 
 
 @router.get("")
@@ -33,58 +43,42 @@ async def list_tasks() -> list[TaskInfo]:
     ]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED)
-async def enqueue_task(body: TaskCreate, queue: TaskQueueDep, metrics: MetricsDep) -> TaskAccepted:
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(400, 413, 422, 503)
+)
+async def enqueue_task(
+    body: TaskCreateBody, queue: TaskQueueDep, metrics: MetricsDep
+) -> TaskAccepted:
     """Validate and enqueue a task; 422 names an unknown task or a bad payload."""
-    try:
-        accepted = await queue.enqueue(body.name, body.payload)
-    except (UnknownTaskError, InvalidPayloadError) as exc:
-        raise HTTPException(422, str(exc)) from exc
-    except BacklogFullError as exc:
-        raise backlog_full(exc) from exc
-    except BrokerUnavailableError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    accepted = await queue.enqueue(body.name, body.payload)
     metrics.tasks_enqueued.labels(name=accepted.name).inc()
     return TaskAccepted(id=accepted.id, status=accepted.status)
 
 
-@router.get("/dead-letters")
+@router.get("/dead-letters", responses=problem_responses(422, 503))
 async def list_dead_letters(
     queue: TaskQueueDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[DeadLetterRead]:
     """The newest dead letters: tasks that failed for good, and entries no worker could read."""
-    try:
-        letters = await queue.dead_letters(limit)
-    except BrokerUnavailableError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    letters = await queue.dead_letters(limit)
     return [DeadLetterRead.model_validate(letter.model_dump()) for letter in letters]
 
 
-@router.post("/dead-letters/{task_id}/requeue", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/dead-letters/{task_id}/requeue",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(404, 409, 422, 503),
+)
 async def requeue_dead_letter(task_id: str, queue: TaskQueueDep) -> TaskAccepted:
     """Run a dead letter again with fresh attempts: 404 unknown, 409 nothing readable to run."""
-    try:
-        requeued = await queue.requeue(task_id)
-    except DeadLetterNotFoundError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
-    except NotRequeueableError as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except (UnknownTaskError, InvalidPayloadError) as exc:
-        raise HTTPException(422, str(exc)) from exc
-    except BacklogFullError as exc:
-        raise backlog_full(exc) from exc
-    except BrokerUnavailableError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    requeued = await queue.requeue(task_id)
     return TaskAccepted(id=requeued.id, status=requeued.status)
 
 
-@router.get("/{task_id}")
+@router.get("/{task_id}", responses=problem_responses(404, 422, 503))
 async def read_task(task_id: str, queue: TaskQueueDep) -> TaskRead:
     """One task's status; 404 when unknown or expired."""
-    try:
-        found = await queue.get(task_id)
-    except BrokerUnavailableError as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from exc
+    found = await queue.get(task_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"task {task_id} not found")
     return TaskRead.model_validate(found.model_dump())

@@ -2,10 +2,12 @@
 
 import json
 import logging
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from app.middleware.request_id import request_id
+# The id of the HTTP request being served (set by `RequestIdMiddleware`), None outside one.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 # Attributes every LogRecord has (and uvicorn's terminal-only copy of the message);
 # anything else came through `extra=` and is logged as a field.

@@ -1,17 +1,24 @@
-"""Give every HTTP request an id, echo it in `X-Request-ID`, and stamp it on every log record."""
+"""Give every HTTP request an id, echo it in `X-Request-ID`, and stamp it on every log record.
 
+This is the outermost middleware, so it also answers the errors nothing else handled: the
+500 is a problem document that carries the id, and its traceback is logged once, with the id.
+"""
+
+import logging
 import re
-from contextvars import ContextVar
 from uuid import uuid4
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.logging import request_id
+from app.core.problems import problem_response
+
 HEADER = "X-Request-ID"
 # A client-sent id is reused only if it is short and plain, so it cannot forge log lines.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
-request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+logger = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
@@ -27,14 +34,23 @@ class RequestIdMiddleware:
             return
         incoming = Headers(scope=scope).get(HEADER, "")
         current = incoming if _SAFE_ID.fullmatch(incoming) else uuid4().hex
+        started = False
 
         async def send_with_request_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 MutableHeaders(scope=message)[HEADER] = current
             await send(message)
 
         token = request_id.set(current)
         try:
             await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            logger.exception("unhandled error while serving %s %s", scope["method"], scope["path"])
+            if started:  # too late for a status: the server drops the unfinished response
+                return
+            response = problem_response(500, "an unexpected error occurred; quote the request id")
+            await response(scope, receive, send_with_request_id)
         finally:
             request_id.reset(token)

@@ -6,6 +6,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from app.services.errors import ItemNotFoundError
+from app.models.base import utcnow
+from app.models.item import Item
+from app.schemas.item import ID_MAX
+from app.schemas.json_types import JsonInteger, JsonNumber
 from app.tasks.registry import TaskContext, TaskRegistry
 
 registry = TaskRegistry()
@@ -14,26 +18,26 @@ registry = TaskRegistry()
 class AddPayload(BaseModel):
     """Two numbers to add."""
 
-    a: float
-    b: float
+    a: JsonNumber
+    b: JsonNumber
 
 
 class SleepPayload(BaseModel):
     """How long to sleep."""
 
-    seconds: float = Field(ge=0, le=60)
+    seconds: JsonNumber = Field(ge=0, le=60)
 
 
 class FlakyPayload(BaseModel):
     """How many attempts fail before one succeeds."""
 
-    fail_times: int = Field(ge=0, le=10)
+    fail_times: JsonInteger = Field(ge=0, le=10)
 
 
 class ItemPayload(BaseModel):
     """An item, by id (tasks take ids, never ORM objects)."""
 
-    item_id: int = Field(ge=1)
+    item_id: JsonInteger = Field(ge=1, le=ID_MAX)
 
 
 @registry.task("add", AddPayload)

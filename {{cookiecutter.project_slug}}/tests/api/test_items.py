@@ -34,7 +34,8 @@ async def test_get_returns_the_item_and_404_when_missing(client: AsyncClient) ->
     assert found.status_code == 200
     assert found.json() == item
     assert missing.status_code == 404
-    assert missing.json() == {"detail": "item 999999 not found"}
+    assert missing.headers["content-type"] == "application/problem+json"
+    assert missing.json()["detail"] == "item 999999 not found"
 
 
 @pytest.mark.parametrize(
@@ -53,7 +54,7 @@ async def test_create_rejects_invalid_bodies(
     response = await client.post("/api/v1/items", json=body)
 
     assert response.status_code == 422
-    assert field in {str(part) for error in response.json()["detail"] for part in error["loc"]}
+    assert field in {str(part) for error in response.json()["errors"] for part in error["loc"]}
 
 
 async def test_patch_changes_only_the_fields_sent(client: AsyncClient) -> None:
@@ -111,3 +112,15 @@ async def test_list_rejects_bad_paging(client: AsyncClient, params: dict[str, in
     response = await client.get("/api/v1/items", params=params)
 
     assert response.status_code == 422
+
+
+async def test_ids_are_never_reused(client: AsyncClient) -> None:
+    first = await create(client)
+    assert (await client.delete(f"/api/v1/items/{first['id']}")).status_code == 204
+
+    second = await create(client)
+    retried_delete = await client.delete(f"/api/v1/items/{first['id']}")
+
+    assert second["id"] > first["id"]
+    assert retried_delete.status_code == 404
+    assert (await client.get(f"/api/v1/items/{second['id']}")).status_code == 200
