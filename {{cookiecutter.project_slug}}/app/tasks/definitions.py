@@ -5,11 +5,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.services.errors import ItemNotFoundError
-from app.models.base import utcnow
-from app.models.item import Item
 from app.schemas.item import ID_MAX
 from app.schemas.json_types import JsonInteger, JsonNumber
+from app.services.errors import ItemNotFoundError
 from app.tasks.registry import TaskContext, TaskRegistry
 
 registry = TaskRegistry()
