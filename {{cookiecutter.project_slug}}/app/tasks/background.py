@@ -34,6 +34,7 @@ from app.tasks.queue import (
     BacklogFullError,
     DeadLetter,
     DeadLetterNotFoundError,
+    NotRequeueableError,
     unavailable_as,
 )
 from app.tasks.schedule import OutageLog, PeriodicJob, Schedule, periodic_jobs, tick_lock
@@ -109,7 +110,13 @@ class BackgroundTaskQueue:
         return []
 
     async def requeue(self, task_id: str) -> TaskStatus:
-        """There are no dead letters to requeue in this backend."""
+        """There are no dead letters to requeue in this backend: 409 for a known task, else 404."""
+        with unavailable_as("task status store"):
+            status = await self._statuses.load(task_id)
+        if status is not None:
+            raise NotRequeueableError(
+                f"task {task_id} is {status.status}: this backend keeps no dead letters"
+            )
         raise DeadLetterNotFoundError(f"no dead letter {task_id}: this backend keeps none")
 
     async def sync_metrics(self, metrics: Metrics) -> None:

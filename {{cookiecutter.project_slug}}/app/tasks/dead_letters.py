@@ -7,7 +7,7 @@ most TASK_DEAD_LETTER_LIMIT are kept: adding one past it drops the oldest, in th
 
 import logging
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -82,7 +82,7 @@ class DeadLetterStore:
                     await pipe.watch(self.key)
                     raw = await pipe.hget(self.key, task_id)
                     if raw is None:
-                        raise DeadLetterNotFoundError(f"no dead letter {task_id}")
+                        await self._not_a_dead_letter(task_id, statuses)
                     letter = _readable(raw)
                     if letter is None or letter.name is None or letter.payload is None:
                         why = "unreadable" if letter is None else letter.error
@@ -100,6 +100,13 @@ class DeadLetterStore:
                     return status
                 except WatchError:
                     continue
+
+    async def _not_a_dead_letter(self, task_id: str, statuses: RedisStatusStore) -> NoReturn:
+        """Refuse the requeue of `task_id`: 409 when it is a task that is not dead, else 404."""
+        status = await statuses.load(task_id)
+        if status is not None and not status.dead_lettered:
+            raise NotRequeueableError(f"task {task_id} is {status.status}, not dead-lettered")
+        raise DeadLetterNotFoundError(f"no dead letter {task_id}")
 
 
 def _readable(raw: bytes | str) -> DeadLetter | None:
