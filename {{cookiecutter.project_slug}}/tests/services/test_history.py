@@ -192,6 +192,6 @@ async def test_no_read_returns_what_a_completed_write_replaced(http: AsyncClient
     )
 
     problems = history.stale_reads()
-    assert len(history.writes) > ITEMS * 5  # the run did interleave writes and reads
-    assert len(history.reads) > 100
+    assert len(history.writes) > ITEMS * 3  # the run did interleave writes and reads
+    assert len(history.reads) > 50
     assert problems == [], f"{len(problems)} stale reads; first ones:\n" + "\n".join(problems[:5])
