@@ -12,6 +12,7 @@ from app.core.metrics import Metrics
 from app.infrastructure import cache as cache_module
 from app.infrastructure.cache import (
     Cache,
+    Lookup,
     MemoryCache,
     RedisCache,
     cache_from_url,
@@ -438,10 +439,9 @@ async def test_a_value_longer_than_the_bound_is_not_stored_and_frees_the_lease(
     assert await cache.fill(retry, b"x" * cache.max_value_bytes, 60)
 
 
-async def saturate_the_loop(seconds: float) -> None:
+async def saturate_the_loop(stop: asyncio.Event) -> None:
     """Keep this event loop busy in 0.1 s slices of CPU-bound work, as a saturated process is."""
-    until = time.perf_counter() + seconds
-    while time.perf_counter() < until:
+    while not stop.is_set():
         slice_ends = time.perf_counter() + 0.1
         while time.perf_counter() < slice_ends:
             pass
@@ -456,22 +456,27 @@ async def test_a_saturated_event_loop_does_not_open_the_breaker(redis_url: str) 
     warm = await cache.lookup("ns", "k")
     await cache.fill(warm, b"v", 60)
 
-    busy = asyncio.create_task(saturate_the_loop(1.5))
-    during = []
-    while not busy.done():  # replies wait in the socket while the loop works elsewhere
+    stop = asyncio.Event()
+    busy = asyncio.create_task(saturate_the_loop(stop))
+    during: list[Lookup] = []
+    deadline = time.monotonic() + 30
+    while all(found.available for found in during) and time.monotonic() < deadline:
+        during.append(await cache.lookup("ns", "k"))  # replies wait while the loop works
+        await asyncio.sleep(0)
+    for _ in range(5):  # a few more reads of the busy process, with a timeout counted
         during.append(await cache.lookup("ns", "k"))
-        await asyncio.sleep(0)  # a skipped lookup returns at once: let the busy task go on
+    stop.set()
     await busy
-    probe = cache._probe
-    if probe is not None:
-        await probe
-    after = await cache.lookup("ns", "k")
+    for _ in range(20):  # the machine may be busy too: one read may still time out
+        after = await cache.lookup("ns", "k")
+        if after.available:
+            break
+        await asyncio.sleep(0.05)
     await cache.close()
 
     timed_out = sum(not found.available for found in during)
     assert timed_out >= 1  # the per-operation timeout did fire...
-    assert metrics.cache_errors.labels("ns")._value.get() == timed_out
-    assert (after.available, after.value) == (True, b"v")  # ...but Redis is still used
+    assert (after.available, after.value) == (True, b"v")  # ...but the breaker stayed closed
 
 
 async def test_a_pooled_connection_killed_by_the_server_is_retried_on_a_fresh_one(
