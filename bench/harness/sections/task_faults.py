@@ -48,10 +48,15 @@ def _worker(bench: Bench, env: dict[str, str], name: str) -> Any:
     return bench.procs.spawn(name, argv, cwd=bench.project(BACKEND), env=env)
 
 
-async def _post_all(api: str, count: int) -> list[httpx.Response]:
+async def _post_all(api: str, count: int, batch: int = 40) -> list[httpx.Response]:
+    """POST `count` add tasks, `batch` at a time (fewer than the API's Redis connections)."""
+    responses: list[httpx.Response] = []
     async with httpx.AsyncClient(base_url=api, timeout=30) as client:
-        posts = (client.post("/api/v1/tasks", json={"name": "add", "payload": {"a": n, "b": 1}}) for n in range(count))
-        return list(await asyncio.gather(*posts))
+        for first in range(0, count, batch):
+            numbers = range(first, min(first + batch, count))
+            posts = (client.post("/api/v1/tasks", json={"name": "add", "payload": {"a": n, "b": 1}}) for n in numbers)
+            responses += await asyncio.gather(*posts)
+    return responses
 
 
 def _statuses(client: httpx.Client, ids: list[str]) -> list[dict[str, Any]]:

@@ -14,10 +14,10 @@ from app.tasks.status import TaskStatus
 
 @pytest.fixture
 def attempts(settings: Settings, resources: AppState) -> TaskAttempts:
-    """The machine of a backend that keeps dead letters, three attempts, 0.2 s per attempt."""
-    limited = settings.model_copy(update={"task_max_attempts": 3, "task_time_limit": 0.2})
+    """The machine of a backend that keeps dead letters, with three attempts."""
+    three = settings.model_copy(update={"task_max_attempts": 3})
     items = ItemService(resources.sessions, resources.cache)
-    return TaskAttempts(limited, resources.sessions, items, dead_letters=True)
+    return TaskAttempts(three, resources.sessions, items, dead_letters=True)
 
 
 def queued(name: str = "add", **changes: object) -> TaskStatus:
@@ -79,8 +79,10 @@ async def test_input_no_attempt_can_fix_fails_at_once(
 
 
 async def test_an_attempt_past_the_time_limit_is_cancelled_and_retried(
-    attempts: TaskAttempts,
+    settings: Settings, resources: AppState
 ) -> None:
+    limited = settings.model_copy(update={"task_max_attempts": 3, "task_time_limit": 0.2})
+    attempts = TaskAttempts(limited, resources.sessions, dead_letters=True)
     status = await attempts.attempt(attempts.claim(None, "t1", "sleep").status, {"seconds": 5})
     assert (status.status, status.error) == (
         "retrying",
