@@ -82,7 +82,8 @@ async def test_an_attempt_past_the_time_limit_is_cancelled_and_retried(
     settings: Settings, resources: AppState
 ) -> None:
     limited = settings.model_copy(update={"task_max_attempts": 3, "task_time_limit": 0.2})
-    attempts = TaskAttempts(limited, resources.sessions, dead_letters=True)
+    items = ItemService(resources.sessions, resources.cache)
+    attempts = TaskAttempts(limited, resources.sessions, items, dead_letters=True)
     status = await attempts.attempt(attempts.claim(None, "t1", "sleep").status, {"seconds": 5})
     assert (status.status, status.error) == (
         "retrying",
