@@ -11,6 +11,7 @@ import pytest
 from celery import chain, current_app, group, signals
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from app.config import Settings
@@ -74,6 +75,34 @@ async def test_a_publish_that_fails_after_the_status_is_a_503_and_a_failed_statu
     ready = await client.get("/health/ready")
     assert ready.status_code == 503
     assert ready.json()["components"]["broker"].startswith("error")
+
+
+async def test_a_failed_publish_while_the_status_store_is_paused_still_ends_failed(
+    settings: Settings, client_of: Any
+) -> None:
+    dead_broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
+    client = await client_of(settings.model_copy(update={"celery_broker_url": dead_broker}))
+
+    def pause_status_writes(**_: Any) -> None:  # after the queued status, before the publish
+        with SyncRedis.from_url(settings.redis_url) as redis:
+            redis.execute_command("CLIENT", "PAUSE", "2500", "WRITE")
+
+    signals.before_task_publish.connect(pause_status_writes, sender=RUN_TASK)
+    try:
+        response = await client.post(
+            "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}}
+        )
+    finally:
+        signals.before_task_publish.disconnect(pause_status_writes, sender=RUN_TASK)
+    assert response.status_code == 503, response.text
+    deadline = time.monotonic() + 30
+    while (found := await statuses(settings))[0].status == "queued":
+        assert time.monotonic() < deadline, found  # retried once the store takes writes again
+        await asyncio.sleep(0.1)
+    [status] = found
+    assert status.status == "failed"
+    assert status.error is not None
+    assert status.error.startswith("not sent:")
 
 
 async def test_a_sentinel_broker_url_is_read_at_start_up(
