@@ -42,6 +42,7 @@ from app.tasks.celery_worker import (
     TaskFailedError,
     WorkerProcess,
 )
+from app.tasks.finished_counts import FinishedCounts, finished_key
 from app.tasks.schedule import periodic_jobs
 from app.tasks.status import FINAL_STATES, TaskStatus, status_key
 
@@ -87,10 +88,14 @@ class TaskApp(Celery):
         self.status_redis().set(key, status.model_dump_json(), ex=self.settings.task_status_ttl)
 
     def end_task(self, task_id: str, name: str, error: str) -> None:
-        """Move task `task_id` to `failed` with `error`, unless it ended already."""
+        """Move task `task_id` to `failed` with `error` (and count it), unless it ended already.
+
+        A status store that cannot be reached is logged, not raised: the caller (beat, or a
+        worker's main process) must keep going.
+        """
         key = status_key(self.settings.cache_prefix, task_id)
-        with self.status_redis().pipeline(transaction=True) as pipe:
-            try:
+        try:
+            with self.status_redis().pipeline(transaction=True) as pipe:
                 pipe.watch(key)  # type: ignore[no-untyped-call]
                 raw = pipe.get(key)
                 status = TaskStatus(id=task_id, name=name)
@@ -98,15 +103,15 @@ class TaskApp(Celery):
                     status = TaskStatus.model_validate_json(raw)
                 if status.status in FINAL_STATES:
                     return
+                failed = status.moved("failed", error=error)
                 pipe.multi()
-                pipe.set(
-                    key,
-                    status.moved("failed", error=error).model_dump_json(),
-                    ex=self.settings.task_status_ttl,
-                )
+                pipe.set(key, failed.model_dump_json(), ex=self.settings.task_status_ttl)
+                pipe.hincrby(finished_key(self.settings.cache_prefix), FinishedCounts.field(failed))
                 pipe.execute()
-            except WatchError:  # its own run wrote a status in between: that one tells the truth
-                return
+        except WatchError:  # its own run wrote a status in between: that one tells the truth
+            return
+        except (RedisError, OSError) as exc:
+            logger.error("task %s: could not record %r: %s", task_id, error, exc)
 
     def _setup_logging(self, **_: Any) -> None:
         """Log like the API (LOG_LEVEL, LOG_FORMAT) instead of Celery's own setup."""
@@ -137,10 +142,7 @@ class TaskApp(Celery):
             return
         name = str((getattr(request, "args", None) or ["?"])[0])
         reason = "expired" if expired else "revoked and terminated" if terminated else "revoked"
-        try:
-            self.end_task(str(request.id), name, f"{reason} before it finished")
-        except (RedisError, OSError) as exc:
-            logger.error("could not record that task %s was %s: %s", request.id, reason, exc)
+        self.end_task(str(request.id), name, f"{reason} before it finished")
 
 
 def run_registered_task(task: Task[Any, Any], name: str, payload: dict[str, Any]) -> Any:

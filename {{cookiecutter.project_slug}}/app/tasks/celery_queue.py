@@ -1,5 +1,6 @@
 """The API side of the Celery backend: validate, record the status, publish; read statuses."""
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +26,9 @@ from app.tasks.status import RedisStatusStore, TaskStatus
 
 logger = logging.getLogger(__name__)
 
+UNSENT_RETRIES = 60  # tries, a second apart, to record a task that was not sent as failed
+UNSENT_RETRY_INTERVAL = 1.0
+
 
 class CeleryTaskQueue:
     """Send tasks to the Celery workers; read statuses from the shared status store.
@@ -40,6 +44,7 @@ class CeleryTaskQueue:
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
+        self._retries: set[asyncio.Task[None]] = set()
 
     async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
         """Validate, store the `queued` status, then publish the message.
@@ -48,6 +53,7 @@ class CeleryTaskQueue:
         (a later `queued` would hide its `running`). If the publish then fails, the status
         is moved to `failed` ("not sent") before the 503: a worker that still receives the
         message (a publish whose answer was lost) finds a final status and does not run it.
+        If the status store fails at that moment too, the process keeps trying for a minute.
         """
         parsed = registry.validate(name, payload).model_dump(mode="json")
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
@@ -65,24 +71,46 @@ class CeleryTaskQueue:
             raise BrokerUnavailableError(f"task broker unavailable: {exc}") from exc
 
     async def _mark_unsent(self, status: TaskStatus, exc: Exception) -> None:
-        """Move `status` to `failed` unless something already moved it past `queued`."""
+        """End `status` `failed` ("not sent"); if the store fails too, keep trying a while."""
+        if await self._try_mark_unsent(status, exc):
+            return
+        retry = asyncio.create_task(self._keep_marking_unsent(status, exc))
+        self._retries.add(retry)
+        retry.add_done_callback(self._retries.discard)
+
+    async def _keep_marking_unsent(self, status: TaskStatus, exc: Exception) -> None:
+        for _ in range(UNSENT_RETRIES):
+            await asyncio.sleep(UNSENT_RETRY_INTERVAL)
+            if await self._try_mark_unsent(status, exc):
+                return
+        logger.error("task %s was not sent, and its status stays queued", status.id)
+
+    async def _try_mark_unsent(self, status: TaskStatus, exc: Exception) -> bool:
+        """Move `status` to `failed` unless something moved it past `queued`; False on errors."""
         key = self.statuses.key(status.id)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 await pipe.watch(key)
                 raw = await pipe.get(key)
                 if raw is not None and TaskStatus.model_validate_json(raw).status != "queued":
-                    return
+                    return True
+                failed = status.moved("failed", error=f"not sent: {exc}")
                 pipe.multi()  # type: ignore[no-untyped-call]
-                self.statuses.save_in(pipe, status.moved("failed", error=f"not sent: {exc}"))
-                self.finished.count(pipe, status.moved("failed"))
+                self.statuses.save_in(pipe, failed)
+                self.finished.count(pipe, failed)
                 await pipe.execute()
         except WatchError:
-            return  # a worker wrote the status in between: it tells the truth
+            return True  # a worker wrote the status in between: it tells the truth
         except (RedisError, OSError) as store_exc:
-            logger.error(
-                "task %s not sent (%s); its status stays queued: %s", status.id, exc, store_exc
-            )
+            logger.warning("task %s not sent, status still queued: %s", status.id, store_exc)
+            return False
+        return True
+
+    async def close(self) -> None:
+        """Stop retrying the statuses of unsent tasks (the process is stopping)."""
+        for retry in list(self._retries):
+            retry.cancel()
+        await asyncio.gather(*self._retries, return_exceptions=True)
 
     async def get(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
@@ -149,9 +177,11 @@ async def open_task_queue(
     redis = redis_client(
         settings.redis_url, max_connections=settings.cache_max_connections, timeout=1.0
     )
+    broker = settings.broker_url.partition("://")[0]
+    queue = CeleryTaskQueue(publisher, redis, settings, broker)
     try:
-        broker = settings.broker_url.partition("://")[0]
-        yield CeleryTaskQueue(publisher, redis, settings, broker)
+        yield queue
     finally:
+        await queue.close()
         await publisher.close()
         await redis.aclose()

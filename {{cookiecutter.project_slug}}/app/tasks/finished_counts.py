@@ -7,6 +7,11 @@ from app.core.metrics import Metrics
 from app.tasks.status import TaskStatus
 
 
+def finished_key(prefix: str) -> str:
+    """The Redis hash that counts finished tasks per name and final state."""
+    return f"{prefix}:tasks:finished"
+
+
 class FinishedCounts:
     """Final-status counts per task, in one Redis hash that every worker adds to.
 
@@ -17,7 +22,7 @@ class FinishedCounts:
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
-        self.key = f"{prefix}:tasks:finished"
+        self.key = finished_key(prefix)
         self._seen: dict[tuple[str, str], int] = {}
 
     @staticmethod

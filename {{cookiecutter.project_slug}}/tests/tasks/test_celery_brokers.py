@@ -117,6 +117,9 @@ async def test_a_revoked_task_ends_failed(
     assert body["error"] == "revoked and terminated before it finished"
     body = await wait_final(client, waiting, within=30)
     assert (body["status"], body["error"]) == ("failed", "revoked before it finished")
+    metrics = (await client.get("/metrics")).text
+    assert 'tasks_finished_total{name="add",status="failed"} 1.0' in metrics
+    assert 'tasks_finished_total{name="sleep",status="failed"} 1.0' in metrics
 
 
 async def test_sigterm_to_the_whole_process_group_reruns_running_tasks(
