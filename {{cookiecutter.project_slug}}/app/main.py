@@ -56,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an app; tests pass their own settings, production reads the environment."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    # No redirect to the path without its trailing slash: `/api/v1/tasks/%2F` is not a task
+    # list, and an API answers what it documents (404), not a 307 clients must follow.
+    app = FastAPI(title=settings.app_name, lifespan=lifespan, redirect_slashes=False)
     app.state.settings = settings
     app.add_middleware(ResponseCacheMiddleware, settings=settings)
     app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.request_max_body)
