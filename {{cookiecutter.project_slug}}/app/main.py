@@ -57,9 +57,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
     docs = settings.api_docs_enabled
+    # No redirect to the path without its trailing slash: `/api/v1/tasks/%2F` is not a task
+    # list, and an API answers what it documents (404), not a 307 clients must follow.
     app = FastAPI(
         title=settings.app_name,
         lifespan=lifespan,
+        redirect_slashes=False,
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,

@@ -110,8 +110,14 @@ async def test_a_price_is_kept_to_the_cent(client: AsyncClient, price: float | s
     assert response.json()["price"] == 0.57
 
 
-async def test_unknown_routes_and_methods_are_problems(client: AsyncClient) -> None:
-    assert_problem(await client.get("/nowhere"), 404)
+@pytest.mark.parametrize("path", ["/nowhere", "/api/v1/items/", "/api/v1/tasks/%2F"])
+async def test_unknown_paths_are_404_problems_never_redirects(
+    client: AsyncClient, path: str
+) -> None:
+    assert_problem(await client.get(path), 404)
+
+
+async def test_unknown_methods_are_405_problems_with_allow(client: AsyncClient) -> None:
     not_allowed = await client.put("/api/v1/items")
 
     assert_problem(not_allowed, 405)
