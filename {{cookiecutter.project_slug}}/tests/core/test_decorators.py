@@ -201,7 +201,7 @@ async def test_hits_and_misses_are_counted_per_namespace(cache: Cache) -> None:
 
     counters = cache.metrics.cache_namespace("widget")
     assert counters.misses._value.get() == 1
-    assert counters.hits.value == 2
+    assert counters.hits._value.get() == 2
 
 
 async def test_hits_of_an_immutable_type_share_one_decoded_value(cache: Cache) -> None:

@@ -9,7 +9,6 @@ import pytest
 from redis.asyncio import Redis
 
 from app.core.metrics import Metrics
-from app.infrastructure import cache as cache_module
 from app.infrastructure.cache import (
     Cache,
     Lookup,
@@ -18,6 +17,12 @@ from app.infrastructure.cache import (
     cache_from_url,
     escape_key_part,
     open_cache,
+)
+from app.infrastructure.cache.breaker import probe_timeout
+from app.infrastructure.cache.outbox import (
+    MAX_MISSED_ENTRIES,
+    REDELIVERY_INTERVAL,
+    MissedInvalidations,
 )
 from tests.infrastructure.conftest import cache_settings
 from tests.servers import RedisServer, running_redis
@@ -296,7 +301,7 @@ async def test_a_hung_redis_costs_short_timeouts_until_a_ping_confirms_then_is_s
         started = time.perf_counter()
         first = await cache.lookup("ns", "k")
         first_took = time.perf_counter() - started
-        deadline = time.perf_counter() + cache_module.probe_timeout(0.25) + 5.0  # a busy box
+        deadline = time.perf_counter() + probe_timeout(0.25) + 5.0  # a busy box
         while True:  # each lookup costs one short timeout until the probe's PING gives up
             started = time.perf_counter()
             found = await cache.lookup("ns", "k")
@@ -337,7 +342,7 @@ async def test_an_invalidation_redis_missed_is_delivered_once_it_answers_again(
         # ...and delivers it by itself, with no request asking, within REDELIVERY_INTERVAL.
         started = time.perf_counter()
         while (await reader.lookup("ns", "k")).value is not None:
-            assert time.perf_counter() - started < cache_module.REDELIVERY_INTERVAL + 1.0
+            assert time.perf_counter() - started < REDELIVERY_INTERVAL + 1.0
             await asyncio.sleep(0.02)
         after = await writer.lookup("ns", "k")
         await writer.close()
@@ -348,9 +353,9 @@ async def test_an_invalidation_redis_missed_is_delivered_once_it_answers_again(
 
 
 def test_missed_single_entries_past_the_bound_become_their_namespaces() -> None:
-    missed = cache_module._MissedInvalidations()
+    missed = MissedInvalidations()
     missed.add(["pages"], [("item", "0")])
-    missed.add([], [("item", str(n)) for n in range(1, cache_module.MAX_MISSED_ENTRIES + 1)])
+    missed.add([], [("item", str(n)) for n in range(1, MAX_MISSED_ENTRIES + 1)])
 
     assert missed.namespaces == {"pages", "item"}  # every item dropped: more, never less
     assert missed.entries == set()
@@ -375,7 +380,7 @@ async def test_an_invalidation_cut_short_by_cancellation_is_kept_and_delivered(
     assert not (await cache.lookup("cancelled", "k")).available  # not trusted until delivered
     started = time.perf_counter()
     while not (found := await cache.lookup("cancelled", "k")).available:
-        assert time.perf_counter() - started < cache_module.REDELIVERY_INTERVAL + 1.0
+        assert time.perf_counter() - started < REDELIVERY_INTERVAL + 1.0
         await asyncio.sleep(0.02)
     await cache.close()
 
