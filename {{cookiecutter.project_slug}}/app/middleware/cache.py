@@ -135,9 +135,9 @@ class ResponseCacheMiddleware:
     ) -> None:
         """Answer from a fresh enough entry, else run the app and store its answer."""
         namespace, key = response_namespace(resource), self._key(scope, headers)
-        found = await state.cache.lookup(namespace, key, refresh=rules.refresh)
-        if found.value is not None:
-            entry = _decode_entry(found.value)
+        lookup = await state.cache.lookup(namespace, key, refresh=rules.refresh)
+        if lookup.value is not None:
+            entry = _decode_entry(lookup.value)
             if entry is not None:
                 status, stored, stored_at, lifetime, body = entry
                 age = max(0.0, time.time() - stored_at)
@@ -146,12 +146,12 @@ class ResponseCacheMiddleware:
                     stored += [(b"age", str(int(age)).encode()), (b"x-cache", HIT)]
                     await _send_entry(send, status, stored, body, headers.get(b"if-none-match"))
                     return
-            found = await state.cache.lookup(namespace, key, refresh=True)
-        if not found.available:
+            lookup = await state.cache.lookup(namespace, key, refresh=True)
+        if not lookup.available:
             await self._bypass(state, scope, receive, send)
             return
         state.metrics.response_miss.inc()
-        await self._run_and_store(state.cache, found, scope, receive, send, headers)
+        await self._run_and_store(state.cache, lookup, scope, receive, send, headers)
 
     def _key(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
         digest = hashlib.blake2b(digest_size=16)
@@ -168,7 +168,7 @@ class ResponseCacheMiddleware:
     async def _run_and_store(
         self,
         cache: Cache,
-        found: Lookup,
+        lookup: Lookup,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -181,7 +181,7 @@ class ResponseCacheMiddleware:
             await self.app(scope, receive, recorder.send_or_hold)
         finally:
             entry = recorder.entry()
-            await cache.fill(found, entry, recorder.lifetime)
+            await cache.fill(lookup, entry, recorder.lifetime)
 
 
 async def _send_entry(

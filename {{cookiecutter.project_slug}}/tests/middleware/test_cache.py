@@ -238,7 +238,9 @@ async def test_outcomes_are_counted(http: AsyncClient, cache: Cache) -> None:
     await twice(http, "/api/v1/items/a")
     await http.get("/api/v1/items/a", headers={"authorization": "x"})
 
-    counter = cache.metrics.response_cache
+    metrics = cache.metrics
+    assert isinstance(metrics, Metrics)
+    counter = metrics.response_cache
     counts = [counter.labels(result)._value.get() for result in ("hit", "miss", "bypass")]
     assert counts == [1, 1, 1]
 

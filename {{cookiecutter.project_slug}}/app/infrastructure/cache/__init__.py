@@ -1,0 +1,82 @@
+"""The cache: one async protocol (`protocol`), on Redis (`redis`) or in this process (`memory`).
+
+`cache_from_url` builds the one CACHE_URL names; `open_cache` holds it for the app's lifespan.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from app.config import Settings
+from app.infrastructure.cache.breaker import Breaker, probe_timeout
+from app.infrastructure.cache.memory import MemoryCache
+from app.infrastructure.cache.protocol import (
+    Cache,
+    CacheMetrics,
+    Lookup,
+    NamespaceMetrics,
+    escape_key_part,
+    response_namespace,
+)
+from app.infrastructure.cache.redis import RedisCache
+from app.infrastructure.redis_client import blocking_redis_client, redis_client
+
+__all__ = [
+    "Cache",
+    "CacheMetrics",
+    "Lookup",
+    "MemoryCache",
+    "NamespaceMetrics",
+    "RedisCache",
+    "cache_from_url",
+    "escape_key_part",
+    "open_cache",
+    "response_namespace",
+]
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def cache_from_url(
+    url: str, *, settings: Settings, metrics: CacheMetrics
+) -> RedisCache | MemoryCache:
+    """Build the cache `url` names: `memory://`, or `redis://` / `rediss://` / `unix://`."""
+    if url.startswith("memory://"):
+        return MemoryCache(
+            prefix=settings.cache_prefix,
+            default_ttl=settings.cache_default_ttl,
+            lease_ttl=settings.cache_lease_seconds,
+            max_entries=settings.cache_memory_max_entries,
+            max_value_bytes=settings.cache_max_value_bytes,
+            metrics=metrics,
+        )
+    if not url.startswith(REDIS_SCHEMES):
+        raise ValueError(f"unsupported CACHE_URL scheme: {url.split('://', 1)[0]!r}")
+    timeout = settings.cache_socket_timeout
+    client = redis_client(
+        url,
+        max_connections=settings.cache_max_connections,
+        timeout=timeout,
+        bound_replies=False,  # RedisCache bounds each operation with one asyncio.timeout
+    )
+    probe = blocking_redis_client(url, timeout=probe_timeout(timeout))
+    return RedisCache(
+        client,
+        breaker=Breaker(probe, settings.cache_backoff_seconds),
+        connections=settings.cache_max_connections,
+        prefix=settings.cache_prefix,
+        default_ttl=settings.cache_default_ttl,
+        lease_ttl=settings.cache_lease_seconds,
+        max_value_bytes=settings.cache_max_value_bytes,
+        timeout=timeout,
+        metrics=metrics,
+    )
+
+
+@asynccontextmanager
+async def open_cache(settings: Settings, metrics: CacheMetrics) -> AsyncIterator[Cache]:
+    """The app's cache for the lifespan; its connections are closed on the way out."""
+    cache = cache_from_url(settings.cache_url, settings=settings, metrics=metrics)
+    try:
+        yield cache
+    finally:
+        await cache.close()

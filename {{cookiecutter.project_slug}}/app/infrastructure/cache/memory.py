@@ -1,0 +1,140 @@
+"""The cache in this process, for `memory://` (development, tests, a single process)."""
+
+import fnmatch
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
+
+
+class _Entry(NamedTuple):
+    value: bytes
+    expires: float
+
+
+class _Lease(NamedTuple):
+    token: str
+    expires: float
+
+
+class MemoryCache:
+    """The Redis cache's semantics (versions, leases, TTL) plus LRU eviction past `max_entries`.
+
+    Nothing here awaits; every method is still async to keep one protocol.
+    """
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        default_ttl: float,
+        lease_ttl: float,
+        max_entries: int,
+        max_value_bytes: int,
+        metrics: CacheMetrics,
+    ) -> None:
+        self.prefix = prefix
+        self.default_ttl = default_ttl
+        self.lease_ttl = lease_ttl
+        self.max_value_bytes = max_value_bytes
+        self.max_entries = max_entries
+        self.metrics = metrics
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._leases: dict[str, _Lease] = {}
+        self._versions: dict[str, int] = {}
+
+    def _read(self, full_key: str) -> bytes | None:
+        entry = self._entries.get(full_key)
+        if entry is None:
+            return None
+        if entry.expires <= time.monotonic():
+            del self._entries[full_key]
+            return None
+        self._entries.move_to_end(full_key)
+        return entry.value
+
+    def _write(self, full_key: str, value: bytes, ttl: float) -> None:
+        self._entries[full_key] = _Entry(value, time.monotonic() + ttl)
+        self._entries.move_to_end(full_key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def _versioned_key(self, namespace: str, version: int | str, key: str) -> str:
+        return f"{self.prefix}:{namespace}:v{version}:{key}"
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the raw value stored at `{prefix}:{key}`, or None."""
+        return self._read(f"{self.prefix}:{key}")
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store `value` at `{prefix}:{key}` for `ttl` seconds."""
+        self._write(f"{self.prefix}:{key}", value, ttl)
+
+    async def delete(self, *keys: str) -> None:
+        """Delete `{prefix}:{key}` for every key given."""
+        for key in keys:
+            self._entries.pop(f"{self.prefix}:{key}", None)
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every key matching `{prefix}:{pattern}` (glob, as Redis MATCH)."""
+        full = f"{self.prefix}:{pattern}"
+        matched = [key for key in self._entries if fnmatch.fnmatchcase(key, full)]
+        for key in matched:
+            del self._entries[key]
+        return len(matched)
+
+    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
+        """Read a versioned entry; on a miss (or with `refresh`), take the key's lease if free."""
+        version = self._versions.get(namespace, 0)
+        entry_key = self._versioned_key(namespace, version, key)
+        value = None if refresh else self._read(entry_key)
+        if value is not None:
+            return Lookup(namespace, key, value)
+        now = time.monotonic()
+        held = self._leases.get(entry_key)
+        if held is not None and held.expires > now:
+            return Lookup(namespace, key, None, str(version), leased=True, holder=held.token)
+        if len(self._leases) >= self.max_entries:
+            self._leases = {name: lease for name, lease in self._leases.items() if lease[1] > now}
+        token = new_token()
+        self._leases[entry_key] = _Lease(token, now + self.lease_ttl)
+        return Lookup(namespace, key, None, str(version), token)
+
+    async def fill(self, lookup: Lookup, value: bytes | None, ttl: float) -> bool:
+        """Store `value` if `lookup`'s lease still holds and it fits `max_value_bytes`.
+
+        None, or a longer value, only releases the lease.
+        """
+        if lookup.token is None:
+            return False
+        entry_key = self._versioned_key(lookup.namespace, lookup.version, lookup.key)
+        held = self._leases.get(entry_key)
+        if held is None or held.token != lookup.token:
+            return False
+        del self._leases[entry_key]
+        too_long = value is not None and len(value) > self.max_value_bytes
+        if value is None or too_long or held.expires <= time.monotonic():
+            return False
+        self._write(entry_key, value, ttl)
+        return True
+
+    async def invalidate(
+        self, *, namespaces: Iterable[str] = (), keys: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Bump namespace versions and delete single entries and their leases."""
+        for namespace in namespaces:
+            self._versions[namespace] = self._versions.get(namespace, 0) + 1
+        for namespace, key in keys:
+            entry_key = self._versioned_key(namespace, self._versions.get(namespace, 0), key)
+            self._entries.pop(entry_key, None)
+            self._leases.pop(entry_key, None)
+
+    async def ping(self) -> None:
+        """Always answers: the cache lives in this process."""
+
+    async def close(self) -> None:
+        """Drop every entry."""
+        self._entries.clear()
+        self._leases.clear()

@@ -1,0 +1,262 @@
+"""The cache on Redis: one connection pool, short timeouts, failing open.
+
+A hit costs one MGET of the namespace version and the entry (batched with concurrent lookups,
+see `batching`); a miss then runs one script that takes the key's lease. A Redis error or
+timeout never reaches the caller: the lookup reports a miss, the error is counted, and the
+breaker decides whether to skip Redis for a while (see `breaker`). Each operation is bounded
+by one `asyncio.timeout` of CACHE_SOCKET_TIMEOUT. Values longer than CACHE_MAX_VALUE_BYTES
+are never stored, so one large value cannot slow the cache down for everyone.
+"""
+
+import asyncio
+from collections.abc import Iterable
+from typing import cast
+
+from redis.asyncio import Redis
+
+from app.infrastructure.cache import lua
+from app.infrastructure.cache.batching import MgetBatcher
+from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker
+from app.infrastructure.cache.outbox import InvalidationOutbox
+from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
+
+
+def _unstamp(version: bytes | None, stored: bytes | None) -> bytes | None:
+    """The payload of an entry stored under `version`, or None when missing or stale."""
+    if version is None or stored is None:
+        return None
+    stamp, _, payload = stored.partition(b"|")
+    return payload if stamp == version else None
+
+
+class RedisCache:
+    """The `Cache` on Redis.
+
+    At most `connections` commands are in flight at once (the size of `client`'s pool): a
+    burst of requests waits for a free connection, within the operation's timeout, where
+    the pool would raise and the burst would look like an outage.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        breaker: Breaker,
+        connections: int,
+        prefix: str,
+        default_ttl: float,
+        lease_ttl: float,
+        max_value_bytes: int,
+        timeout: float,
+        metrics: CacheMetrics,
+    ) -> None:
+        self.client = client
+        self.breaker = breaker
+        self.slots = asyncio.Semaphore(connections)
+        self.batcher = MgetBatcher(client, self.slots, timeout)
+        self.outbox = InvalidationOutbox(self._deliver, self._recovered)
+        self.timeout = timeout
+        self.prefix = prefix
+        self.default_ttl = default_ttl
+        self.lease_ttl = lease_ttl
+        self.max_value_bytes = max_value_bytes
+        self.metrics = metrics
+        self._lease_ms = str(max(1, int(lease_ttl * 1000)))
+        self._lease_script = client.register_script(lua.LEASE)
+        self._fill_script = client.register_script(lua.FILL)
+        self._invalidate_script = client.register_script(lua.INVALIDATE)
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    def _version_key(self, namespace: str) -> str:
+        return f"{self.prefix}:ns-version:{namespace}"
+
+    def _entry_key(self, namespace: str, key: str) -> str:
+        return f"{self.prefix}:{namespace}:{key}"
+
+    def _bypassed(self) -> bool:
+        """True while backing off after an error, and until missed invalidations are delivered."""
+        return self.breaker.failing and (self.breaker.is_open() or bool(self.outbox))
+
+    def _recovered(self) -> None:
+        if not self.outbox:
+            self.breaker.close()
+
+    def _trip(self, namespace: str, error: BaseException) -> None:
+        """Count the error and let the breaker judge it."""
+        self.metrics.cache_namespace(namespace).errors.inc()
+        self.breaker.trip(error, may_probe=not self._bypassed())
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the raw value stored at `{prefix}:{key}`, or None (also when Redis is down)."""
+        if self._bypassed():
+            return None
+        try:
+            async with asyncio.timeout(self.timeout), self.slots:
+                value = cast(bytes | None, await self.client.get(self._key(key)))
+        except CACHE_ERRORS as error:
+            self._trip("-", error)
+            return None
+        self._recovered()
+        return value
+
+    async def set(self, key: str, value: bytes, ttl: float) -> None:
+        """Store `value` at `{prefix}:{key}` for `ttl` seconds."""
+        if self._bypassed():
+            return
+        try:
+            async with asyncio.timeout(self.timeout), self.slots:
+                await self.client.set(self._key(key), value, px=max(1, int(ttl * 1000)))
+        except CACHE_ERRORS as error:
+            self._trip("-", error)
+            return
+        self._recovered()
+
+    async def delete(self, *keys: str) -> None:
+        """Delete `{prefix}:{key}` for every key given, in one command."""
+        if not keys or self._bypassed():
+            return
+        try:
+            async with asyncio.timeout(self.timeout), self.slots:
+                await self.client.delete(*(self._key(key) for key in keys))
+        except CACHE_ERRORS as error:
+            self._trip("-", error)
+            return
+        self._recovered()
+
+    async def delete_pattern(self, pattern: str) -> int:
+        """Delete every key matching `{prefix}:{pattern}` with SCAN + UNLINK (operators only).
+
+        This walks the whole keyspace; request paths use `invalidate` instead. Errors raise.
+        """
+        deleted = 0
+        batch: list[bytes] = []
+        async with self.slots:  # one command at a time: one connection
+            async for key in self.client.scan_iter(match=self._key(pattern), count=1000):
+                batch.append(key)
+                if len(batch) >= 1000:
+                    deleted += await self.client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                deleted += await self.client.unlink(*batch)
+        return deleted
+
+    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
+        """A hit is one (batched) MGET of version and entry; a miss then takes the lease.
+
+        With `refresh` the entry is not read: the lease is taken to store a fresh value.
+        """
+        if self._bypassed():
+            return Lookup(namespace, key, None, available=False)
+        try:
+            async with asyncio.timeout(self.timeout):
+                value = None
+                if not refresh:
+                    version, stored = await self.batcher.mget(
+                        self._version_key(namespace), self._entry_key(namespace, key)
+                    )
+                    value = _unstamp(version, stored)
+                if value is None:
+                    result = await self._lease(namespace, key, refresh)
+                else:
+                    result = Lookup(namespace, key, value)
+        except CACHE_ERRORS as error:
+            self._trip(namespace, error)
+            return Lookup(namespace, key, None, available=False)
+        self._recovered()
+        return result
+
+    async def _lease(self, namespace: str, key: str, refresh: bool) -> Lookup:
+        """After a miss: the current version, and the key's lease if nobody else holds it.
+
+        An entry filled since the miss was read is returned instead, unless refreshing.
+        """
+        entry = self._entry_key(namespace, key)
+        keys = (self._version_key(namespace), f"{entry}:lease", entry)
+        async with self.slots:
+            version, ours, token = await self._lease_script(
+                keys, (new_token(), self._lease_ms, "1" if refresh else "")
+            )
+        if ours == 2:
+            return Lookup(namespace, key, token)
+        if ours:
+            return Lookup(namespace, key, None, version.decode(), token.decode())
+        return Lookup(namespace, key, None, version.decode(), leased=True, holder=token.decode())
+
+    async def fill(self, lookup: Lookup, value: bytes | None, ttl: float) -> bool:
+        """Store `value` under `lookup`'s version if its lease still holds; None releases it.
+
+        A value longer than `max_value_bytes` is not stored (the lease is released).
+        """
+        if lookup.token is None or self._bypassed():
+            return False
+        if value is not None and len(value) > self.max_value_bytes:
+            value = None
+        entry = self._entry_key(lookup.namespace, lookup.key)
+        stamped = b"" if value is None else lookup.version.encode() + b"|" + value
+        ttl_ms = "" if value is None else str(max(1, int(ttl * 1000)))
+        try:
+            async with asyncio.timeout(self.timeout), self.slots:
+                stored = await self._fill_script(
+                    (entry, f"{entry}:lease"), (lookup.token, stamped, ttl_ms)
+                )
+        except CACHE_ERRORS as error:
+            self._trip(lookup.namespace, error)
+            return False
+        self._recovered()
+        return bool(stored)
+
+    async def invalidate(
+        self, *, namespaces: Iterable[str] = (), keys: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        """Bump namespace versions and delete single entries (and their leases) in one script.
+
+        What Redis does not take (an error, a timeout, the caller cancelled) goes to the outbox;
+        until it is delivered this process reads and fills nothing.
+        """
+        bumped = list(namespaces)
+        entries = list(keys)
+        if not bumped and not entries:
+            return
+        if self._bypassed():
+            self._keep(bumped, entries)
+            return
+        try:
+            delivered = await self._deliver(bumped, entries)
+        except asyncio.CancelledError:  # the caller went away; the write it made stands
+            self._keep(bumped, entries)
+            raise
+        if delivered:
+            self._recovered()
+        else:
+            self._keep(bumped, entries)
+
+    async def _deliver(self, namespaces: list[str], entries: list[tuple[str, str]]) -> bool:
+        """Bump `namespaces` and delete `entries` with their leases; True if Redis took it."""
+        script_keys = [self._version_key(namespace) for namespace in namespaces]
+        for namespace, key in entries:
+            entry = self._entry_key(namespace, key)
+            script_keys += [entry, f"{entry}:lease"]
+        try:
+            async with asyncio.timeout(self.timeout), self.slots:
+                await self._invalidate_script(script_keys, (len(namespaces),))
+        except CACHE_ERRORS as error:
+            self._trip(namespaces[0] if namespaces else entries[0][0], error)
+            return False
+        return True
+
+    def _keep(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
+        self.breaker.hold()
+        self.outbox.keep(namespaces, entries)
+
+    async def ping(self) -> None:
+        """Raise unless Redis answers PING within CACHE_SOCKET_TIMEOUT."""
+        async with asyncio.timeout(self.timeout), self.slots:
+            await self.client.ping()
+
+    async def close(self) -> None:
+        """Stop the outbox and the probe, then close the clients."""
+        await self.outbox.close()
+        await self.breaker.stop()
+        await self.client.aclose()
