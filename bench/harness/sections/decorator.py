@@ -3,7 +3,7 @@
 import json
 
 from harness.context import Bench
-from harness.results import Row, judge, measured
+from harness.results import Row, measured
 from harness.stats import median
 
 SECTION = "2. Decorator hit in-process (µs per hit, lower is better)"
@@ -45,11 +45,7 @@ def run(bench: Bench) -> list[Row]:
     for name, row in by_name.items():
         if name in found["memory"] and name != fc2_memory:
             row.ratio, row.ratio_of = ratio(name, fc2_memory), "× fastapi-cache2 memory hit"
-    ours_redis = by_name["ours @cached, RedisCache"]
-    judge(ours_redis, ours_redis.ratio or 0, "× raw GET", "≤ 1.2×", (ours_redis.ratio or 99) <= 1.2)
-    ours_memory = by_name["ours @cached, MemoryCache"]
-    judge(
-        ours_memory, ours_memory.ratio or 0, "× fastapi-cache2 memory hit", "≤ 0.2×", (ours_memory.ratio or 99) <= 0.2
-    )
+    # No target here any more: the in-process hit drove micro-optimisations no HTTP row showed
+    # (issue 15); the HTTP section's `@cached` row is the one judged.
     bench.chart_rows("decorator", "µs per cache hit, in-process (median, min–max)", rows, "µs per hit")
     return rows
