@@ -21,7 +21,6 @@ from typing import Any, cast
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient, Response
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api.deps import StateDep, get_item_service
@@ -126,17 +125,10 @@ class History:
         return problems
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def http(
-    request: pytest.FixtureRequest, settings: Settings, redis_server: str
-) -> AsyncIterator[AsyncClient]:
+@pytest.fixture
+async def http(cached_settings: Settings) -> AsyncIterator[AsyncClient]:
     """An API client over an app with the test hook, its cache on memory:// or the real Redis."""
-    cache_url = "memory://" if request.param == "memory" else redis_server
-    if request.param == "redis":
-        redis = Redis.from_url(redis_server)
-        await redis.flushdb()
-        await redis.aclose()
-    app = create_app(settings.model_copy(update={"cache_url": cache_url}))
+    app = create_app(cached_settings)
     with_slow_reads(app)
     async with app.router.lifespan_context(app):
         transport = ASGITransport(app=app)

@@ -20,17 +20,10 @@ from tests.servers import running_redis
 NO_RESPONSE_CACHE = {"cache-control": "no-store"}  # bypass the middleware: test the service cache
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def http(
-    request: pytest.FixtureRequest, settings: Settings, redis_server: str
-) -> AsyncIterator[AsyncClient]:
+@pytest.fixture
+async def http(cached_settings: Settings) -> AsyncIterator[AsyncClient]:
     """An API client over an app whose cache is memory:// or the real Redis (emptied)."""
-    cache_url = "memory://" if request.param == "memory" else redis_server
-    if request.param == "redis":
-        redis = Redis.from_url(redis_server)
-        await redis.flushdb()
-        await redis.aclose()
-    app = create_app(settings.model_copy(update={"cache_url": cache_url}))
+    app = create_app(cached_settings)
     async with app.router.lifespan_context(app):
         transport = ASGITransport(app=app)
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -1,0 +1,19 @@
+"""The service tests run on both caches: memory://, and the suite's real Redis (emptied)."""
+
+import pytest
+from redis.asyncio import Redis
+
+from app.config import Settings
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cached_settings(
+    request: pytest.FixtureRequest, settings: Settings, redis_server: str
+) -> Settings:
+    """The test's settings with CACHE_URL on memory:// or on the real Redis, emptied first."""
+    if request.param == "memory":
+        return settings.model_copy(update={"cache_url": "memory://"})
+    redis = Redis.from_url(redis_server)
+    await redis.flushdb()
+    await redis.aclose()
+    return settings.model_copy(update={"cache_url": redis_server})
