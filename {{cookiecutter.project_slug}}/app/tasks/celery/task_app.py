@@ -1,4 +1,4 @@
-"""The Celery app, for `celery -A app.tasks.celery_app worker` (and `... beat`).
+"""The service's Celery app (`app.tasks.celery_app` serves it to `celery -A`).
 
 One Celery task, `tasks.run`, runs any task of the registry by name, so the registry stays
 the one list of tasks; each message carries the registry name as its `shadow` name, which
@@ -24,19 +24,18 @@ late, reject on worker lost. List their modules in `TASK_MODULES` so that worker
 
 import logging
 import os
-from functools import cache
 from typing import Any, cast
 
 from celery import Celery, Task, signals
 from redis import Redis, WatchError
 from redis.exceptions import RedisError
 
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.core.logging import configure_logging
 from app.core.startup import freeze_startup_objects
-from app.tasks.celery_beat import OnSchedule
-from app.tasks.celery_publish import RUN_TASK
-from app.tasks.celery_worker import (
+from app.tasks.celery.beat import OnSchedule
+from app.tasks.celery.publish import RUN_TASK
+from app.tasks.celery.worker import (
     AttemptFailedError,
     HoldMessages,
     TaskFailedError,
@@ -210,7 +209,7 @@ def create_celery_app(settings: Settings) -> TaskApp:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         enable_utc=True,
         timezone="UTC",
-        beat_scheduler="app.tasks.celery_beat:OncePerTickScheduler",
+        beat_scheduler="app.tasks.celery.beat:OncePerTickScheduler",
         beat_schedule={
             job.name: {
                 "task": RUN_TASK,
@@ -234,22 +233,3 @@ def create_celery_app(settings: Settings) -> TaskApp:
     )(run_registered_task)
     app.steps["consumer"].add(HoldMessages)
     return app
-
-
-@cache
-def _default_app() -> TaskApp:
-    app = create_celery_app(get_settings())
-    app.set_current()  # `@shared_task` in the worker and beat processes: this app
-    app.set_default()
-    return app
-
-
-def __getattr__(name: str) -> TaskApp:
-    """Serve `app` (what `celery -A app.tasks.celery_app` looks up), built on first access.
-
-    Importing this module has no side effects; the worker and beat build the app from the
-    environment when the celery command asks for it, and tests build their own.
-    """
-    if name == "app":
-        return _default_app()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
-"""`python -m app.tasks.worker [--concurrency N]`: run tasks from the Redis stream.
+"""The redis_queue command line (`python -m app.tasks.worker [--concurrency N]`): run tasks.
 
-The worker itself is `app.tasks.stream_worker.Worker`. It stops on SIGTERM or SIGINT
+The worker itself is `app.tasks.redis_queue.worker.Worker`. It stops on SIGTERM or SIGINT
 (draining within TASK_SHUTDOWN_TIMEOUT) with status 0, or with status 1 when one of its
 loops died, so that a supervisor restarts it.
 `python -m app.tasks.worker dead-letters [--requeue ID]` inspects the dead letters.
@@ -23,10 +23,10 @@ from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
 from app.services.items import ItemService
 from app.tasks.queue import BacklogFullError, DeadLetterNotFoundError, NotRequeueableError
-from app.tasks.redis_queue import GROUP, RedisTaskQueue, connect
+from app.tasks.redis_queue.queue import GROUP, RedisTaskQueue, connect
+from app.tasks.redis_queue.worker import Worker
+from app.tasks.redis_queue.worker_steps import TRANSIENT
 from app.tasks.registry import InvalidPayloadError, UnknownTaskError
-from app.tasks.stream_worker import Worker
-from app.tasks.worker_redis import TRANSIENT
 
 logger = logging.getLogger("app.tasks.worker")
 
