@@ -14,9 +14,9 @@ def parse(text: str) -> Samples:
     }
 
 
-def value(samples: Samples, name: str, **labels: str) -> float:
+def value(samples: Samples, sample: str, /, **labels: str) -> float:
     """The value of one sample; 0 when it is not there (a series nothing created yet)."""
-    return samples.get((name, frozenset(labels.items())), 0.0)
+    return samples.get((sample, frozenset(labels.items())), 0.0)
 
 
 def requests(samples: Samples, method: str, route: str, status: int) -> float:
