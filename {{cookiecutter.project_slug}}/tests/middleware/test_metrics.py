@@ -84,3 +84,15 @@ async def test_answers_before_routing_and_failures_count_with_their_status(
     assert requests(found, "POST", ITEMS, 413) == 1
     assert requests(found, "GET", ITEM, 503) == 1
     await engine.dispose()
+
+
+async def test_a_request_that_fails_before_answering_counts_as_a_500(
+    client: AsyncClient, app: FastAPI
+) -> None:
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken", broken)  # before the first request reads the routes
+    assert (await client.get("/broken")).status_code == 500
+
+    assert requests(await scrape(client), "GET", "/broken", 500) == 1
