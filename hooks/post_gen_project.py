@@ -26,6 +26,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "app/tasks/dead_letters.py",
             "app/tasks/finished_counts.py",
             "tests/tasks/celery",
+            "tests/tasks/test_finished_counts.py",
             "tests/rabbitmq_server.py",
             "deploy/celery-*.service",
         ),
@@ -35,6 +36,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "app/tasks/dead_letters.py",
             "app/tasks/finished_counts.py",
             "tests/tasks/redis_queue",
+            "tests/tasks/test_finished_counts.py",
         ),
     },
     "database": {

@@ -24,6 +24,9 @@ BATCH = 100
 
 
 def succeeded(metrics: Metrics) -> float:
+    """Workers' count from Redis (celery, redis_queue), or this process's own (background)."""
+    if metrics.tasks_finished_totals is not None:
+        return metrics.tasks_finished_totals.get(("add", "succeeded"), 0)
     return metrics.tasks_finished.labels(name="add", status="succeeded")._value.get()
 
 

@@ -1,6 +1,7 @@
 """Service settings, read once from the environment and `.env`."""
 
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
@@ -33,6 +34,10 @@ class Settings(BaseSettings):
     # HTTP
     request_max_body: int = Field(default=1024 * 1024, ge=1)  # bytes; larger bodies get 413
     health_check_timeout: float = Field(default=2.0, gt=0)  # /health/ready answers within this
+    # Several API processes on one host: a directory they share, emptied before they start, so
+    # that /metrics sums them (README "Several processes"). Export it: prometheus-client reads
+    # the environment variable itself, and the service refuses to start if only .env has it.
+    prometheus_multiproc_dir: Path | None = None
 
     # Cache
     cache_url: str = "memory://"

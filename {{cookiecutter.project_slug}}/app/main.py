@@ -10,13 +10,14 @@ from app.api import health, items, metrics, tasks
 from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
-from app.core.metrics import Metrics
+from app.core.metrics import open_metrics
 from app.core.problems import document_problems_as_problem_json
 from app.core.startup import freeze_startup_objects
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
 from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
+from app.middleware.metrics import HttpMetricsMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.state import AppState
 from app.tasks.{{ cookiecutter.task_backend }}.queue import open_task_queue
@@ -27,7 +28,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the database, cache and task queue for the app's lifetime; close them in reverse."""
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
-        metrics = Metrics()
+        metrics = stack.enter_context(open_metrics(settings))
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
         cache = await stack.enter_async_context(open_cache(settings, metrics))
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(ResponseCacheMiddleware, settings=settings)
     app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.request_max_body)
+    # Counts what the cache and the body limit answer too, with the status the client got.
+    app.add_middleware(HttpMetricsMiddleware, router=app.router)
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)

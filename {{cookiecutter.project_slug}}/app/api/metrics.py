@@ -1,9 +1,10 @@
-"""Prometheus exposition of the app's own registry."""
+"""Prometheus exposition: this process's collectors, or every process's (multiprocess mode)."""
 
+import asyncio
 import contextlib
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import MetricsDep, TaskQueueDep
 
@@ -15,4 +16,8 @@ async def metrics(collectors: MetricsDep, tasks: TaskQueueDep) -> Response:
     """Render every collector in the Prometheus text format."""
     with contextlib.suppress(Exception):  # a broker outage must not break the scrape
         await tasks.sync_metrics(collectors)
-    return Response(generate_latest(collectors.registry), media_type=CONTENT_TYPE_LATEST)
+    if collectors.multiprocess_dir is None:
+        body = collectors.render()
+    else:  # reads a file per process: not on the event loop
+        body = await asyncio.to_thread(collectors.render)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

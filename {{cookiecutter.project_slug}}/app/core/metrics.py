@@ -1,33 +1,43 @@
-"""Prometheus collectors, one registry per app so that tests can build many apps."""
+"""Prometheus collectors, one registry per app so that tests can build many apps.
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+One process renders its own registry. Several API processes on one host (`uvicorn --workers
+N`, or N servers) share PROMETHEUS_MULTIPROC_DIR: prometheus-client then keeps every value in
+a file per process there, and `render` sums the files of every process that ever wrote there,
+so any process's `/metrics` answers for all of them (README "Several processes").
+"""
 
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
+
+from app.config import Settings
+from app.core.http_metrics import HttpMetrics, ProcessHttpMetrics, SharedHttpMetrics
+from app.core.multiprocess import check_environment, forget_dead_processes, forget_process
 from app.infrastructure.cache import NamespaceMetrics
+
+TASKS_FINISHED_HELP = "Tasks that reached a final status."
 
 
 class Metrics:
-    """The service's collectors; `GET /metrics` renders `registry`."""
+    """The service's collectors; `GET /metrics` renders them (`render`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_dir = multiprocess_dir
         self._namespaces: dict[str, NamespaceMetrics] = {}
-        self.cache_hits = Counter(
-            "cache_hits",
-            "Cache lookups answered from the cache.",
-            ["namespace"],
-            registry=self.registry,
-        )
-        self.cache_misses = Counter(
-            "cache_misses",
-            "Cache lookups that ran the loader.",
-            ["namespace"],
-            registry=self.registry,
-        )
-        self.cache_errors = Counter(
-            "cache_errors",
-            "Cache operations that failed (the cache failed open).",
-            ["namespace"],
-            registry=self.registry,
+        # Set by the task queue when workers count finished tasks in Redis (exact, every host).
+        self.tasks_finished_totals: dict[tuple[str, str], int] | None = None
+        self.cache_hits = self._counter("cache_hits", "Cache lookups answered from the cache.")
+        self.cache_misses = self._counter("cache_misses", "Cache lookups that ran the loader.")
+        self.cache_errors = self._counter(
+            "cache_errors", "Cache operations that failed (the cache failed open)."
         )
         self.cache_load_seconds = Histogram(
             "cache_load_seconds",
@@ -52,11 +62,16 @@ class Metrics:
             registry=self.registry,
         )
         self.tasks_finished = Counter(
-            "tasks_finished",
-            "Tasks that reached a final status.",
-            ["name", "status"],
-            registry=self.registry,
+            "tasks_finished", TASKS_FINISHED_HELP, ["name", "status"], registry=self.registry
         )
+        self.http: HttpMetrics = (
+            ProcessHttpMetrics(self.registry)
+            if multiprocess_dir is None
+            else SharedHttpMetrics(self.registry)
+        )
+
+    def _counter(self, name: str, documentation: str) -> Counter:
+        return Counter(name, documentation, ["namespace"], registry=self.registry)
 
     def cache_namespace(self, namespace: str) -> NamespaceMetrics:
         """The hit/miss/error/load collectors of `namespace`, labelled once."""
@@ -70,3 +85,48 @@ class Metrics:
             )
             self._namespaces[namespace] = collectors
         return collectors
+
+    def render(self) -> bytes:
+        """The Prometheus text of this process, or of every process of the multiprocess dir."""
+        source: Collector = self.registry
+        if self.multiprocess_dir is not None:
+            forget_dead_processes(self.multiprocess_dir)
+            path = str(self.multiprocess_dir)
+            source = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
+        return generate_latest(_Exposition(source, self.tasks_finished_totals))
+
+
+class _Exposition(Collector):
+    """`source`, with `tasks_finished` taken from the exact totals when the queue gave some."""
+
+    def __init__(self, source: Collector, totals: Mapping[tuple[str, str], int] | None) -> None:
+        self.source = source
+        self.totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family of `source`; `tasks_finished` from `totals` when there are some."""
+        for family in self.source.collect():
+            if self.totals is None or family.name != "tasks_finished":
+                yield family
+        if self.totals is not None:
+            finished = CounterMetricFamily(
+                "tasks_finished", TASKS_FINISHED_HELP, labels=["name", "status"]
+            )
+            for (name, status), total in sorted(self.totals.items()):
+                finished.add_metric([name, status], total)
+            yield finished
+
+
+@contextmanager
+def open_metrics(settings: Settings) -> Iterator[Metrics]:
+    """The app's collectors; with a multiprocess dir, this process's live gauges end with it."""
+    directory = settings.prometheus_multiproc_dir
+    if directory is None:
+        yield Metrics()
+        return
+    check_environment(directory)
+    forget_process(os.getpid(), directory)  # left by an earlier process with the same pid
+    try:
+        yield Metrics(directory)
+    finally:
+        forget_process(os.getpid(), directory)

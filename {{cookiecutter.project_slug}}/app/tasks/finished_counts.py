@@ -15,15 +15,14 @@ def finished_key(prefix: str) -> str:
 class FinishedCounts:
     """Final-status counts per task, in one Redis hash that every worker adds to.
 
-    A worker counts a task in the same atomic step that writes its final status; each
-    API process adds what changed since its previous scrape to its own `tasks_finished`
-    counter (`sync_metrics`), so `/metrics` covers the work of every worker process.
+    A worker counts a task in the same atomic step that writes its final status; every
+    API process reads the hash at each scrape (`sync_metrics`), so `/metrics` reports the
+    exact totals of every worker on every host, whichever API process answers.
     """
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
         self.key = finished_key(prefix)
-        self._seen: dict[tuple[str, str], int] = {}
 
     @staticmethod
     def field(status: TaskStatus) -> str:
@@ -35,12 +34,10 @@ class FinishedCounts:
         pipe.hincrby(self.key, self.field(status), 1)
 
     async def sync_metrics(self, metrics: Metrics) -> None:
-        """Add to `tasks_finished` what workers counted since the last call."""
+        """Give `/metrics` the exact totals of every worker, as they stand in Redis now."""
         raw: dict[bytes, bytes] = await self._redis.hgetall(self.key)  # type: ignore[assignment]
+        totals: dict[tuple[str, str], int] = {}
         for field, value in raw.items():
             name, _, status = field.decode().rpartition(":")
-            total = int(value)
-            delta = total - self._seen.get((name, status), 0)
-            if delta > 0:
-                metrics.tasks_finished.labels(name=name, status=status).inc(delta)
-            self._seen[(name, status)] = total
+            totals[name, status] = int(value)
+        metrics.tasks_finished_totals = totals

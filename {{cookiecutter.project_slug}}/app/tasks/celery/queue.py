@@ -153,7 +153,7 @@ class CeleryTaskQueue:
         await self._publisher.ping()
 
     async def sync_metrics(self, metrics: Metrics) -> None:
-        """Add to `tasks_finished` what workers counted in Redis since the last scrape."""
+        """Read the `tasks_finished` totals every worker counted in Redis (exact, all hosts)."""
         await self.finished.sync_metrics(metrics)
 
 

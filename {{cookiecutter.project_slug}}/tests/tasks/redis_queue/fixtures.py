@@ -27,6 +27,7 @@ def worker_env(settings: Settings) -> dict[str, str]:
     env = {
         key.upper(): value if isinstance(value, str) else json.dumps(value)
         for key, value in settings.model_dump(mode="json").items()
+        if value is not None  # unset stays unset (PROMETHEUS_MULTIPROC_DIR="null" is a path)
     }
     return {**os.environ, **env}
 
