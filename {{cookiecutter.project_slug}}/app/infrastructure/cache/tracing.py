@@ -3,8 +3,9 @@
 `cache.outcome` is `hit` (a value was found), `miss` (none: the caller loads and fills),
 `failed_open` (the cache was down or backing off: the caller loads and stores nothing) or
 `bypass` (the response cache was not asked: the request carried credentials or `no-store`).
-Redis commands a lookup sends are its children. Without a tracer provider these spans cost
-almost nothing and are never recorded. The tracer is asked for on each call (not kept at
+Redis commands a lookup sends are its children. A lookup is traced only inside a recorded
+span (a request's, a task attempt's): with tracing off, or in a trace the sampler dropped, it
+costs one context-variable read. The tracer is asked for on each traced call (not kept at
 import), so it is always the current provider's.
 """
 
@@ -33,10 +34,11 @@ def traced_lookup(lookup: LookupMethod) -> LookupMethod:
 
     @functools.wraps(lookup)
     async def traced(self: object, namespace: str, key: str, **options: Any) -> Lookup:
+        if not trace.get_current_span().is_recording():
+            return await lookup(self, namespace, key, **options)
         with trace.get_tracer(__name__).start_as_current_span(SPAN_NAME) as span:
             found = await lookup(self, namespace, key, **options)
-            if span.is_recording():
-                span.set_attributes({"cache.namespace": namespace, "cache.outcome": outcome(found)})
+            span.set_attributes({"cache.namespace": namespace, "cache.outcome": outcome(found)})
             return found
 
     return cast(LookupMethod, traced)
@@ -44,5 +46,6 @@ def traced_lookup(lookup: LookupMethod) -> LookupMethod:
 
 def record_bypass(namespace: str) -> None:
     """A `cache.lookup` span for a request the response cache did not look up."""
-    attributes = {"cache.namespace": namespace, "cache.outcome": "bypass"}
-    trace.get_tracer(__name__).start_span(SPAN_NAME, attributes=attributes).end()
+    if trace.get_current_span().is_recording():
+        attributes = {"cache.namespace": namespace, "cache.outcome": "bypass"}
+        trace.get_tracer(__name__).start_span(SPAN_NAME, attributes=attributes).end()
