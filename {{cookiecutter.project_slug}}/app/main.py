@@ -14,7 +14,7 @@ from app.core.metrics import Metrics
 from app.core.problems import document_problems_as_problem_json
 from app.core.startup import freeze_startup_objects
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-from app.core.tracing import instrument_app, open_tracing
+from app.core.tracing import instrument_app, start_tracing
 {%- endif %}
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
@@ -40,7 +40,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-        stack.enter_context(open_tracing(engine))
+        stack.callback(start_tracing(engine).close)
 {%- endif %}
         cache = await stack.enter_async_context(open_cache(settings, metrics))
         sessions = create_session_factory(engine)

@@ -117,7 +117,7 @@ def _handler(receiver: OtlpReceiver) -> type[BaseHTTPRequestHandler]:
 
 
 def reset_tracer_provider() -> None:
-    """Let the next `open_tracing` set the global tracer provider again (once per process
+    """Let the next `start_tracing` set the global tracer provider again (once per process
     in production; once per test here)."""
     trace._TRACER_PROVIDER_SET_ONCE = Once()
     trace._TRACER_PROVIDER = None

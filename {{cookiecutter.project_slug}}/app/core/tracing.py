@@ -7,14 +7,13 @@ instrumented and nothing is exported. The SDK reads the rest of its configuratio
 
 Spans are batched and sent by a background thread: a collector that is slow or down makes the
 exporter drop spans (the queue is bounded), never wait a request. The tracer provider is the one
-global the OpenTelemetry API keeps; it is set once per process by `open_tracing`, which the
+global the OpenTelemetry API keeps; it is set once per process by `start_tracing`, which the
 API lifespan and each worker process call, and flushed when they stop.
 """
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 from fastapi import FastAPI
 from opentelemetry import propagate, trace
@@ -50,38 +49,50 @@ def instrument_app(app: FastAPI) -> None:
 
     Called when the app is built: the span middleware must be in place before the first
     message (the lifespan's) builds the middleware stack. Its spans go to the tracer
-    provider `open_tracing` sets; the per-message `receive`/`send` spans are left out.
+    provider `start_tracing` sets; the per-message `receive`/`send` spans are left out.
     """
     if tracing_requested():
         FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])
 
 
-@contextmanager
-def open_tracing(engine: AsyncEngine | None = None) -> Iterator[None]:
-    """Export this process's spans while the block runs; flush what is left when it ends.
+class Tracing:
+    """This process's exporter and instrumentations, when the environment asks for traces.
 
-    Instruments redis-py and, when given, the database engine.
+    `start_tracing` opens it in the API lifespan and in each worker process; `close` flushes
+    what is still queued (waiting up to OTEL_EXPORTER_OTLP_TIMEOUT per batch) and removes
+    the instrumentation, so a process that builds several apps (the tests) can start again.
     """
+
+    def __init__(self, provider: TracerProvider | None, *, database: bool = False) -> None:
+        self.provider = provider
+        self.database = database  # whether an engine was instrumented
+
+    def close(self) -> None:
+        """Flush and shut down; nothing to do when tracing is off."""
+        if self.provider is None:
+            return
+        if self.database:
+            SQLAlchemyInstrumentor().uninstrument()
+        RedisInstrumentor().uninstrument()
+        self.provider.shutdown()
+        self.provider = None
+
+
+def start_tracing(engine: AsyncEngine | None = None) -> Tracing:
+    """Set the global tracer provider, exporting in batches over OTLP/HTTP, and instrument
+    redis-py and (when given) the database engine; a no-op when tracing is not requested."""
     if not tracing_requested():
-        yield
-        return
+        return Tracing(None)
     name = os.environ.get("OTEL_SERVICE_NAME", "").strip() or SERVICE
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    redis = RedisInstrumentor()
-    redis.instrument(tracer_provider=provider)
-    database = SQLAlchemyInstrumentor()
+    RedisInstrumentor().instrument(tracer_provider=provider)
     if engine is not None:  # it declares SQLAlchemy < 2.1; the engine events it uses are in 2.1
-        database.instrument(
+        SQLAlchemyInstrumentor().instrument(
             engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
         )
-    try:
-        yield
-    finally:
-        database.uninstrument()
-        redis.uninstrument()
-        provider.shutdown()
+    return Tracing(provider, database=engine is not None)
 
 
 def trace_carrier() -> dict[str, str]:
