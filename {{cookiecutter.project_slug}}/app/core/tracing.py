@@ -63,9 +63,12 @@ class Tracing:
     the instrumentation, so a process that builds several apps (the tests) can start again.
     """
 
-    def __init__(self, provider: TracerProvider | None, *, database: bool = False) -> None:
+    def __init__(
+        self, provider: TracerProvider | None, *, database: bool = False, redis: bool = False
+    ) -> None:
         self.provider = provider
         self.database = database  # whether an engine was instrumented
+        self.redis = redis  # whether redis-py was
 
     def close(self) -> None:
         """Flush and shut down; nothing to do when tracing is off."""
@@ -73,26 +76,29 @@ class Tracing:
             return
         if self.database:
             SQLAlchemyInstrumentor().uninstrument()
-        RedisInstrumentor().uninstrument()
+        if self.redis:
+            RedisInstrumentor().uninstrument()
         self.provider.shutdown()
         self.provider = None
 
 
-def start_tracing(engine: AsyncEngine | None = None) -> Tracing:
+def start_tracing(engine: AsyncEngine | None = None, *, redis: bool = True) -> Tracing:
     """Set the global tracer provider, exporting in batches over OTLP/HTTP, and instrument
-    redis-py and (when given) the database engine; a no-op when tracing is not requested."""
+    the database engine (when given) and redis-py (unless `redis` is False: a worker that
+    polls Redis would make a trace of every poll); a no-op when tracing is not requested."""
     if not tracing_requested():
         return Tracing(None)
     name = os.environ.get("OTEL_SERVICE_NAME", "").strip() or SERVICE
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
-    RedisInstrumentor().instrument(tracer_provider=provider)
+    if redis:
+        RedisInstrumentor().instrument(tracer_provider=provider)
     if engine is not None:  # it declares SQLAlchemy < 2.1; the engine events it uses are in 2.1
         SQLAlchemyInstrumentor().instrument(
             engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
         )
-    return Tracing(provider, database=engine is not None)
+    return Tracing(provider, database=engine is not None, redis=redis)
 
 
 def trace_carrier() -> dict[str, str]:
