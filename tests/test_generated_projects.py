@@ -191,6 +191,6 @@ def test_cruft_create_check_and_update_rerun_the_hooks_safely(tmp_path: Path) ->
 
     assert "A line the template added later." in (project / "README.md").read_text()
     assert (project / "app/tasks/worker.py").is_file()
-    assert not (project / "app/tasks/background.py").exists()
+    assert not (project / "app/tasks/background").exists()
     assert not (project / "Dockerfile").exists()
     run([*cruft, "check"], project)

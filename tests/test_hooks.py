@@ -221,12 +221,14 @@ def test_remove_unpicked_removes_files_dirs_and_emptied_parents(tmp_path: Path) 
         tmp_path,
         [
             "app/tasks/__init__.py",
-            "app/tasks/background.py",
+            "app/tasks/background/queue.py",
+            "app/tasks/celery/queue.py",
             "app/tasks/celery_app.py",
-            "app/tasks/redis_queue.py",
-            "tests/tasks/test_celery_queue.py",
-            "tests/tasks/test_redis_queue.py",
-            "tests/tasks/test_background.py",
+            "app/tasks/redis_queue/queue.py",
+            "app/tasks/worker.py",
+            "tests/tasks/celery/test_workers.py",
+            "tests/tasks/redis_queue/test_workers.py",
+            "tests/tasks/background/test_queue.py",
             ".github/workflows/ci.yml",
             "Dockerfile",
         ],
@@ -238,19 +240,23 @@ def test_remove_unpicked_removes_files_dirs_and_emptied_parents(tmp_path: Path) 
     remaining = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
     assert remaining == [
         "app/tasks/__init__.py",
-        "app/tasks/background.py",
-        "tests/tasks/test_background.py",
+        "app/tasks/background/queue.py",
+        "tests/tasks/background/test_queue.py",
     ]
+    assert not (tmp_path / "app/tasks/celery").exists()
+    assert not (tmp_path / "tests/tasks/redis_queue").exists()
     assert not (tmp_path / ".github").exists()
     assert tmp_path / "Dockerfile" in removed
 
 
 def test_remove_unpicked_is_idempotent(tmp_path: Path) -> None:
-    make_tree(tmp_path, ["app/tasks/worker.py", "app/tasks/background.py", "compose.yaml"])
+    make_tree(
+        tmp_path, ["app/tasks/redis_queue/queue.py", "app/tasks/background/queue.py", "compose.yaml"]
+    )
     answers = {**GOOD_ANSWERS, "use_docker": "no"}
     assert post_gen.remove_unpicked(tmp_path, answers) != []
     assert post_gen.remove_unpicked(tmp_path, answers) == []
-    assert (tmp_path / "app/tasks/background.py").is_file()
+    assert (tmp_path / "app/tasks/background/queue.py").is_file()
 
 
 def test_prune_empty_parents_stops_at_the_root_and_at_non_empty_dirs(tmp_path: Path) -> None:

@@ -14,12 +14,16 @@ from tests.conftest import ALL_COMBINATIONS, CHOICES, Render, combination_id, re
 LEFTOVER_JINJA = re.compile(r"(?<!\$)\{\{|\{%|%\}|\{#|cookiecutter\.")
 
 BACKEND_FILES = {
-    "background": ["app/tasks/background.py", "tests/tasks/test_background.py"],
-    "celery": ["app/tasks/celery_app.py", "app/tasks/celery_queue.py"],
+    "background": ["app/tasks/background/queue.py", "tests/tasks/background/test_queue.py"],
+    "celery": [
+        "app/tasks/celery_app.py",
+        "app/tasks/celery/queue.py",
+        "tests/tasks/celery/test_workers.py",
+    ],
     "redis_queue": [
-        "app/tasks/redis_queue.py",
+        "app/tasks/redis_queue/queue.py",
         "app/tasks/worker.py",
-        "tests/tasks/test_redis_queue.py",
+        "tests/tasks/redis_queue/test_workers.py",
     ],
 }
 DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]

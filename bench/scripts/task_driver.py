@@ -1,6 +1,7 @@
 """End-to-end throughput of no-op tasks through a rendered service's own task queue.
 
-argv: backend module (background | celery_queue | redis_queue), tasks, repeats, timeout seconds.
+argv: the queue module under app.tasks (background.queue | celery.queue |
+redis_queue.queue), tasks, repeats, timeout seconds.
 Runs in the rendered service's environment and directory. Enqueues every task with the
 service's `open_task_queue` (the API's code path, minus HTTP), then waits until the
 `tasks_finished{name="add",status="succeeded"}` count (kept up to date by `sync_metrics`) has
@@ -27,8 +28,8 @@ def succeeded(metrics: Metrics) -> float:
 
 
 async def main() -> None:
-    backend, tasks, repeats, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
-    module = importlib.import_module(f"app.tasks.{backend}")
+    module_name, tasks, repeats, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+    module = importlib.import_module(f"app.tasks.{module_name}")
     settings = Settings()
     metrics = Metrics()
     engine = create_engine(settings)

@@ -22,13 +22,7 @@ from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.state import AppState
-{%- if cookiecutter.task_backend == "background" %}
-from app.tasks.background import open_task_queue
-{%- elif cookiecutter.task_backend == "celery" %}
-from app.tasks.celery_queue import open_task_queue
-{%- else %}
-from app.tasks.redis_queue import open_task_queue
-{%- endif %}
+from app.tasks.{{ cookiecutter.task_backend }}.queue import open_task_queue
 
 
 @asynccontextmanager

@@ -1,7 +1,8 @@
 """Layers import one way: api -> services -> repositories / infrastructure, never back.
 
-Every module of `app/` is parsed (not imported), so an import under `TYPE_CHECKING` or inside
-a function counts too.
+The task domain (`app/tasks/*.py`) never imports a backend (`app/tasks/<backend>/`); a
+backend imports the domain and nothing of another backend. Every module of `app/` is parsed
+(not imported), so an import under `TYPE_CHECKING` or inside a function counts too.
 """
 
 import ast
@@ -11,8 +12,12 @@ import pytest
 
 APP = Path(__file__).resolve().parent.parent / "app"
 
-# What each layer (a package under `app/`, or `config`, `state`, `main`) must not import.
-# `state` and `main` wire the layers together; only `api` and `middleware` read `state`.
+BACKENDS = {"tasks.background", "tasks.celery", "tasks.redis_queue"}
+# The modules the documented worker commands name, each a thin door into its backend.
+ENTRY_POINTS = {"tasks.celery_app": "tasks.celery", "tasks.worker": "tasks.redis_queue"}
+# What each layer (a package under `app/`, `config`, `state`, `main`, or a task backend) must
+# not import. `state` and `main` wire the layers together; only `api` and `middleware` read
+# `state`; only `main` picks a backend.
 WIRING = {"state", "main"}
 FORBIDDEN = {
     "config": {"api", "core", "infrastructure", "middleware", "services", "tasks"} | WIRING,
@@ -26,10 +31,21 @@ FORBIDDEN = {
     "middleware": {"api", "services", "tasks", "main"},
     "api": {"main"},
 }
+FORBIDDEN = {layer: forbidden | BACKENDS for layer, forbidden in FORBIDDEN.items()}
+FORBIDDEN |= {backend: FORBIDDEN["tasks"] - {backend} for backend in BACKENDS}
 
 
-def _layer(path: Path) -> str:
-    return path.relative_to(APP).with_suffix("").parts[0]
+def _layer(module: str) -> str:
+    """The layer of a module of `app`, named by its dotted path under `app`."""
+    parts = module.split(".")
+    package = ".".join(parts[:2])
+    if package in BACKENDS:
+        return package
+    return ENTRY_POINTS.get(package, parts[0])
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(APP).with_suffix("").parts)
 
 
 def _imported_layers(path: Path) -> set[str]:
@@ -41,7 +57,7 @@ def _imported_layers(path: Path) -> set[str]:
             modules = [node.module]
         else:
             continue
-        layers.update(m.split(".")[1] for m in modules if m.startswith("app."))
+        layers.update(_layer(m.removeprefix("app.")) for m in modules if m.startswith("app."))
     return layers
 
 
@@ -50,11 +66,28 @@ MODULES = sorted(APP.rglob("*.py"))
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda path: str(path.relative_to(APP)))
 def test_imports_go_one_way(path: Path) -> None:
-    layer = _layer(path)
+    layer = _layer(_module(path))
     imported = _imported_layers(path) - {layer}
     wrong = imported & FORBIDDEN.get(layer, set())
     assert not wrong, f"{path.relative_to(APP)} ({layer}) imports {sorted(wrong)}"
 
 
-def test_every_layer_has_rules() -> None:
-    assert set(FORBIDDEN) <= {_layer(path) for path in MODULES}
+def test_every_layer_has_rules_and_one_backend_is_there() -> None:
+    layers = {_layer(_module(path)) for path in MODULES}
+    assert set(FORBIDDEN) - BACKENDS <= layers
+    assert len(layers & BACKENDS) == 1
+
+
+@pytest.mark.parametrize(
+    ("module", "layer"),
+    [
+        ("tasks.status", "tasks"),
+        ("tasks.celery.task_app", "tasks.celery"),
+        ("tasks.celery_app", "tasks.celery"),
+        ("tasks.worker", "tasks.redis_queue"),
+        ("tasks.redis_queue.queue", "tasks.redis_queue"),
+        ("services.items", "services"),
+    ],
+)
+def test_a_module_s_layer_is_its_package_or_its_task_backend(module: str, layer: str) -> None:
+    assert _layer(module) == layer

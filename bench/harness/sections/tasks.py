@@ -16,7 +16,12 @@ from harness.stats import median
 from harness.wrk import run_wrk
 
 SECTION = "6. Tasks"
-BACKENDS = {"redis_queue": "redis_queue", "celery": "celery_queue", "background": "background"}
+# backend -> the module under app.tasks that opens its queue
+BACKENDS = {
+    "redis_queue": "redis_queue.queue",
+    "celery": "celery.queue",
+    "background": "background.queue",
+}
 SLUG_DIR = TEMPLATE / "{{cookiecutter.project_slug}}"
 KILL_SLEEP = 0.5  # seconds each task of the kill test sleeps
 CONCURRENCY = 10
@@ -25,9 +30,9 @@ PACED_RATE = 4.0  # requests/s per client in the open-loop enqueue test: 200 req
 
 def _available(backend: str) -> bool:
     files = {
-        "redis_queue": ["app/tasks/redis_queue.py", "app/tasks/worker.py"],
-        "celery": ["app/tasks/celery_queue.py", "app/tasks/celery_app.py"],
-        "background": ["app/tasks/background.py"],
+        "redis_queue": ["app/tasks/redis_queue/queue.py", "app/tasks/worker.py"],
+        "celery": ["app/tasks/celery/queue.py", "app/tasks/celery_app.py"],
+        "background": ["app/tasks/background/queue.py"],
     }[backend]
     return all((SLUG_DIR / name).exists() for name in files)
 
@@ -61,7 +66,7 @@ def run(bench: Bench) -> list[Row]:
                 missing(
                     SECTION,
                     f"{backend}: throughput, enqueue latency, kill -9",
-                    f"app/tasks/{module}.py is not in the template yet",
+                    f"app.tasks.{module} is not in the template yet",
                 )
             )
             continue

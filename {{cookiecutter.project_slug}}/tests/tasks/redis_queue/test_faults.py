@@ -19,11 +19,11 @@ from redis.asyncio import Redis
 import tests.tasks.faulty_tasks  # noqa: F401 - registers exit_process and block_thread
 from app.config import Settings
 from app.main import create_app
-from app.tasks.redis_queue import GROUP, QueueKeys
+from app.tasks.redis_queue.queue import GROUP, QueueKeys
 from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
-from tests.tasks.fixtures_redis_queue import PROJECT_ROOT, Workers, worker_env
 from tests.tasks.helpers import enqueue, wait_final
+from tests.tasks.redis_queue.fixtures import PROJECT_ROOT, Workers, worker_env
 
 pytestmark = pytest.mark.slow
 

@@ -16,8 +16,8 @@ from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
-from app.tasks.celery_app import create_celery_app
-from app.tasks.celery_publish import Publisher
+from app.tasks.celery.publish import Publisher
+from app.tasks.celery.task_app import create_celery_app
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts

@@ -1,7 +1,7 @@
 """What users add to the Celery app, for the publishing tests: routes, a key prefix, a task.
 
-`celery -A tests.tasks.celery_custom worker -Q routed` runs a worker of the routed app;
-`--include tests.tasks.celery_custom` gives the service's own worker the shared task.
+`celery -A tests.tasks.celery.custom_app worker -Q routed` runs a worker of the routed app;
+`--include tests.tasks.celery.custom_app` gives the service's own worker the shared task.
 """
 
 from functools import cache
@@ -11,8 +11,8 @@ from celery import shared_task
 from redis import Redis
 
 from app.config import Settings, get_settings
-from app.tasks.celery_app import TaskApp, create_celery_app
-from app.tasks.celery_publish import RUN_TASK
+from app.tasks.celery.publish import RUN_TASK
+from app.tasks.celery.task_app import TaskApp, create_celery_app
 
 KEY_PREFIX = "routed-prefix:"
 ROUTED_QUEUE = "routed"

@@ -13,9 +13,9 @@ from httpx import AsyncClient
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.tasks.celery_app import create_celery_app
+from app.tasks.celery.task_app import create_celery_app
 from tests.rabbitmq_server import RabbitMQServer
-from tests.tasks.fixtures_celery import CeleryProcesses
+from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.helpers import enqueue, wait_final
 
 pytestmark = [

@@ -10,14 +10,14 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.services.items import ItemService
 from app.state import AppState
-from app.tasks.celery_app import create_celery_app
-from app.tasks.celery_beat import OnSchedule
-from app.tasks.celery_publish import RUN_TASK
-from app.tasks.celery_worker import AttemptFailedError, TaskFailedError, TaskRunner
+from app.tasks.celery.beat import OnSchedule
+from app.tasks.celery.publish import RUN_TASK
+from app.tasks.celery.task_app import create_celery_app
+from app.tasks.celery.worker import AttemptFailedError, TaskFailedError, TaskRunner
 from app.tasks.cron import Cron
 from app.tasks.schedule import Every, periodic_jobs
 from app.tasks.status import TaskStatus
-from tests.tasks.fixtures_celery import PROJECT_ROOT
+from tests.tasks.celery.fixtures import PROJECT_ROOT
 
 
 def test_messages_are_json_only_and_acknowledged_late(settings: Settings) -> None:
@@ -46,7 +46,7 @@ def test_the_run_task_retries_with_backoff_up_to_the_attempts(settings: Settings
 
 def test_beat_schedules_every_periodic_job(settings: Settings) -> None:
     conf = create_celery_app(settings).conf
-    assert conf.beat_scheduler == "app.tasks.celery_beat:OncePerTickScheduler"
+    assert conf.beat_scheduler == "app.tasks.celery.beat:OncePerTickScheduler"
     jobs = periodic_jobs(settings)
     assert set(conf.beat_schedule) == {job.name for job in jobs}
     for job in jobs:

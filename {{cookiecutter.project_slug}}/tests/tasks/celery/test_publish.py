@@ -16,19 +16,19 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.main import create_app
-from app.tasks import celery_queue
-from app.tasks.celery_app import TaskApp
-from app.tasks.celery_publish import RUN_TASK
+from app.tasks.celery import queue as celery_queue
+from app.tasks.celery.publish import RUN_TASK
+from app.tasks.celery.task_app import TaskApp
 from app.tasks.status import TaskStatus
 from tests.servers import free_port
-from tests.tasks.celery_custom import (
+from tests.tasks.celery.custom_app import (
     KEY_PREFIX,
     PRIORITY,
     ROUTED_QUEUE,
     create_routed_app,
     record,
 )
-from tests.tasks.fixtures_celery import CeleryProcesses
+from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.helpers import enqueue, wait_final
 
 
@@ -168,7 +168,7 @@ async def test_task_routes_priorities_and_the_key_prefix_are_respected(
         message = json.loads(raw)
         assert message["headers"]["id"] == task_id
         assert message["properties"]["priority"] == PRIORITY
-    worker = await celery_processes.worker(app="tests.tasks.celery_custom", queues=ROUTED_QUEUE)
+    worker = await celery_processes.worker(app="tests.tasks.celery.custom_app", queues=ROUTED_QUEUE)
     body = await wait_final(client, task_id, within=30)
     assert (body["status"], body["result"]) == ("succeeded", 3), worker.log
 
@@ -186,7 +186,7 @@ async def test_shared_tasks_and_canvas_sent_from_the_api_run_on_the_worker(
     steps = chain(record.si(url, "first", "1"), record.si(url, "second", "2"))
     await asyncio.to_thread(steps.apply_async)
     await asyncio.to_thread(group(record.si(url, f"group{n}", "g") for n in range(3)).apply_async)
-    await celery_processes.worker(concurrency=1, include="tests.tasks.celery_custom")
+    await celery_processes.worker(concurrency=1, include="tests.tasks.celery.custom_app")
     keys = ["delayed", "first", "second", "group0", "group1", "group2"]
     redis = Redis.from_url(url)
     try:

@@ -18,11 +18,11 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.main import create_app
-from app.tasks.celery_app import create_celery_app
-from app.tasks.celery_publish import RUN_TASK, send_registered_task
+from app.tasks.celery.publish import RUN_TASK, send_registered_task
+from app.tasks.celery.task_app import create_celery_app
 from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
-from tests.tasks.fixtures_celery import PROJECT_ROOT, CeleryProcesses
+from tests.tasks.celery.fixtures import PROJECT_ROOT, CeleryProcesses
 from tests.tasks.helpers import enqueue, wait_final
 
 pytestmark = pytest.mark.slow

@@ -20,7 +20,9 @@ from kombu import Connection
 from app.config import Settings
 from tests.rabbitmq_server import RabbitMQServer, running_rabbitmq
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["broker", "broker_url", "celery_processes", "rabbitmq_server", "settings", "task_runner"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 TEST_QUEUES = ("celery", "routed")  # the queues the tests publish to
 CELERY = [sys.executable, "-m", "celery", "-A"]
 SERVICE_APP = "app.tasks.celery_app"

@@ -15,9 +15,11 @@ import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.tasks.redis_queue import GROUP, QueueKeys
+from app.tasks.redis_queue.queue import GROUP, QueueKeys
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["settings", "task_runner", "workers"]
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
 def worker_env(settings: Settings) -> dict[str, str]:

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.main import create_app
-from app.tasks.background import ScheduleTrigger
+from app.tasks.background.queue import ScheduleTrigger
 from app.tasks.cron import Cron
 from app.tasks.status import TaskStatus
 from tests.servers import RedisServer

@@ -4,6 +4,8 @@ import pytest
 
 from app.config import Settings
 
+__all__ = ["settings", "task_runner"]
+
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:

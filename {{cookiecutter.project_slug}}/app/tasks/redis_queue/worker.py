@@ -1,4 +1,4 @@
-"""The redis_queue worker: reads, runs, retries, reclaims and schedules (see `app.tasks.worker`).
+"""The redis_queue worker: reads, runs, retries, reclaims and schedules (its command: `cli`).
 
 At least once: an entry is XACKed (and deleted) only after its final status is written, in
 the same atomic step (a MULTI). Entries a dead worker held are taken over with XAUTOCLAIM once
@@ -31,11 +31,9 @@ from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.queue import DeadLetter
-from app.tasks.redis_queue import GROUP, RedisTaskQueue
-from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule, tick_lock
-from app.tasks.status import TaskStatus
-from app.tasks.stream_entries import Delivery, Entry, as_entries, lost_id, read_entry
-from app.tasks.worker_redis import (
+from app.tasks.redis_queue.entries import Delivery, Entry, as_entries, lost_id, read_entry
+from app.tasks.redis_queue.queue import GROUP, RedisTaskQueue
+from app.tasks.redis_queue.worker_steps import (
     FINISH,
     PROMOTE_DUE,
     TRANSIENT,
@@ -43,6 +41,8 @@ from app.tasks.worker_redis import (
     remove_in,
     wait_for_redis,
 )
+from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule, tick_lock
+from app.tasks.status import TaskStatus
 
 logger = logging.getLogger("app.tasks.worker")
 

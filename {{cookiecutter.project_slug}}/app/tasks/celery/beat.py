@@ -11,13 +11,13 @@ from celery.utils.time import maybe_make_aware
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from app.tasks.celery_publish import send_registered_task
+from app.tasks.celery.publish import send_registered_task
 from app.tasks.definitions import registry
 from app.tasks.schedule import Schedule, periodic_jobs, tick_lock
 from app.tasks.status import TaskStatus
 
 if TYPE_CHECKING:  # celery_app imports this module for OnSchedule
-    from app.tasks.celery_app import TaskApp
+    from app.tasks.celery.task_app import TaskApp
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.tasks.finished_counts import FinishedCounts
-from app.tasks.redis_queue import GROUP
+from app.tasks.redis_queue.queue import GROUP
 from app.tasks.status import RedisStatusStore, TaskStatus
 
 logger = logging.getLogger("app.tasks.worker")

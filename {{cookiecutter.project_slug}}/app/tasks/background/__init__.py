@@ -1,0 +1,1 @@
+"""The background backend: tasks run in the API process (FastAPI BackgroundTasks)."""
