@@ -47,6 +47,8 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         "yes": (
             "app/core/tracing.py",
             "app/infrastructure/cache/tracing.py",
+            "app/tasks/tracing.py",
+            "app/tasks/celery/tracing.py",
             "tests/otlp_receiver.py",
             "tests/**/test_tracing*.py",
         )

@@ -30,8 +30,10 @@ DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
 TRACING_FILES = [
     "app/core/tracing.py",
     "app/infrastructure/cache/tracing.py",
+    "app/tasks/tracing.py",
     "tests/otlp_receiver.py",
     "tests/core/test_tracing.py",
+    "tests/tasks/test_tracing.py",
 ]
 ALWAYS = [
     ".env.example",
