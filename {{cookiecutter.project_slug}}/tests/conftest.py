@@ -20,7 +20,7 @@ from app.main import create_app
 from app.models import Base
 from app.state import AppState
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-from tests.otlp_receiver import otlp_receiver  # noqa: F401
+from tests.otlp_receiver import no_ambient_tracing, otlp_receiver  # noqa: F401
 {%- endif %}
 from tests.servers import RedisServer, running_postgres, running_redis
 

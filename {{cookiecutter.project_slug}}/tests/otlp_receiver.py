@@ -7,6 +7,7 @@ environment, so they export to the same receiver.
 """
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -123,6 +124,14 @@ def reset_tracer_provider() -> None:
     trace._TRACER_PROVIDER = None
 
 
+@pytest.fixture(autouse=True)
+def no_ambient_tracing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts with no OTEL_* variable: an endpoint set in the developer's shell would
+    make every app in the suite trace and export (tests that want tracing use `otlp_receiver`)."""
+    for name in [name for name in os.environ if name.startswith("OTEL_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def otlp_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
     """A receiver on a free port, with OTEL_* set so the service (and its workers) export to it."""
@@ -133,8 +142,6 @@ def otlp_receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[OtlpReceiver]:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
     monkeypatch.setenv("OTEL_SERVICE_NAME", "traced-service")
     monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "100")  # milliseconds: export soon
-    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
-    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
     reset_tracer_provider()
     try:
         yield receiver
