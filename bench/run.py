@@ -24,7 +24,7 @@ from harness import machine, report
 from harness.context import BENCH, Bench, Sizes
 from harness.procs import RedisServer, processes
 from harness.results import Row
-from harness.sections import decorator, http, invalidation, stampede, tasks, template
+from harness.sections import decorator, http, invalidation, stampede, tasks, template, tracing
 
 SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "http": http.run,
@@ -32,6 +32,7 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "invalidation": invalidation.run,
     "stampede": stampede.run,
     "tasks": tasks.run,
+    "tracing": tracing.run,
     "template": template.run,
 }
 COMMAND = "uv run --project bench python bench/run.py"

@@ -45,6 +45,16 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "use_docker": {"yes": ("Dockerfile", "compose.yaml", ".dockerignore")},
     "use_github_actions": {"yes": (".github",)},
+    "use_opentelemetry": {
+        "yes": (
+            "app/core/tracing.py",
+            "app/infrastructure/cache/tracing.py",
+            "app/tasks/tracing.py",
+            "app/tasks/celery/tracing.py",
+            "tests/otlp_receiver.py",
+            "tests/**/test_tracing*.py",
+        )
+    },
 }
 
 WORKER_COMMANDS: dict[str, tuple[str, ...]] = {

@@ -17,6 +17,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "database": ("sqlite", "postgresql"),
     "use_docker": ("yes", "no"),
     "use_github_actions": ("yes", "no"),
+    "use_opentelemetry": ("yes", "no"),
 }
 
 # Import names the generated service depends on or owns: a project named like one of them
@@ -35,6 +36,7 @@ RESERVED_NAMES = frozenset(
         "kombu",
         "migrations",
         "mypy",
+        "opentelemetry",
         "orjson",
         "pre_commit",
         "prometheus_client",

@@ -26,6 +26,7 @@ GOOD_ANSWERS = {
     "database": "sqlite",
     "use_docker": "yes",
     "use_github_actions": "yes",
+    "use_opentelemetry": "yes",
 }
 
 
@@ -187,6 +188,13 @@ def test_docker_and_actions_files_are_removed_only_when_declined() -> None:
     assert {"Dockerfile", "compose.yaml", ".dockerignore", ".github"} <= set(
         post_gen.unpicked_patterns(declined)
     )
+
+
+def test_tracing_files_are_removed_only_when_opentelemetry_is_declined() -> None:
+    tracing = set(post_gen.MANIFEST["use_opentelemetry"]["yes"])
+    assert not tracing & set(post_gen.unpicked_patterns(GOOD_ANSWERS))
+    declined = {**GOOD_ANSWERS, "use_opentelemetry": "no"}
+    assert tracing <= set(post_gen.unpicked_patterns(declined))
 
 
 def test_every_plain_manifest_path_exists_in_the_template() -> None:

@@ -27,6 +27,14 @@ BACKEND_FILES = {
     ],
 }
 DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
+TRACING_FILES = [
+    "app/core/tracing.py",
+    "app/infrastructure/cache/tracing.py",
+    "app/tasks/tracing.py",
+    "tests/otlp_receiver.py",
+    "tests/core/test_tracing.py",
+    "tests/tasks/test_tracing.py",
+]
 ALWAYS = [
     ".env.example",
     ".gitignore",
@@ -88,10 +96,27 @@ def test_picked_files_exist_and_the_others_do_not(
     (expected if answers["use_docker"] == "yes" else unexpected).extend(DOCKER_FILES)
     github = ".github/workflows/ci.yml"
     (expected if answers["use_github_actions"] == "yes" else unexpected).append(github)
+    (expected if answers["use_opentelemetry"] == "yes" else unexpected).extend(TRACING_FILES)
 
     assert [path for path in expected if not (root / path).is_file()] == []
     assert [path for path in unexpected if (root / path).exists()] == []
     assert not (root / ".github").exists() or answers["use_github_actions"] == "yes"
+
+
+def test_a_project_without_opentelemetry_has_no_trace_of_it(
+    project: tuple[dict[str, str], Path],
+) -> None:
+    """Neither a dependency, nor an import, nor a line of the README mentions it."""
+    answers, root = project
+    mentions = [
+        str(path.relative_to(root))
+        for path in project_files(root)
+        if "opentelemetry" in path.read_text().lower()
+    ]
+    if answers["use_opentelemetry"] == "no":
+        assert mentions == []
+    else:
+        assert "pyproject.toml" in mentions
 
 
 def test_no_empty_directories(project: tuple[dict[str, str], Path]) -> None:

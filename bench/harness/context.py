@@ -16,6 +16,8 @@ SCRIPTS = BENCH / "scripts"
 # jinja2: fastapi-cache2 imports starlette.templating without declaring it.
 COMPETITORS = ("fastapi-cache2==0.2.2", "jinja2==3.1.6", "cashews==7.6.0", "aiocache==0.12.3", "httpx==0.28.1")
 ARQ = "arq==0.28.0"
+# Services rendered with other answers than the defaults, named like a backend where one is asked for.
+VARIANTS = {"redis_queue-no-otel": {"task_backend": "redis_queue", "use_opentelemetry": "no"}}
 
 
 @dataclass(frozen=True)
@@ -85,9 +87,11 @@ class Bench:
         return f"{found.stdout.strip()}; {ARQ}"
 
     def project(self, backend: str) -> Path:
-        """The service rendered with `backend` and sqlite, synced; rendered once per run."""
+        """The service rendered with `backend` (or a variant of VARIANTS) and sqlite, synced; rendered
+        once per run."""
         if backend not in self.projects:
-            project = render(self.out / backend, task_backend=backend, database="sqlite")
+            answers = VARIANTS.get(backend, {"task_backend": backend})
+            project = render(self.out / backend, database="sqlite", **answers)
             sync(project)
             self.projects[backend] = project
         return self.projects[backend]

@@ -13,6 +13,9 @@ from app.core.logging import configure_logging
 from app.core.metrics import open_metrics
 from app.core.problems import document_problems_as_problem_json
 from app.core.startup import freeze_startup_objects
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.core.tracing import instrument_app, start_tracing
+{%- endif %}
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
 from app.middleware.body_limit import RequestBodyLimitMiddleware
@@ -31,6 +34,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         metrics = stack.enter_context(open_metrics(settings))
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+        stack.callback(start_tracing(engine).close)
+{%- endif %}
         cache = await stack.enter_async_context(open_cache(settings, metrics))
         sessions = create_session_factory(engine)
         task_queue = await stack.enter_async_context(
@@ -70,6 +76,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+    instrument_app(app)
+{%- endif %}
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(items.router, prefix="/api/v1")

@@ -19,6 +19,9 @@ from app.config import Settings
 from app.main import create_app
 from app.models import Base
 from app.state import AppState
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from tests.otlp_receiver import no_ambient_tracing, otlp_receiver  # noqa: F401
+{%- endif %}
 from tests.servers import RedisServer, running_postgres, running_redis
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

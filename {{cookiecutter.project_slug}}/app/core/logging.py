@@ -5,6 +5,10 @@ import logging
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+
+from app.core.tracing import TraceContextFilter
+{%- endif %}
 
 # The id of the HTTP request being served (set by `RequestIdMiddleware`), None outside one.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -50,6 +54,9 @@ def configure_logging(level: str, log_format: str) -> None:
     """Send every logger (uvicorn's included) through one handler on stderr."""
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+    handler.addFilter(TraceContextFilter())
+{%- endif %}
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -26,6 +26,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
 from app.infrastructure.cache import Cache, Lookup, response_namespace
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.infrastructure.cache.tracing import record_bypass
+{%- endif %}
 from app.middleware.freshness import ANY, RequestRules, request_rules, response_lifetime
 from app.state import AppState
 
@@ -119,6 +122,9 @@ class ResponseCacheMiddleware:
         if b"cache-control" in headers or b"pragma" in headers:
             rules = request_rules(headers.get(b"cache-control"), headers.get(b"pragma"))
         if b"authorization" in headers or b"cookie" in headers or rules.no_store:
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+            record_bypass(response_namespace(resource))
+{%- endif %}
             await self._bypass(state, scope, receive, send)
             return
         await self._serve(state, rules, resource, scope, receive, send, headers)

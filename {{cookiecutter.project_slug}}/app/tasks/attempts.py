@@ -15,6 +15,7 @@ older or newer than the API) fails at once: no retry can fix it.
 import asyncio
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,8 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.services.items import ItemService
 from app.tasks.definitions import registry
+from app.tasks.origin import NO_ORIGIN, incoming
 from app.tasks.registry import InvalidPayloadError, TaskContext, UnknownTaskError
 from app.tasks.status import FINAL_STATES, TaskStatus
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.tasks.tracing import traced_attempt
+{%- endif %}
 
 logger = logging.getLogger(__name__)
 
@@ -90,8 +95,20 @@ class TaskAttempts:
             return Claim("exhausted", self.failed(status, error))
         return Claim("run", status.moved("running", attempts=status.attempts + 1))
 
-    async def attempt(self, running: TaskStatus, payload: dict[str, Any]) -> TaskStatus:
-        """Run one attempt within TASK_TIME_LIMIT; return it `succeeded`, `retrying` or `failed`."""
+{% if cookiecutter.use_opentelemetry == "yes" %}    @traced_attempt
+{% endif %}    async def attempt(
+        self, running: TaskStatus, payload: dict[str, Any], origin: Mapping[str, str] = NO_ORIGIN
+    ) -> TaskStatus:
+        """Run one attempt within TASK_TIME_LIMIT; return it `succeeded`, `retrying` or `failed`.
+
+        It runs under the request id `origin` carries (`app.tasks.origin`): the lines logged
+        while it runs name the request that enqueued the task.
+        """
+        with incoming(origin):
+            return await self._judge(running, payload)
+
+    async def _judge(self, running: TaskStatus, payload: dict[str, Any]) -> TaskStatus:
+        """Run the task once; where that leaves it."""
         try:
             result = await self._run(running, payload)
         except (UnknownTaskError, InvalidPayloadError) as exc:

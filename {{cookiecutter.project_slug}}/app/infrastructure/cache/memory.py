@@ -7,6 +7,9 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.infrastructure.cache.tracing import traced_lookup
+{%- endif %}
 
 
 class _Entry(NamedTuple):
@@ -85,7 +88,8 @@ class MemoryCache:
             del self._entries[key]
         return len(matched)
 
-    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
+{% if cookiecutter.use_opentelemetry == "yes" %}    @traced_lookup
+{% endif %}    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
         """Read a versioned entry; on a miss (or with `refresh`), take the key's lease if free."""
         version = self._versions.get(namespace, 0)
         entry_key = self._versioned_key(namespace, version, key)

@@ -19,6 +19,9 @@ from app.infrastructure.cache.batching import MgetBatcher
 from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker
 from app.infrastructure.cache.outbox import InvalidationOutbox
 from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.infrastructure.cache.tracing import traced_lookup
+{%- endif %}
 
 
 def _unstamp(version: bytes | None, stored: bytes | None) -> bytes | None:
@@ -142,7 +145,8 @@ class RedisCache:
                 deleted += await self.client.unlink(*batch)
         return deleted
 
-    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
+{% if cookiecutter.use_opentelemetry == "yes" %}    @traced_lookup
+{% endif %}    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
         """A hit is one (batched) MGET of version and entry; a miss then takes the lease.
 
         With `refresh` the entry is not read: the lease is taken to store a fresh value.

@@ -30,6 +30,7 @@ from app.infrastructure.redis_client import redis_client
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.definitions import registry
+from app.tasks.origin import outgoing
 from app.tasks.queue import (
     BacklogFullError,
     DeadLetter,
@@ -39,6 +40,9 @@ from app.tasks.queue import (
 )
 from app.tasks.schedule import OutageLog, PeriodicJob, Schedule, periodic_jobs, tick_lock
 from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.tasks.tracing import traced_enqueue
+{%- endif %}
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +66,8 @@ class BackgroundTaskQueue:
         self._slots = asyncio.Semaphore(settings.task_concurrency)
         self._running: set[asyncio.Task[None]] = set()
 
-    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
+{% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
+{% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
         """Validate, record `queued`, and start the task in the background."""
         parsed = registry.validate(name, payload).model_dump(mode="json")
         if len(self._running) >= self._settings.task_max_backlog:
@@ -70,12 +75,14 @@ class BackgroundTaskQueue:
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
         with unavailable_as("task status store"):
             await self._statuses.save(status)
-        task = asyncio.create_task(self._run(status, parsed))
+        task = asyncio.create_task(self._run(status, parsed, outgoing()))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return status
 
-    async def _run(self, status: TaskStatus, payload: dict[str, Any]) -> None:
+    async def _run(
+        self, status: TaskStatus, payload: dict[str, Any], origin: dict[str, str]
+    ) -> None:
         """Attempt until the task ends; back off between tries without holding a slot."""
         while True:
             async with self._slots:
@@ -83,7 +90,7 @@ class BackgroundTaskQueue:
                 status = claim.status
                 if claim.kind == "run":
                     await self._save(status)
-                    status = await self._attempts.attempt(status, payload)
+                    status = await self._attempts.attempt(status, payload, origin)
                 await self._save(status)
             if status.status != "retrying":
                 break

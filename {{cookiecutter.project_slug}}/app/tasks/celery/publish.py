@@ -12,12 +12,15 @@ the event loop only waits on a future, and no connection or channel is opened pe
 """
 
 import asyncio
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from celery import Celery
 from kombu import Producer
+
+from app.tasks.origin import outgoing
 
 RUN_TASK = "tasks.run"
 ARGS_REPR_LENGTH = 1024  # characters of a message's arguments kept for Flower (Celery's default)
@@ -42,6 +45,7 @@ def send_registered_task(
         ignore_result=True,
         argsrepr=repr(args)[:ARGS_REPR_LENGTH],
         kwargsrepr="{}",
+        headers=outgoing(),  # the request id (and trace) it was sent from: `app.tasks.origin`
     )
 
 
@@ -64,7 +68,8 @@ class Publisher:
     async def send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
         """Publish one task; raise what kombu raised (an OperationalError when unreachable)."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._threads, self._send, task_id, name, payload)
+        context = contextvars.copy_context()  # the request's: its id and its trace
+        await loop.run_in_executor(self._threads, context.run, self._send, task_id, name, payload)
 
     def _send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
         producer: Producer | None = getattr(self._local, "producer", None)

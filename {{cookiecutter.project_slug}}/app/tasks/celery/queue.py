@@ -18,11 +18,17 @@ from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.celery.publish import Publisher
 from app.tasks.celery.task_app import create_celery_app
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.tasks.celery.tracing import instrument_celery
+{%- endif %}
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.queue import BrokerUnavailableError, DeadLetter, unavailable_as
 from app.tasks.status import RedisStatusStore, TaskStatus
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.tasks.tracing import traced_enqueue
+{%- endif %}
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +52,8 @@ class CeleryTaskQueue:
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
         self._retries: set[asyncio.Task[None]] = set()
 
-    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
+{% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
+{% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
         """Validate, store the `queued` status, then publish the message.
 
         The status comes first, so no worker can start a task before its status exists
@@ -171,6 +178,9 @@ async def open_task_queue(
     (`@shared_task`, `.delay()`) publish to the configured broker with the same settings.
     """
     celery = create_celery_app(settings)
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+    uninstrument = instrument_celery()
+{%- endif %}
     celery.set_current()
     celery.set_default()
     publisher = Publisher(celery)
@@ -185,3 +195,6 @@ async def open_task_queue(
         await queue.close()
         await publisher.close()
         await redis.aclose()
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+        uninstrument()
+{%- endif %}

@@ -42,6 +42,7 @@ from app.tasks.celery.worker import (
     WorkerProcess,
 )
 from app.tasks.finished_counts import FinishedCounts, finished_key
+from app.tasks.origin import NO_ORIGIN, REQUEST_ID
 from app.tasks.schedule import periodic_jobs
 from app.tasks.status import FINAL_STATES, TaskStatus, status_key
 
@@ -148,7 +149,9 @@ def run_registered_task(task: Task[Any, Any], name: str, payload: dict[str, Any]
     """Run the next attempt of registry task `name`; the message id is the status id."""
     app = cast(TaskApp, task.app)
     process = app.worker_process()
-    return process.run(process.runner.attempt(str(task.request.id), name, payload))
+    request_id = getattr(task.request, REQUEST_ID, None)  # a header `send_registered_task` set
+    origin = {REQUEST_ID: str(request_id)} if request_id else NO_ORIGIN
+    return process.run(process.runner.attempt(str(task.request.id), name, payload, origin))
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar, cast
 
 from celery import bootsteps
@@ -38,8 +38,12 @@ from app.infrastructure.database import create_engine, create_session_factory
 from app.infrastructure.redis_client import redis_client
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.tasks.celery.tracing import start_worker_tracing
+{%- endif %}
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.finished_counts import FinishedCounts
+from app.tasks.origin import NO_ORIGIN
 from app.tasks.queue import DeadLetter
 from app.tasks.status import RedisStatusStore, TaskStatus
 
@@ -78,7 +82,13 @@ class TaskRunner:
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
 
-    async def attempt(self, task_id: str, name: str, payload: dict[str, Any]) -> Any:
+    async def attempt(
+        self,
+        task_id: str,
+        name: str,
+        payload: dict[str, Any],
+        origin: Mapping[str, str] = NO_ORIGIN,
+    ) -> Any:
         """Run the next attempt; return its result, or raise AttemptFailedError / TaskFailedError.
 
         AttemptFailedError asks Celery for a retry; TaskFailedError means the task is over.
@@ -89,7 +99,7 @@ class TaskRunner:
         status = claim.status
         if claim.kind == "run":
             await self.statuses.save(status)
-            status = await self.attempts.attempt(status, payload)
+            status = await self.attempts.attempt(status, payload, origin)
         if status.status == "retrying":
             await self.statuses.save(status)
             raise AttemptFailedError(status.error)
@@ -115,6 +125,9 @@ class WorkerProcess:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
         self._engine = create_engine(settings)
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+        self._tracing = start_worker_tracing(self._engine)
+{%- endif %}
         self._redis = redis_client(
             settings.redis_url, max_connections=settings.cache_max_connections, timeout=5.0
         )
@@ -132,6 +145,9 @@ class WorkerProcess:
         try:
             self.run(self._cache.close())
             self.run(self._engine.dispose())
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+            self._tracing.close()
+{%- endif %}
             self.run(self._redis.aclose())
             self.run(self.loop.shutdown_asyncgens())
             self.run(self.loop.shutdown_default_executor())

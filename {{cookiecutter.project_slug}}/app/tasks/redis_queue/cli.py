@@ -19,6 +19,9 @@ from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.startup import freeze_startup_objects
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.core.tracing import start_tracing
+{%- endif %}
 from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
 from app.services.items import ItemService
@@ -44,6 +47,9 @@ async def serve(settings: Settings, concurrency: int) -> int:
     """Run a worker until SIGTERM or SIGINT; the exit status: 1 when one of its loops died."""
     redis = connect(settings, timeout=WORKER_TIMEOUT)
     engine = create_engine(settings)
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+    tracing = start_tracing(engine, redis=False)  # its loop polls Redis: no trace per poll
+{%- endif %}
     sessions = create_session_factory(engine)
     cache = cache_from_url(settings.cache_url, settings=settings, metrics=Metrics())
     worker = Worker(redis, settings, sessions, ItemService(sessions, cache), concurrency)
@@ -59,6 +65,9 @@ async def serve(settings: Settings, concurrency: int) -> int:
     finally:
         await cache.close()
         await engine.dispose()
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+        tracing.close()
+{%- endif %}
         await redis.aclose()
         logger.info("worker %s stopped", worker.name)
     return 0 if healthy else 1

@@ -26,6 +26,7 @@ class Delivery:
     task_id: str
     name: str
     payload: dict[str, Any]
+    origin: dict[str, str]  # what it carries from the request that sent it (`app.tasks.origin`)
 
 
 def as_entries(raw: Any) -> tuple[list[Entry], list[bytes]]:
@@ -59,7 +60,7 @@ def read_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Delivery | DeadLe
             if not isinstance(payload, dict):
                 problem = "`payload` is not a JSON object"
     if task_id is not None and name is not None and problem is None:
-        return Delivery(entry_id, task_id, name, payload)
+        return Delivery(entry_id, task_id, name, payload, read_origin(fields.get(b"origin")))
     return DeadLetter(
         id=task_id or lost_id(entry_id),
         name=name,
@@ -70,6 +71,18 @@ def read_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> Delivery | DeadLe
             for key, value in fields.items()
         },
     )
+
+
+def read_origin(raw: bytes | None) -> dict[str, str]:
+    """The `origin` field: string pairs as JSON. Anything else is ignored: it is only context,
+    and an entry written by an older API has none."""
+    try:
+        origin = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(origin, dict):
+        return {}
+    return {key: value for key, value in origin.items() if isinstance(value, str)}
 
 
 def lost_id(entry_id: bytes) -> str:

@@ -9,7 +9,7 @@ BacklogFullError until workers catch up.
 
 import itertools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -27,8 +27,12 @@ from app.infrastructure.redis_client import redis_client
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
+from app.tasks.origin import NO_ORIGIN, outgoing
 from app.tasks.queue import BacklogFullError, DeadLetter, unavailable_as
 from app.tasks.status import RedisStatusStore, TaskStatus
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.tasks.tracing import traced_enqueue
+{%- endif %}
 
 GROUP = "workers"
 # Unless TASK_MAX_BACKLOG tasks wait already, write the `queued` status and add the entry, in
@@ -69,9 +73,17 @@ def connect(settings: Settings, *, timeout: float) -> Redis:
     )
 
 
-def entry_fields(task_id: str, name: str, payload: dict[str, Any]) -> dict[FieldT, EncodableT]:
-    """The stream fields of one task (typed as redis-py's XADD takes them)."""
-    return {"id": task_id.encode(), "name": name.encode(), "payload": orjson.dumps(payload)}
+def entry_fields(
+    task_id: str, name: str, payload: dict[str, Any], origin: Mapping[str, str] = NO_ORIGIN
+) -> dict[FieldT, EncodableT]:
+    """The stream fields of one task (typed as redis-py's XADD takes them); `origin` is what
+    it carries from the request that sent it (`app.tasks.origin`)."""
+    return {
+        "id": task_id.encode(),
+        "name": name.encode(),
+        "payload": orjson.dumps(payload),
+        "origin": orjson.dumps(dict(origin)),
+    }
 
 
 class RedisTaskQueue:
@@ -87,14 +99,15 @@ class RedisTaskQueue:
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
         self._enqueue = redis.register_script(ENQUEUE)
 
-    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
+{% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
+{% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
         """Validate, then write the `queued` status and XADD the entry in one atomic script.
 
         Raises BacklogFullError, writing nothing, when TASK_MAX_BACKLOG tasks wait already.
         """
         parsed = registry.validate(name, payload)
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
-        fields = entry_fields(status.id, name, parsed.model_dump(mode="json"))
+        fields = entry_fields(status.id, name, parsed.model_dump(mode="json"), outgoing())
         with unavailable_as("task broker"):
             added = await self._enqueue(
                 keys=[self.statuses.key(status.id), self.keys.stream, self.keys.delayed],

@@ -185,7 +185,7 @@ class Worker:
         If the outcome cannot be recorded, the entry stays pending and is claimed again after
         TASK_VISIBILITY_TIMEOUT, its attempt counted.
         """
-        status = await self.attempts.attempt(running, delivery.payload)
+        status = await self.attempts.attempt(running, delivery.payload, delivery.origin)
         try:
             if status.status == "succeeded":
                 await self.succeed(delivery.entry_id, status)
@@ -220,6 +220,7 @@ class Worker:
             "id": status.id,
             "name": status.name,
             "payload": orjson.dumps(delivery.payload).decode(),
+            "origin": orjson.dumps(delivery.origin).decode(),
         }
         self.statuses.save_in(pipe, status)
         pipe.zadd(self.keys.delayed, {orjson.dumps(task): due})

@@ -46,7 +46,9 @@ for _, raw in ipairs(due) do
   local ok, task = pcall(cjson.decode, raw)
   if ok and type(task) == 'table' and type(task.id) == 'string'
       and type(task.name) == 'string' and type(task.payload) == 'string' then
-    redis.call('XADD', KEYS[2], '*', 'id', task.id, 'name', task.name, 'payload', task.payload)
+    local origin = type(task.origin) == 'string' and task.origin or '{}'
+    redis.call('XADD', KEYS[2], '*', 'id', task.id, 'name', task.name, 'payload', task.payload,
+      'origin', origin)
   else
     redis.call('XADD', KEYS[2], '*', 'unreadable', raw)
   end

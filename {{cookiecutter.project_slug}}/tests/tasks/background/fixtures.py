@@ -1,10 +1,15 @@
 """Fixtures for the `background` backend: tasks run inside the app under test."""
 
+import io
+import logging
+from collections.abc import Callable
+
 import pytest
+from httpx import AsyncClient
 
 from app.config import Settings
 
-__all__ = ["settings", "task_runner"]
+__all__ = ["settings", "task_runner", "worker_output"]
 
 
 @pytest.fixture
@@ -16,3 +21,13 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def task_runner() -> None:
     """Nothing to start: the app runs its own tasks."""
+
+
+@pytest.fixture
+def worker_output(client: AsyncClient) -> Callable[[], str]:
+    """What the worker (this process: tasks run in the API) logs from now on."""
+    logged = io.StringIO()
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler:  # the one `configure_logging` installed
+            handler.setStream(logged)
+    return logged.getvalue

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,15 @@ from kombu import Connection
 from app.config import Settings
 from tests.rabbitmq_server import RabbitMQServer, running_rabbitmq
 
-__all__ = ["broker", "broker_url", "celery_processes", "rabbitmq_server", "settings", "task_runner"]
+__all__ = [
+    "broker",
+    "broker_url",
+    "celery_processes",
+    "rabbitmq_server",
+    "settings",
+    "task_runner",
+    "worker_output",
+]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 TEST_QUEUES = ("celery", "routed")  # the queues the tests publish to
@@ -192,3 +200,10 @@ async def celery_processes(settings: Settings) -> AsyncIterator[CeleryProcesses]
 async def task_runner(celery_processes: CeleryProcesses) -> None:
     """One running worker."""
     await celery_processes.worker()
+
+
+@pytest.fixture
+async def worker_output(celery_processes: CeleryProcesses) -> Callable[[], str]:
+    """One running worker; what it has printed so far (its log lines)."""
+    worker = await celery_processes.worker()
+    return lambda: worker.log

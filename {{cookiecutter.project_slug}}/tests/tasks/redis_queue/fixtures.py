@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
 
-__all__ = ["settings", "task_runner", "workers"]
+__all__ = ["settings", "task_runner", "worker_output", "workers"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -118,3 +118,19 @@ async def workers(settings: Settings) -> AsyncIterator[Workers]:
 async def task_runner(workers: Workers) -> None:
     """One running worker."""
     await workers.start()
+
+
+def spawn_logged_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """Start `python -m app.tasks.worker` with its stderr (its log lines) going to `log`."""
+    command = [sys.executable, "-m", "app.tasks.worker"]
+    with log.open("wb") as sink:  # the worker keeps its own copy of the descriptor
+        return subprocess.Popen(command, cwd=PROJECT_ROOT, env=worker_env(settings), stderr=sink)
+
+
+@pytest.fixture
+async def worker_output(workers: Workers, tmp_path: Path) -> Callable[[], str]:
+    """One running worker; what it has logged so far."""
+    log = tmp_path / "worker.log"
+    workers.processes.append(spawn_logged_worker(workers.settings, log))
+    await workers.wait_consumers(1)
+    return log.read_text

@@ -1,0 +1,2 @@
+-- wrk: a GET past the response cache (request no-store), so the route's @cached read answers.
+wrk.headers["Cache-Control"] = "no-store"

@@ -1,0 +1,125 @@
+"""OpenTelemetry traces, exported over OTLP/HTTP only when the standard `OTEL_*` variables ask.
+
+Tracing is on when `OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is
+set, unless `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`; otherwise nothing is
+instrumented and nothing is exported. The SDK reads the rest of its configuration itself
+(`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_*`).
+
+Spans are batched and sent by a background thread: a collector that is slow or down makes the
+exporter drop spans (the queue is bounded), never wait a request. The tracer provider is the one
+global the OpenTelemetry API keeps; it is set once per process by `start_tracing`, which the
+API lifespan and each worker process call, and flushed when they stop.
+"""
+
+import logging
+import os
+from collections.abc import Mapping
+
+from fastapi import FastAPI
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.instrumentation.redis import RedisInstrumentor
+from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+# The service name when OTEL_SERVICE_NAME is not set.
+SERVICE = "{{ cookiecutter.project_slug }}"
+
+
+def tracing_requested(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the environment asks for traces (see the module docstring)."""
+    if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower()
+    if exporter == "none":
+        return False
+    if exporter != "otlp":
+        raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r} is not supported: use otlp or none")
+    return any(environ.get(name, "").strip() for name in _ENDPOINTS)
+
+
+def instrument_app(app: FastAPI) -> None:
+    """Give every request a server span named by its route template, when tracing is on.
+
+    Called when the app is built: the span middleware must be in place before the first
+    message (the lifespan's) builds the middleware stack. Its spans go to the tracer
+    provider `start_tracing` sets; the per-message `receive`/`send` spans are left out.
+    """
+    if tracing_requested():
+        FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])
+
+
+class Tracing:
+    """This process's exporter and instrumentations, when the environment asks for traces.
+
+    `start_tracing` opens it in the API lifespan and in each worker process; `close` flushes
+    what is still queued (waiting up to OTEL_EXPORTER_OTLP_TIMEOUT per batch) and removes
+    the instrumentation, so a process that builds several apps (the tests) can start again.
+    """
+
+    def __init__(
+        self, provider: TracerProvider | None, *, database: bool = False, redis: bool = False
+    ) -> None:
+        self.provider = provider
+        self.database = database  # whether an engine was instrumented
+        self.redis = redis  # whether redis-py was
+
+    def close(self) -> None:
+        """Flush and shut down; nothing to do when tracing is off."""
+        if self.provider is None:
+            return
+        if self.database:
+            SQLAlchemyInstrumentor().uninstrument()
+        if self.redis:
+            RedisInstrumentor().uninstrument()
+        self.provider.shutdown()
+        self.provider = None
+
+
+def start_tracing(engine: AsyncEngine | None = None, *, redis: bool = True) -> Tracing:
+    """Set the global tracer provider, exporting in batches over OTLP/HTTP, and instrument
+    the database engine (when given) and redis-py (unless `redis` is False: a worker that
+    polls Redis would make a trace of every poll); a no-op when tracing is not requested."""
+    if not tracing_requested():
+        return Tracing(None)
+    name = os.environ.get("OTEL_SERVICE_NAME", "").strip() or SERVICE
+    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    trace.set_tracer_provider(provider)
+    if redis:
+        RedisInstrumentor().instrument(tracer_provider=provider)
+    if engine is not None:  # it declares SQLAlchemy < 2.1; the engine events it uses are in 2.1
+        SQLAlchemyInstrumentor().instrument(
+            engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
+        )
+    return Tracing(provider, database=engine is not None, redis=redis)
+
+
+def trace_carrier() -> dict[str, str]:
+    """The current trace context as W3C headers (`traceparent`), to send along with a task."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def context_from(carrier: Mapping[str, str]) -> Context:
+    """The trace context a task was sent with (`trace_carrier`); empty when it had none."""
+    return propagate.extract(carrier)
+
+
+class TraceContextFilter(logging.Filter):
+    """Add `trace_id` and `span_id` to a record logged while a span is active."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Stamp the record when there is a span; never drop it."""
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid:
+            record.trace_id = trace.format_trace_id(context.trace_id)
+            record.span_id = trace.format_span_id(context.span_id)
+        return True

@@ -1,0 +1,238 @@
+"""Tracing: one trace per request over real OTLP/HTTP; nothing exported without an endpoint.
+
+Every test builds its app after `otlp_receiver` has set the environment, as a process would
+read it at startup, and leaves the lifespan (which flushes the exporter) before it looks at
+what was not sent.
+"""
+
+import json
+import logging
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx import ASGITransport, AsyncClient
+from opentelemetry import trace
+
+from app.config import Settings
+from app.core.logging import configure_logging
+from app.core.tracing import tracing_requested
+from app.main import create_app
+from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
+from tests.servers import free_port
+
+SERVER, CLIENT = 2, 3  # OTLP span kinds
+ITEM = {"name": "Widget", "description": "traced", "price": 1.5}
+
+
+def is_database(span: ReceivedSpan) -> bool:
+    """A span of the SQLAlchemy instrumentation (old or new semantic conventions)."""
+    return span.kind == CLIENT and any(key.startswith("db.system") for key in span.attributes)
+
+
+def server_span(spans: list[ReceivedSpan], name: str) -> ReceivedSpan | None:
+    """The last server span named `name` (the route template), if it arrived."""
+    found = [span for span in spans if span.kind == SERVER and span.name == name]
+    return found[-1] if found else None
+
+
+def in_trace(spans: list[ReceivedSpan], root: ReceivedSpan) -> list[ReceivedSpan]:
+    """The spans of `root`'s trace."""
+    return [span for span in spans if span.trace_id == root.trace_id]
+
+
+def lookups(spans: list[ReceivedSpan]) -> list[tuple[object, object]]:
+    """(namespace, outcome) of every cache lookup span, in the order they arrived."""
+    return [
+        (span.attributes["cache.namespace"], span.attributes["cache.outcome"])
+        for span in spans
+        if span.name == "cache.lookup"
+    ]
+
+
+def request_done(name: str, count: int = 1) -> Callable[[list[ReceivedSpan]], bool]:
+    """Whether `count` server spans named `name` have arrived."""
+    return lambda spans: sum(s.kind == SERVER and s.name == name for s in spans) >= count
+
+
+@pytest.fixture
+async def traced_app(otlp_receiver: OtlpReceiver, settings: Settings) -> AsyncIterator[FastAPI]:
+    """An app built after the receiver set OTEL_EXPORTER_OTLP_ENDPOINT, lifespan running."""
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def traced_client(traced_app: FastAPI) -> AsyncIterator[AsyncClient]:
+    transport = ASGITransport(app=traced_app)
+    async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+GET_ITEM = "GET /api/v1/items/{item_id}"
+NO_STORE = {"Cache-Control": "no-store"}  # past the response cache: the database every time
+
+
+async def test_a_read_is_one_trace_with_its_cache_lookups_and_the_database(
+    otlp_receiver: OtlpReceiver, traced_client: AsyncClient
+) -> None:
+    created = await traced_client.post("/api/v1/items", json=ITEM)
+    item_id = created.json()["id"]
+
+    miss = await traced_client.get(f"/api/v1/items/{item_id}")
+    spans = await otlp_receiver.wait_for(request_done(GET_ITEM))
+
+    assert miss.headers["x-cache"] == "MISS"
+    root = server_span(spans, GET_ITEM)
+    assert root is not None
+    assert root.service == "traced-service"
+    trace_spans = in_trace(spans, root)
+    assert ("http:items", "miss") in lookups(trace_spans)  # the response cache
+    assert ("item", "miss") in lookups(trace_spans)  # @cached on the service
+    assert any(is_database(span) for span in trace_spans)
+    ids = {span.span_id for span in trace_spans}
+    assert all(span.parent_id in ids for span in trace_spans if span is not root)
+
+
+async def test_a_response_cache_hit_is_a_trace_without_the_database(
+    otlp_receiver: OtlpReceiver, traced_client: AsyncClient
+) -> None:
+    item_id = (await traced_client.post("/api/v1/items", json=ITEM)).json()["id"]
+    await traced_client.get(f"/api/v1/items/{item_id}")
+
+    hit = await traced_client.get(f"/api/v1/items/{item_id}")
+    spans = await otlp_receiver.wait_for(request_done(GET_ITEM, 2))
+
+    assert hit.headers["x-cache"] == "HIT"
+    root = server_span(spans, GET_ITEM)
+    assert root is not None
+    trace_spans = in_trace(spans, root)
+    assert lookups(trace_spans) == [("http:items", "hit")]
+    assert not any(is_database(span) for span in trace_spans)
+
+
+async def test_a_request_with_credentials_records_a_bypass(
+    otlp_receiver: OtlpReceiver, traced_client: AsyncClient
+) -> None:
+    item_id = (await traced_client.post("/api/v1/items", json=ITEM)).json()["id"]
+
+    bypass = await traced_client.get(
+        f"/api/v1/items/{item_id}", headers={"Authorization": "Bearer x"}
+    )
+    spans = await otlp_receiver.wait_for(request_done(GET_ITEM))
+
+    assert bypass.headers["x-cache"] == "BYPASS"
+    root = server_span(spans, GET_ITEM)
+    assert root is not None
+    assert ("http:items", "bypass") in lookups(in_trace(spans, root))
+
+
+async def test_a_cache_that_is_down_records_failed_open(
+    otlp_receiver: OtlpReceiver, settings: Settings
+) -> None:
+    down = settings.model_copy(update={"cache_url": f"redis://127.0.0.1:{free_port()}/0"})
+    application = create_app(down)
+    async with application.router.lifespan_context(application):
+        transport = ASGITransport(app=application)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+            item_id = (await http.post("/api/v1/items", json=ITEM)).json()["id"]
+            answer = await http.get(f"/api/v1/items/{item_id}")
+    spans = await otlp_receiver.wait_for(request_done(GET_ITEM))
+
+    assert answer.status_code == 200
+    root = server_span(spans, GET_ITEM)
+    assert root is not None
+    assert ("http:items", "failed_open") in lookups(in_trace(spans, root))
+
+
+async def test_nothing_is_exported_without_an_endpoint(
+    otlp_receiver: OtlpReceiver, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = ASGITransport(app=application)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+            item_id = (await http.post("/api/v1/items", json=ITEM)).json()["id"]
+            assert (await http.get(f"/api/v1/items/{item_id}")).status_code == 200
+    # The lifespan is over: had anything been exported, it would have been flushed by now.
+    assert otlp_receiver.requests == 0
+    assert otlp_receiver.spans == []
+
+
+@pytest.mark.parametrize(
+    ("environ", "wanted"),
+    [
+        ({}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, True),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://collector:4318/v1/traces"}, True),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_SDK_DISABLED": "true"}, False),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}, False),
+    ],
+)
+def test_the_standard_variables_turn_tracing_on_and_off(
+    environ: dict[str, str], wanted: bool
+) -> None:
+    assert tracing_requested(environ) is wanted
+
+
+def test_an_exporter_this_service_does_not_ship_is_refused_at_startup() -> None:
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "zipkin"}
+    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):
+        tracing_requested(environ)
+
+
+@pytest.fixture
+def hung_collector() -> Iterator[str]:
+    """A collector that accepts connections and never answers: the worst case for an exporter."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as listener:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+async def test_a_hung_collector_neither_fails_nor_holds_up_requests(
+    otlp_receiver: OtlpReceiver,
+    settings: Settings,
+    hung_collector: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", hung_collector)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")  # bounds the flush at shutdown
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "16")  # the queue fills: spans are dropped
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "8")
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = ASGITransport(app=application)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+            item_id = (await http.post("/api/v1/items", json=ITEM)).json()["id"]
+            started = time.monotonic()
+            statuses = []
+            for _ in range(50):
+                answer = await http.get(f"/api/v1/items/{item_id}", headers=NO_STORE)
+                statuses.append(answer.status_code)
+            elapsed = time.monotonic() - started
+        stopping = time.monotonic()
+    assert statuses == [200] * 50
+    assert elapsed < 20  # a request never waits for the exporter (each one takes milliseconds)
+    assert time.monotonic() - stopping < 40  # shutdown gives the flush a bounded time
+
+
+def test_log_lines_carry_the_active_span(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", "json")
+    logger = logging.getLogger("app.test")
+    active = trace.SpanContext(0xABC, 0xDEF, is_remote=False, trace_flags=trace.TraceFlags(1))
+    with trace.use_span(trace.NonRecordingSpan(active)):
+        logger.info("inside")
+    logger.info("outside")
+
+    lines: list[dict[str, Any]] = [
+        json.loads(line) for line in capsys.readouterr().err.splitlines()
+    ]
+    inside, outside = lines[-2], lines[-1]
+    assert inside["trace_id"] == f"{0xABC:032x}"
+    assert inside["span_id"] == f"{0xDEF:016x}"
+    assert "trace_id" not in outside
+    assert "span_id" not in outside
