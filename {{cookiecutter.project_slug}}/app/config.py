@@ -75,16 +75,9 @@ class Settings(BaseSettings):
 {%- endif %}
 {%- if cookiecutter.task_backend == "celery" %}
     celery_broker_url: str | None = None  # any broker Celery supports; None: REDIS_URL
-    celery_broker_transport_options: dict[str, object] = {}  # JSON, over the service's own
 {%- endif %}
-
-
 {%- if cookiecutter.task_backend == "celery" %}
-
-    @property
-    def broker_url(self) -> str:
-        """Celery's broker: CELERY_BROKER_URL, or REDIS_URL when it is not set."""
-        return self.celery_broker_url or self.redis_url
+    celery_broker_transport_options: dict[str, object] = {}  # JSON, over the service's own
 {%- endif %}
 
 

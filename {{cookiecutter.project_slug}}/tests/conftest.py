@@ -116,16 +116,12 @@ async def database_url(migrated_database_url: str, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-{%- if cookiecutter.task_backend == "background" %}
-def settings(database_url: str) -> Settings:
-    """Settings for one test: fresh database, in-process cache, console logs."""
-    return Settings(database_url=database_url, cache_url="memory://", log_format="console")
-{%- else %}
-def settings(database_url: str, redis_url: str) -> Settings:
+def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     """Settings for one test: fresh database, in-process cache, the test's Redis as broker."""
-    update = {"database_url": database_url, "redis_url": redis_url}
-    return Settings(cache_url="memory://", log_format="console").model_copy(update=update)
-{%- endif %}
+    settings = Settings(database_url=database_url, cache_url="memory://", log_format="console")
+    if "redis_url" not in Settings.model_fields:  # the background backend has no broker
+        return settings
+    return settings.model_copy(update={"redis_url": request.getfixturevalue("redis_url")})
 
 
 @pytest.fixture

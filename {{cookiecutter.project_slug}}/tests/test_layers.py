@@ -72,6 +72,32 @@ def test_imports_go_one_way(path: Path) -> None:
     assert not wrong, f"{path.relative_to(APP)} ({layer}) imports {sorted(wrong)}"
 
 
+def _classes_on_foreign_bases(path: Path) -> list[str]:
+    """Classes of `path` derived from a class it imports from another layer of `app`."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    layer = _layer(_module(path))
+    foreign = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("app.")
+        if _layer(node.module.removeprefix("app.")) != layer
+        for alias in node.names
+    }
+    return [
+        f"{node.name}({ast.unparse(base)})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef)
+        for base in node.bases
+        if ast.unparse(base).split(".")[0] in foreign
+    ]
+
+
+@pytest.mark.parametrize("path", sorted((APP / "schemas").glob("*.py")), ids=lambda path: path.name)
+def test_api_schemas_are_their_own_models(path: Path) -> None:
+    # A schema that subclasses a domain model changes the HTTP contract with the domain.
+    assert _classes_on_foreign_bases(path) == []
+
+
 def test_every_layer_has_rules_and_one_backend_is_there() -> None:
     layers = {_layer(_module(path)) for path in MODULES}
     assert set(FORBIDDEN) - BACKENDS <= layers

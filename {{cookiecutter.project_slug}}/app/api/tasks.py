@@ -61,7 +61,7 @@ async def list_dead_letters(
 ) -> list[DeadLetterRead]:
     """The newest dead letters: tasks that failed for good, and entries no worker could read."""
     letters = await queue.dead_letters(limit)
-    return [DeadLetterRead.model_validate(letter.model_dump()) for letter in letters]
+    return [DeadLetterRead.model_validate(letter) for letter in letters]
 
 
 @router.post(
@@ -81,4 +81,4 @@ async def read_task(task_id: str, queue: TaskQueueDep) -> TaskRead:
     found = await queue.get(task_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"task {task_id} not found")
-    return TaskRead.model_validate(found.model_dump())
+    return TaskRead.model_validate(found)

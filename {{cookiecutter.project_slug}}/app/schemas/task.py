@@ -1,11 +1,11 @@
 """Request and response bodies of the tasks API."""
 
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.tasks.queue import DeadLetter
-from app.tasks.status import TaskStatus
+from app.tasks.status import TaskState
 
 
 class TaskCreate(BaseModel):
@@ -22,16 +22,42 @@ class TaskAccepted(BaseModel):
     status: str = "queued"
 
 
-class TaskRead(TaskStatus):
-    """One task's status, as `GET /api/v1/tasks/{id}` returns it.
+class TaskRead(BaseModel):
+    """One task's status, as `GET /api/v1/tasks/{id}` returns it (read from a `TaskStatus`).
 
     A task that failed for good is `failed`; `dead_lettered` is true when it was kept in the
     dead letters, from where it can be requeued.
     """
 
+    model_config = ConfigDict(from_attributes=True)
 
-class DeadLetterRead(DeadLetter):
-    """A dead letter, as `GET /api/v1/tasks/dead-letters` lists it."""
+    id: str
+    name: str
+    status: TaskState
+    result: Any = None
+    error: str | None = None
+    attempts: int = 0
+    dead_lettered: bool = False
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeadLetterRead(BaseModel):
+    """A dead letter, as `GET /api/v1/tasks/dead-letters` lists it (read from a `DeadLetter`).
+
+    `id` is the task's id, or `entry-<stream id>` for a queue entry that had no readable one;
+    `name` and `payload` are null when they could not be read (`fields` then keeps what was).
+    """
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str | None
+    payload: dict[str, Any] | None
+    error: str
+    attempts: int = 0
+    dead_at: datetime
+    fields: dict[str, str] | None = None
 
 
 class TaskInfo(BaseModel):

@@ -1,8 +1,11 @@
 """The one task-status model every backend reports, and the stores that keep it."""
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
@@ -85,10 +88,26 @@ class MemoryStatusStore:
 class RedisStatusStore:
     """Statuses as JSON strings under `<prefix>:task:<id>`, expiring after `ttl` seconds."""
 
-    def __init__(self, redis: Redis, prefix: str, ttl: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        ttl: int,
+        *,
+        timeout: float | None = None,
+        slots: asyncio.Semaphore | None = None,
+    ) -> None:
+        """`timeout` bounds each command; `slots` are those of a cache whose client this is."""
         self._redis = redis
         self._prefix = prefix
         self.ttl = ttl
+        self._timeout = timeout
+        self._slots = slots
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        async with asyncio.timeout(self._timeout), self._slots or contextlib.nullcontext():
+            yield
 
     def key(self, task_id: str) -> str:
         """The Redis key of one task's status."""
@@ -96,7 +115,8 @@ class RedisStatusStore:
 
     async def save(self, status: TaskStatus) -> None:
         """Store `status` with its expiry."""
-        await self._redis.set(self.key(status.id), status.model_dump_json(), ex=self.ttl)
+        async with self._turn():
+            await self._redis.set(self.key(status.id), status.model_dump_json(), ex=self.ttl)
 
     def save_in(self, pipe: Pipeline, status: TaskStatus) -> None:
         """Store `status` with its expiry as part of `pipe` (a transaction or a batch)."""
@@ -104,11 +124,15 @@ class RedisStatusStore:
 
     async def load(self, task_id: str) -> TaskStatus | None:
         """The status of `task_id`, or None when unknown or expired."""
-        return _readable(task_id, await self._redis.get(self.key(task_id)))
+        async with self._turn():
+            raw = await self._redis.get(self.key(task_id))
+        return _readable(task_id, raw)
 
     async def load_many(self, task_ids: list[str]) -> list[TaskStatus | None]:
         """The statuses of `task_ids` in order (None where unknown), in one MGET."""
-        found = cast(list[bytes | None], await self._redis.mget([self.key(i) for i in task_ids]))
+        keys = [self.key(task_id) for task_id in task_ids]
+        async with self._turn():
+            found = cast(list[bytes | None], await self._redis.mget(keys))
         return [_readable(task_id, raw) for task_id, raw in zip(task_ids, found, strict=True)]
 
 

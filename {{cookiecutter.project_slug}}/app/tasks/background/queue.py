@@ -25,8 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.metrics import Metrics
-from app.infrastructure.cache import Cache
-from app.infrastructure.redis_client import redis_client
+from app.infrastructure.cache import Cache, RedisCache
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.definitions import registry
@@ -45,6 +44,8 @@ from app.tasks.tracing import traced_enqueue
 {%- endif %}
 
 logger = logging.getLogger(__name__)
+
+STATUS_TIMEOUT = 1.0  # seconds per status-store command: a Redis that hangs is a fast 503
 
 
 class BackgroundTaskQueue:
@@ -177,7 +178,9 @@ def _add_periodic_jobs(
         with outage.watch(job):
             if redis is not None:
                 key, lifetime_ms = tick_lock(prefix, job, datetime.now(UTC))
-                if not await redis.set(key, "1", nx=True, px=lifetime_ms):
+                async with asyncio.timeout(STATUS_TIMEOUT):
+                    taken = await redis.set(key, "1", nx=True, px=lifetime_ms)
+                if not taken:
                     return
             await queue.enqueue(job.task, job.payload)
 
@@ -195,18 +198,21 @@ async def open_task_queue(
 ) -> AsyncIterator[BackgroundTaskQueue]:
     """The in-process queue and its scheduler, for the app's lifespan.
 
-    Statuses go where the cache lives: Redis when CACHE_URL is redis (every API process
-    sees them), else this process's memory.
+    Statuses go where the cache lives, through its client and its pool: Redis when
+    CACHE_URL is redis (every API process sees them), else this process's memory.
     """
     async with AsyncExitStack() as stack:
         redis: Redis | None = None
         statuses: MemoryStatusStore | RedisStatusStore
-        if settings.cache_url.startswith(("redis://", "rediss://", "unix://")):
-            redis = redis_client(
-                settings.cache_url, max_connections=settings.cache_max_connections, timeout=1.0
+        if isinstance(cache, RedisCache):
+            redis = cache.client
+            statuses = RedisStatusStore(
+                redis,
+                settings.cache_prefix,
+                settings.task_status_ttl,
+                timeout=STATUS_TIMEOUT,
+                slots=cache.slots,
             )
-            stack.push_async_callback(redis.aclose)
-            statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         else:
             statuses = MemoryStatusStore(settings.task_status_ttl)
         queue = BackgroundTaskQueue(

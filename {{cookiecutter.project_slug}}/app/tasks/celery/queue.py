@@ -187,7 +187,7 @@ async def open_task_queue(
     redis = redis_client(
         settings.redis_url, max_connections=settings.cache_max_connections, timeout=1.0
     )
-    broker = settings.broker_url.partition("://")[0]
+    broker = celery.conf.broker_url.partition("://")[0]
     queue = CeleryTaskQueue(publisher, redis, settings, broker)
     try:
         yield queue

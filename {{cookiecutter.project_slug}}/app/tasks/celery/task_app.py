@@ -154,6 +154,11 @@ def run_registered_task(task: Task[Any, Any], name: str, payload: dict[str, Any]
     return process.run(process.runner.attempt(str(task.request.id), name, payload, origin))
 
 
+def broker_url_of(settings: Settings) -> str:
+    """Celery's broker: CELERY_BROKER_URL, or REDIS_URL when it is not set."""
+    return settings.celery_broker_url or settings.redis_url
+
+
 def broker_transport_options(settings: Settings) -> dict[str, object]:
     """kombu's Redis transport options (other transports ignore them), then the user's own.
 
@@ -171,7 +176,7 @@ def broker_transport_options(settings: Settings) -> dict[str, object]:
         "socket_timeout": 10.0,
         **settings.celery_broker_transport_options,
     }
-    if settings.broker_url.startswith("sentinel") and "master_name" not in options:
+    if broker_url_of(settings).startswith("sentinel") and "master_name" not in options:
         raise ValueError(
             "CELERY_BROKER_URL is a Sentinel URL: name the master in"
             ' CELERY_BROKER_TRANSPORT_OPTIONS, e.g. {"master_name": "mymaster"}'
@@ -183,7 +188,7 @@ def create_celery_app(settings: Settings) -> TaskApp:
     """Build the Celery app for `settings`; nothing connects until it is used."""
     app = TaskApp(settings)
     app.conf.update(
-        broker_url=settings.broker_url,
+        broker_url=broker_url_of(settings),
         broker_connection_retry_on_startup=True,
         # Read by kombu's Redis transport (others ignore them).
         broker_transport_options=broker_transport_options(settings),

@@ -74,6 +74,19 @@ async def test_stopping_lets_running_tasks_finish_within_the_shutdown_timeout(
     assert cut.status == "running"  # cancelled at the deadline: lost, as the README says
 
 
+async def test_tasks_and_the_cache_share_one_redis_pool(settings: Settings, redis_url: str) -> None:
+    # One connection in the cache's pool: a second pool for the statuses would open a second.
+    update = {"cache_url": redis_url, "cache_max_connections": 1}
+    observer = Redis.from_url(redis_url)
+    async for http in serve(settings.model_copy(update=update)):
+        item = await http.post("/api/v1/items", json={"name": "pooled", "price": 1})
+        assert (await http.get(f"/api/v1/items/{item.json()['id']}")).status_code == 200
+        assert (await wait_final(http, await enqueue(http, "add", {"a": 1, "b": 2})))["result"] == 3
+        clients = await observer.client_list()
+    await observer.aclose()
+    assert len(clients) == 2  # the app's one connection, and the observer's
+
+
 @pytest.fixture
 async def outage_client(
     settings: Settings, restartable_redis: RedisServer

@@ -18,7 +18,7 @@ from app.config import Settings
 from app.main import create_app
 from app.tasks.celery import queue as celery_queue
 from app.tasks.celery.publish import RUN_TASK
-from app.tasks.celery.task_app import TaskApp
+from app.tasks.celery.task_app import TaskApp, broker_url_of
 from app.tasks.status import TaskStatus
 from tests.servers import free_port
 from tests.tasks.celery.custom_app import (
@@ -179,7 +179,7 @@ async def test_shared_tasks_and_canvas_sent_from_the_api_run_on_the_worker(
     client: AsyncClient, settings: Settings, celery_processes: CeleryProcesses
 ) -> None:
     assert isinstance(record.app, TaskApp)  # the API's app is current: not amqp://localhost
-    assert record.app.conf.broker_url == settings.broker_url
+    assert record.app.conf.broker_url == broker_url_of(settings)
     assert (record.acks_late, record.reject_on_worker_lost) == (True, True)
     url = settings.redis_url
     await asyncio.to_thread(record.delay, url, "delayed", "ran")
