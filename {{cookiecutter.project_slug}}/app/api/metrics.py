@@ -16,8 +16,6 @@ async def metrics(collectors: MetricsDep, tasks: TaskQueueDep) -> Response:
     """Render every collector in the Prometheus text format."""
     with contextlib.suppress(Exception):  # a broker outage must not break the scrape
         await tasks.sync_metrics(collectors)
-    if collectors.multiprocess_dir is None:
-        body = collectors.render()
-    else:  # reads a file per process: not on the event loop
-        body = await asyncio.to_thread(collectors.render)
+    # In a thread: with several processes, rendering reads one file per process.
+    body = await asyncio.to_thread(collectors.render)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -11,17 +11,18 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from app.config import Settings
-from app.core.http_metrics import HttpMetrics, ProcessHttpMetrics, SharedHttpMetrics
 from app.core.multiprocess import check_environment, forget_dead_processes, forget_process
 from app.infrastructure.cache import NamespaceMetrics
 
+# Seconds: a response-cache hit takes well under a millisecond, a cold read a few.
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 TASKS_FINISHED_HELP = "Tasks that reached a final status."
 
 
@@ -32,6 +33,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.multiprocess_dir = multiprocess_dir
         self._namespaces: dict[str, NamespaceMetrics] = {}
+        self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         # Set by the task queue when workers count finished tasks in Redis (exact, every host).
         self.tasks_finished_totals: dict[tuple[str, str], int] | None = None
         self.cache_hits = self._counter("cache_hits", "Cache lookups answered from the cache.")
@@ -64,14 +66,32 @@ class Metrics:
         self.tasks_finished = Counter(
             "tasks_finished", TASKS_FINISHED_HELP, ["name", "status"], registry=self.registry
         )
-        self.http: HttpMetrics = (
-            ProcessHttpMetrics(self.registry)
-            if multiprocess_dir is None
-            else SharedHttpMetrics(self.registry)
-        )
+        self._http_collectors()
 
     def _counter(self, name: str, documentation: str) -> Counter:
         return Counter(name, documentation, ["namespace"], registry=self.registry)
+
+    def _http_collectors(self) -> None:
+        labels = ["method", "route", "status"]
+        self.http_requests = Counter(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status.",
+            labels,
+            registry=self.registry,
+        )
+        self.http_request_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time from the request's arrival to the end of its response.",
+            labels,
+            buckets=HTTP_BUCKETS,
+            registry=self.registry,
+        )
+        self.http_requests_in_progress = Gauge(
+            "http_requests_in_progress",
+            "HTTP requests being served now (by live processes only).",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
 
     def cache_namespace(self, namespace: str) -> NamespaceMetrics:
         """The hit/miss/error/load collectors of `namespace`, labelled once."""
@@ -85,6 +105,20 @@ class Metrics:
             )
             self._namespaces[namespace] = collectors
         return collectors
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count one answered request and its duration (children labelled once per triple)."""
+        key = (method, route, status)
+        children = self._requests.get(key)
+        if children is None:
+            labels = (method, route, str(status))
+            children = (
+                self.http_requests.labels(*labels),
+                self.http_request_duration.labels(*labels),
+            )
+            self._requests[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         """The Prometheus text of this process, or of every process of the multiprocess dir."""

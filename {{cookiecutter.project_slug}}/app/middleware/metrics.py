@@ -90,16 +90,18 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send)
             return
         state: AppState = scope["app"].state.resources
-        metrics = state.metrics.http
+        metrics = state.metrics
         response = _ResponseStatus(send)
-        metrics.started()
+        metrics.http_requests_in_progress.inc()
         started = time.perf_counter()
         try:
             await self.app(scope, receive, response.send_noting_status)
         finally:
             seconds = time.perf_counter() - started
+            metrics.http_requests_in_progress.dec()
             method = scope["method"] if scope["method"] in METHODS else OTHER_METHOD
-            metrics.finished((method, self.templates.for_scope(scope), response.status), seconds)
+            route = self.templates.for_scope(scope)
+            metrics.observe_request(method, route, response.status, seconds)
 
 
 class _ResponseStatus:
