@@ -191,7 +191,7 @@ def settings_fields(root: Path) -> set[str]:
 def test_docker_and_actions_change_no_python(
     render: Render, task_backend: str, database: str
 ) -> None:
-    """Why the slow tests lint and test one project per backend x database, not all 24."""
+    """Why the slow tests lint and test one project per backend x database, not all 48."""
 
     def python_sources(flag: str) -> dict[str, str]:
         slug = f"svc-{flag}"

@@ -28,8 +28,12 @@ def run(bench: Bench) -> list[Row]:
     env = bench.service_env("redis_queue", "bench-t")
     bench.migrate("redis_queue", env)
     traced = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_TRACES_SAMPLER": "always_on"}
+    sampled = {**traced, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
     servers = {
         "on": bench.serve("uvicorn-traced", bench.python("redis_queue"), "app.main:app", "redis_queue", {**env, **traced}),
+        "sampled": bench.serve(
+            "uvicorn-sampled", bench.python("redis_queue"), "app.main:app", "redis_queue", {**env, **sampled}
+        ),
         "off": bench.serve("uvicorn-untraced", bench.python("redis_queue"), "app.main:app", "redis_queue", env),
     }
     without = bench.service_env("redis_queue-no-otel", "bench-t", DATABASE_URL=env["DATABASE_URL"])
@@ -51,6 +55,7 @@ def run(bench: Bench) -> list[Row]:
     labels = {
         "off": "generated with OpenTelemetry, no endpoint set",
         "on": "tracing on, sampling 1.0, exporting to a local sink",
+        "sampled": "tracing on, sampling 0.1 (parentbased_traceidratio), same sink",
         "without": "generated with use_opentelemetry=no",
     }
     for route in routes:
@@ -67,6 +72,8 @@ def run(bench: Bench) -> list[Row]:
             ratio = median([r.rps / o.rps for r, o in zip(runs, off, strict=True)])
             if server == "on":
                 judge(row, ratio, "× no endpoint set", "≥ 0.8×", ratio >= 0.8)
+            elif server == "sampled":
+                row.ratio, row.ratio_of = ratio, "× no endpoint set"
             elif server == "without":
                 judge(row, ratio, "× generated with it, no endpoint", "within 3%", abs(ratio - 1) <= 0.03)
             rows.append(row)

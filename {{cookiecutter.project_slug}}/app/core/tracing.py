@@ -6,8 +6,8 @@ instrumented and nothing is exported. The SDK reads the rest of its configuratio
 (`OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER(_ARG)`, `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_BSP_*`).
 
 Spans are batched and sent by a background thread: a collector that is slow or down makes the
-exporter drop spans (the queue is bounded), never wait a request. The tracer provider is the one
-global the OpenTelemetry API keeps; it is set once per process by `start_tracing`, which the
+exporter drop spans (the queue is bounded), never makes a request wait. The tracer provider is the
+one global the OpenTelemetry API keeps; it is set once per process by `start_tracing`, which the
 API lifespan and each worker process call, and flushed when they stop.
 """
 

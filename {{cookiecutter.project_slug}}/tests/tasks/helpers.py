@@ -1,6 +1,7 @@
 """Polling helpers shared by the task tests of every backend."""
 
 import asyncio
+import json
 import time
 from typing import Any
 
@@ -27,3 +28,16 @@ async def wait_final(client: AsyncClient, task_id: str, within: float = 15.0) ->
             return body
         await asyncio.sleep(0.05)
     raise TimeoutError(f"task {task_id} not finished after {within}s: {body}")
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """The lines of a process's output that are JSON objects (its log lines, in JSON format)."""
+    entries = []
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict):
+            entries.append(entry)
+    return entries

@@ -5,15 +5,13 @@ again around each attempt, retries included. The worker here is a real process f
 and `redis_queue`; its JSON lines are read from its output.
 """
 
-import json
 from collections.abc import Callable
-from typing import Any
 
 import pytest
 from httpx import AsyncClient
 
 from app.config import Settings
-from tests.tasks.helpers import wait_final
+from tests.tasks.helpers import json_lines, wait_final
 
 REQUEST_ID = "enqueued-by-req-42"
 
@@ -22,19 +20,6 @@ REQUEST_ID = "enqueued-by-req-42"
 def settings(settings: Settings) -> Settings:
     """JSON log lines, so that the worker's lines can be read back field by field."""
     return settings.model_copy(update={"log_format": "json"})
-
-
-def json_lines(text: str) -> list[dict[str, Any]]:
-    """Every line of `text` that is a JSON object."""
-    lines = []
-    for line in text.splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(entry, dict):
-            lines.append(entry)
-    return lines
 
 
 async def test_the_workers_lines_for_a_task_carry_the_request_id_that_enqueued_it(

@@ -13,7 +13,7 @@ from httpx import ASGITransport, AsyncClient
 from app.config import Settings
 from app.main import create_app
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
-from tests.tasks.helpers import enqueue, wait_final
+from tests.tasks.helpers import enqueue, json_lines, wait_final
 
 SERVER = 2  # OTLP span kind
 # A trace the client started: both requests below join it (W3C traceparent).
@@ -32,8 +32,8 @@ EXPECTED = {
 @pytest.fixture
 def settings(otlp_receiver: OtlpReceiver, settings: Settings) -> Settings:
     """The backend's settings, once the receiver has set OTEL_*: the app and the workers that
-    these settings start export to it."""
-    return settings
+    these settings start export to it, and log JSON lines."""
+    return settings.model_copy(update={"log_format": "json"})
 
 
 @pytest.fixture
@@ -132,3 +132,21 @@ async def test_every_attempt_of_a_retried_task_is_a_span_in_the_same_trace(
     assert [s.attributes["task.status"] for s in attempts] == ["retrying", "retrying", "succeeded"]
     assert {s.trace_id for s in attempts} == {enqueued.trace_id}
     assert all(enqueued in ancestors(s, spans) for s in attempts)
+
+
+async def test_the_workers_log_lines_carry_the_trace_and_span_of_the_attempt(
+    otlp_receiver: OtlpReceiver, worker_output: Callable[[], str], client: AsyncClient
+) -> None:
+    task_id = await enqueue(client, "flaky", {"fail_times": 1})
+    assert (await wait_final(client, task_id, within=60))["status"] == "succeeded"
+    spans = await otlp_receiver.wait_for(attempts_of(task_id, 2))
+
+    first = one(spans, "task.attempt", **{"task.id": task_id, "task.attempt": 1})
+    failed = [
+        entry
+        for entry in json_lines(worker_output())
+        if entry.get("message") == f"task {task_id} (flaky) attempt 1 failed"
+    ]
+    assert [(entry["trace_id"], entry["span_id"]) for entry in failed] == [
+        (first.trace_id, first.span_id)
+    ]
