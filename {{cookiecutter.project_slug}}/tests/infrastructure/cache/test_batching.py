@@ -8,11 +8,14 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import RedisCache, cache_from_url
 from tests.infrastructure.conftest import cache_settings
 
+# A timeout no busy machine outlasts: these tests are about batching, not about failing open.
+SETTINGS = cache_settings(cache_socket_timeout=5.0)
+
 
 async def test_hits_made_while_redis_is_busy_share_one_pipeline(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cache = cache_from_url(redis_url, settings=cache_settings(), metrics=Metrics())
+    cache = cache_from_url(redis_url, settings=SETTINGS, metrics=Metrics())
     assert isinstance(cache, RedisCache)
     for key in "abc":
         await cache.fill(await cache.lookup("ns", key), key.encode(), 60)
@@ -36,7 +39,7 @@ async def test_hits_made_while_redis_is_busy_share_one_pipeline(
 async def test_a_lookup_that_gives_up_does_not_cancel_the_others_in_its_batch(
     redis_url: str,
 ) -> None:
-    cache = cache_from_url(redis_url, settings=cache_settings(), metrics=Metrics())
+    cache = cache_from_url(redis_url, settings=SETTINGS, metrics=Metrics())
     await cache.fill(await cache.lookup("ns", "k"), b"v", 60)
 
     first = asyncio.create_task(cache.lookup("ns", "k"))  # goes alone

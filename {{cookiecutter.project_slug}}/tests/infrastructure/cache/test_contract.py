@@ -124,6 +124,18 @@ async def test_unknown_scheme_is_refused() -> None:
         cache_from_url("memcached://x", settings=cache_settings(), metrics=Metrics())
 
 
+async def clients_once_settled(observer: Redis, expected: int) -> int:
+    """The server's client count, once it reaches `expected` or 10 s have passed.
+
+    A closed socket leaves CLIENT LIST when the server has read its end, a moment later.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while (count := len(await observer.client_list())) != expected and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+    return count
+
+
 async def test_open_cache_yields_a_working_cache_and_closes_it(redis_url: str) -> None:
     settings = cache_settings(cache_url=redis_url)
 
@@ -132,7 +144,7 @@ async def test_open_cache_yields_a_working_cache_and_closes_it(redis_url: str) -
         await cache.ping()
         assert isinstance(cache, RedisCache)
         while_open = len(await observer.client_list())
-    after_close = len(await observer.client_list())
+    after_close = await clients_once_settled(observer, expected=1)
     await observer.aclose()
 
     assert (while_open, after_close) == (2, 1)
