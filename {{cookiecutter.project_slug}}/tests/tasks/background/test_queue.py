@@ -19,25 +19,15 @@ from app.tasks.background.queue import ScheduleTrigger
 from app.tasks.cron import Cron
 from app.tasks.status import TaskStatus
 from tests.servers import RedisServer
-from tests.tasks.helpers import enqueue, wait_final
+from tests.tasks.helpers import enqueue, serve, wait_final
 
 pytestmark = pytest.mark.slow
-
-
-async def serve(settings: Settings) -> AsyncIterator[AsyncClient]:
-    """A client of an app built from `settings`, with its lifespan running."""
-    app: FastAPI = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
-    ):
-        yield http
 
 
 @pytest.fixture
 async def capped_client(settings: Settings) -> AsyncIterator[AsyncClient]:
     """A client of an app that runs at most two tasks at a time."""
-    async for http in serve(settings.model_copy(update={"task_concurrency": 2})):
+    async with serve(settings.model_copy(update={"task_concurrency": 2})) as http:
         yield http
 
 
@@ -78,7 +68,7 @@ async def test_tasks_and_the_cache_share_one_redis_pool(settings: Settings, redi
     # One connection in the cache's pool: a second pool for the statuses would open a second.
     update = {"cache_url": redis_url, "cache_max_connections": 1}
     observer = Redis.from_url(redis_url)
-    async for http in serve(settings.model_copy(update=update)):
+    async with serve(settings.model_copy(update=update)) as http:
         item = await http.post("/api/v1/items", json={"name": "pooled", "price": 1})
         assert (await http.get(f"/api/v1/items/{item.json()['id']}")).status_code == 200
         assert (await wait_final(http, await enqueue(http, "add", {"a": 1, "b": 2})))["result"] == 3
@@ -92,7 +82,7 @@ async def outage_client(
     settings: Settings, restartable_redis: RedisServer
 ) -> AsyncIterator[AsyncClient]:
     """A client of an app whose statuses live in a Redis the test may stop."""
-    async for http in serve(settings.model_copy(update={"cache_url": restartable_redis.url})):
+    async with serve(settings.model_copy(update={"cache_url": restartable_redis.url})) as http:
         yield http
 
 
@@ -196,7 +186,7 @@ async def test_past_the_backlog_bound_enqueue_is_503_and_accepted_tasks_finish(
     settings: Settings,
 ) -> None:
     bounded = settings.model_copy(update={"task_max_backlog": 2, "task_concurrency": 1})
-    async for http in serve(bounded):
+    async with serve(bounded) as http:
         accepted = [await enqueue(http, "sleep", {"seconds": 0.3}) for _ in range(2)]
         refused = await http.post(
             "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 1}}

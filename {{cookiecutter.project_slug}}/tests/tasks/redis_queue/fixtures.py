@@ -1,8 +1,6 @@
 """Fixtures for the `redis_queue` backend: real `python -m app.tasks.worker` processes."""
 
 import asyncio
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,19 +14,11 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
+from tests.tasks.helpers import settings_env
 
 __all__ = ["settings", "task_runner", "workers"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a worker process exactly these settings."""
-    env = {
-        key.upper(): value if isinstance(value, str) else json.dumps(value)
-        for key, value in settings.model_dump(mode="json").items()
-    }
-    return {**os.environ, **env}
 
 
 # The worker's own entry point, with the tasks of `tests/tasks/faulty_tasks.py` registered too.
@@ -41,7 +31,7 @@ def spawn_worker(
     """Start `python -m app.tasks.worker` with `settings` (and the faulty tasks, if asked)."""
     entry = ["-c", FAULTY_WORKER] if faulty else ["-m", "app.tasks.worker"]
     command = [sys.executable, *entry, "--concurrency", str(concurrency)]
-    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=worker_env(settings))
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=settings_env(settings))
 
 
 @dataclass
