@@ -57,6 +57,7 @@ class Worker:
     name: str = field(default_factory=consumer_name)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     running: dict[bytes, asyncio.Task[None]] = field(default_factory=dict)
+    slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.queue = RedisTaskQueue(self.redis, self.settings)
@@ -112,8 +113,9 @@ class Worker:
         """Take new entries while there is a free slot."""
         while not self.stopping.is_set():
             free = self.concurrency - len(self.running)
-            if free <= 0:
-                await asyncio.sleep(0.01)
+            if free <= 0:  # wait for a task to end, rather than poll
+                self.slot_freed.clear()
+                await self.slot_freed.wait()
                 continue
             try:
                 response: Any = await self.redis.xreadgroup(
@@ -165,8 +167,9 @@ class Worker:
             task.add_done_callback(functools.partial(self.forget, delivery.entry_id))
 
     def forget(self, entry_id: bytes, _task: asyncio.Task[None]) -> None:
-        """Drop a finished entry's task from `running` (a done callback)."""
+        """Drop a finished entry's task from `running` and free its slot (a done callback)."""
         self.running.pop(entry_id, None)
+        self.slot_freed.set()
 
     async def handle(self, delivery: Delivery, running: TaskStatus) -> None:
         """Run one attempt (already marked `running`) and record where it ended.
