@@ -88,7 +88,7 @@ class TaskApp(Celery):
                     status = TaskStatus.model_validate_json(raw)
                 if status.status in FINAL_STATES:
                     return
-                failed = status.moved("failed", error=error)
+                failed = status.with_status("failed", error=error)
                 pipe.multi()
                 pipe.set(key, failed.model_dump_json(), ex=self.settings.task_status_ttl)
                 pipe.hincrby(finished_key(self.settings.cache_prefix), FinishedCounts.field(failed))
