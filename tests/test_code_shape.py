@@ -1,13 +1,16 @@
-"""The generated code stays readable: Jinja in Python files toggles one line at a time."""
+"""The generated code stays readable: small modules and functions, one-line Jinja toggles."""
 
+import ast
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import TEMPLATE_DIR
+from tests.conftest import CHOICES, TEMPLATE_DIR, render_template
 
 PROJECT_TEMPLATE = TEMPLATE_DIR / "{{cookiecutter.project_slug}}"
+MAX_MODULE_LINES = 300
+MAX_FUNCTION_LINES = 50
 JINJA_BLOCK = re.compile(r"\{%-?\s*(\w+).*?-?%\}", re.DOTALL)
 OPENS, CLOSES = {"if", "for"}, {"endif", "endfor"}
 
@@ -43,3 +46,32 @@ def test_jinja_in_python_toggles_at_most_one_line(path: Path) -> None:
     # More than one line per option belongs in a file of its own (the post-gen MANIFEST).
     long_branches = [line for line, code in code_lines_per_branch(path.read_text()) if code > 1]
     assert long_branches == [], f"multi-line Jinja blocks start on lines {long_branches}"
+
+
+@pytest.fixture(scope="module", params=CHOICES["task_backend"])
+def app_modules(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """Path -> source of every module of `app/`, rendered for one task backend."""
+    root = render_template(tmp_path_factory.mktemp("shape"), task_backend=request.param)
+    return {str(path.relative_to(root)): path.read_text() for path in (root / "app").rglob("*.py")}
+
+
+def test_modules_stay_under_the_line_limit(app_modules: dict[str, str]) -> None:
+    long_modules = {
+        path: lines
+        for path, source in app_modules.items()
+        if (lines := len(source.splitlines())) > MAX_MODULE_LINES
+    }
+    assert long_modules == {}
+
+
+def test_functions_stay_under_the_line_limit(app_modules: dict[str, str]) -> None:
+    long_functions = {
+        f"{path}:{node.lineno} {node.name}": lines
+        for path, source in app_modules.items()
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        if (lines := (node.end_lineno or node.lineno) - node.lineno + 1) > MAX_FUNCTION_LINES
+    }
+    assert long_functions == {}

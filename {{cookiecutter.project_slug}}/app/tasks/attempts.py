@@ -93,7 +93,7 @@ class TaskAttempts:
                 " of memory or was stopped) and no attempts are left"
             )
             return Claim("exhausted", self.failed(status, error))
-        return Claim("run", status.moved("running", attempts=status.attempts + 1))
+        return Claim("run", status.with_status("running", attempts=status.attempts + 1))
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_attempt
 {% endif %}    async def attempt(
@@ -124,12 +124,12 @@ class TaskAttempts:
             )
             if running.attempts >= self._settings.task_max_attempts:
                 return self.failed(running, describe(exc))
-            return running.moved("retrying", error=describe(exc))
+            return running.with_status("retrying", error=describe(exc))
         try:
             stored = to_jsonable_python(result)
         except PydanticSerializationError as exc:  # a bug in the task: no retry can fix it
             return self.failed(running, f"its result cannot be stored as JSON: {describe(exc)}")
-        return running.moved("succeeded", result=stored, error=None)
+        return running.with_status("succeeded", result=stored, error=None)
 
     async def _run(self, running: TaskStatus, payload: dict[str, Any]) -> Any:
         """The task function's result; cancelled (on the loop) once TASK_TIME_LIMIT has passed."""
@@ -147,7 +147,7 @@ class TaskAttempts:
 
     def failed(self, status: TaskStatus, error: str) -> TaskStatus:
         """`status` ended `failed` with `error`, dead-lettered when this backend keeps them."""
-        return status.moved("failed", error=error, dead_lettered=self._dead_letters)
+        return status.with_status("failed", error=error, dead_lettered=self._dead_letters)
 
     def retry_delay(self, attempts: int) -> float:
         """Seconds before the next attempt: exponential backoff with ±20 % jitter."""

@@ -42,7 +42,7 @@ class TaskStatus(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 
-    def moved(self, status: TaskState, **changes: Any) -> "TaskStatus":
+    def with_status(self, status: TaskState, **changes: Any) -> "TaskStatus":
         """A copy in `status`, with `changes` applied and `updated_at` set to now."""
         return self.model_copy(update={"status": status, "updated_at": utcnow(), **changes})
 

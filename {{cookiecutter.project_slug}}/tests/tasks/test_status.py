@@ -15,7 +15,7 @@ async def test_a_status_expires_ttl_seconds_after_its_last_save() -> None:
     store = MemoryStatusStore(ttl=1)
     await store.save(status("a"))
     await asyncio.sleep(0.6)
-    await store.save(status("a").moved("running"))  # a save restarts its clock
+    await store.save(status("a").with_status("running"))  # a save restarts its clock
     await asyncio.sleep(0.6)
 
     found = await store.load("a")
@@ -29,7 +29,7 @@ async def test_the_oldest_statuses_go_first_past_the_bound() -> None:
     store = MemoryStatusStore(ttl=60, max_entries=3)
     for task_id in "abc":
         await store.save(status(task_id))
-    await store.save(status("a").moved("running"))  # now the newest
+    await store.save(status("a").with_status("running"))  # now the newest
     await store.save(status("d"))
 
     kept = {task_id: await store.load(task_id) for task_id in "abcd"}

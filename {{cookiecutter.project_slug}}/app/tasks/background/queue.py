@@ -1,12 +1,10 @@
 """The `background` backend: tasks run in the API process, after the response is sent.
 
 The queue owns its asyncio tasks for the app's lifespan instead of borrowing a request's
-`BackgroundTasks`: a retry with backoff outlives the request, and shutdown can cancel
-what is left. At most TASK_CONCURRENCY tasks run at once; the rest wait their turn, so a
-burst of enqueues cannot starve the requests this process serves, and at most
-TASK_MAX_BACKLOG are accepted and unfinished at once (past it, BacklogFullError). Each
-attempt is decided by `TaskAttempts`, as in every backend. Delivery is at most once:
-whatever is queued, running or waiting for a retry is lost when the process stops.
+`BackgroundTasks`, so a retry with backoff outlives the request. At most TASK_CONCURRENCY run
+at once, at most TASK_MAX_BACKLOG are unfinished (past it, BacklogFullError), and each attempt
+is decided by `TaskAttempts`. Delivery is at most once: whatever is queued, running or waiting
+for a retry is lost when the process stops.
 """
 
 import asyncio

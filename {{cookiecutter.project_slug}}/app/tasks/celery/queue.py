@@ -101,7 +101,7 @@ class CeleryTaskQueue:
                 raw = await pipe.get(key)
                 if raw is not None and TaskStatus.model_validate_json(raw).status != "queued":
                     return True
-                failed = status.moved("failed", error=f"not sent: {exc}")
+                failed = status.with_status("failed", error=f"not sent: {exc}")
                 pipe.multi()  # type: ignore[no-untyped-call]
                 self.statuses.save_in(pipe, failed)
                 self.finished.count(pipe, failed)

@@ -1,25 +1,11 @@
 """The service's Celery app (`app.tasks.celery_app` serves it to `celery -A`).
 
-One Celery task, `tasks.run`, runs any task of the registry by name, so the registry stays
-the one list of tasks; each message carries the registry name as its `shadow` name, which
-Flower and the logs show. Statuses live in the service's status store (one model for every
-backend): `tasks.run` stores nothing in Celery's result backend. The backend is configured
-(Redis, results kept TASK_STATUS_TTL) for Celery features of your own that need one, such as
-chords or `AsyncResult.get()` on a task that keeps its result.
-
-Delivery is at least once. A message is acknowledged only after its task's final status is
-written (`task_acks_late`); a pool process that dies or passes the hard time limit hands
-its message back (`task_reject_on_worker_lost`, `task_acks_on_timeout=False`); the
-messages of a worker that vanished altogether (`kill -9`, a lost machine) go back to the
-queue: RabbitMQ returns them when the connection closes; kombu's Redis transport once they
-are unacknowledged for TASK_VISIBILITY_TIMEOUT seconds, while a live worker keeps the ones
-it holds (`HoldMessages`). A worker that loses its broker connection stops the tasks it
-runs (`worker_cancel_long_running_tasks_on_connection_loss`), since the broker hands their
-messages out again: a task never runs twice at once. A revoked task ends `failed`.
-Messages are JSON only: pickle is refused unread.
-
-Users' own Celery tasks (`@shared_task`, `@app.task`) get the same settings: JSON only, acks
-late, reject on worker lost. List their modules in `TASK_MODULES` so that workers import them.
+One Celery task, `tasks.run`, runs any registry task by name (its `shadow` name, which Flower
+and the logs show) and keeps statuses in the service's status store, not the result backend.
+Delivery is at least once: acks late; a lost pool process or worker hands its messages back
+(kombu's Redis transport after TASK_VISIBILITY_TIMEOUT; `HoldMessages` keeps a live worker's);
+a worker cut off from its broker stops its tasks, so no task runs twice at once. JSON only.
+Your own tasks (`@shared_task`) get the same settings; list their modules in `TASK_MODULES`.
 """
 
 import logging
@@ -103,7 +89,7 @@ class TaskApp(Celery):
                     status = TaskStatus.model_validate_json(raw)
                 if status.status in FINAL_STATES:
                     return
-                failed = status.moved("failed", error=error)
+                failed = status.with_status("failed", error=error)
                 pipe.multi()
                 pipe.set(key, failed.model_dump_json(), ex=self.settings.task_status_ttl)
                 pipe.hincrby(finished_key(self.settings.cache_prefix), FinishedCounts.field(failed))
@@ -187,46 +173,7 @@ def broker_transport_options(settings: Settings) -> dict[str, object]:
 def create_celery_app(settings: Settings) -> TaskApp:
     """Build the Celery app for `settings`; nothing connects until it is used."""
     app = TaskApp(settings)
-    app.conf.update(
-        broker_url=broker_url_of(settings),
-        broker_connection_retry_on_startup=True,
-        # Read by kombu's Redis transport (others ignore them).
-        broker_transport_options=broker_transport_options(settings),
-        # A publish to a broker that is down fails in well under a second.
-        task_publish_retry_policy={
-            "max_retries": 2,
-            "interval_start": 0,
-            "interval_step": 0.1,
-            "interval_max": 0.2,
-        },
-        broker_connection_timeout=2.0,
-        task_serializer="json",
-        accept_content=["json"],
-        result_backend=settings.redis_url,
-        result_expires=settings.task_status_ttl,
-        result_serializer="json",
-        result_accept_content=["json"],
-        task_ignore_result=True,
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        task_acks_on_timeout=False,
-        task_time_limit=settings.task_time_limit + HARD_LIMIT_GRACE,
-        worker_prefetch_multiplier=1,
-        worker_concurrency=settings.task_concurrency,
-        worker_soft_shutdown_timeout=settings.task_shutdown_timeout,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
-        enable_utc=True,
-        timezone="UTC",
-        beat_scheduler="app.tasks.celery.beat:OncePerTickScheduler",
-        beat_schedule={
-            job.name: {
-                "task": RUN_TASK,
-                "schedule": OnSchedule(job.schedule),
-                "args": (job.task, job.payload),
-            }
-            for job in periodic_jobs(settings)
-        },
-    )
+    app.conf.update(celery_config(settings))
     app.task(
         name=RUN_TASK,
         bind=True,
@@ -241,3 +188,47 @@ def create_celery_app(settings: Settings) -> TaskApp:
     )(run_registered_task)
     app.steps["consumer"].add(HoldMessages)
     return app
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery's configuration from the service's settings: at least once, JSON only."""
+    return {
+        "broker_url": broker_url_of(settings),
+        "broker_connection_retry_on_startup": True,
+        # Read by kombu's Redis transport (others ignore them).
+        "broker_transport_options": broker_transport_options(settings),
+        # A publish to a broker that is down fails in well under a second.
+        "task_publish_retry_policy": {
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.1,
+            "interval_max": 0.2,
+        },
+        "broker_connection_timeout": 2.0,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_backend": settings.redis_url,
+        "result_expires": settings.task_status_ttl,
+        "result_serializer": "json",
+        "result_accept_content": ["json"],
+        "task_ignore_result": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_timeout": False,
+        "task_time_limit": settings.task_time_limit + HARD_LIMIT_GRACE,
+        "worker_prefetch_multiplier": 1,
+        "worker_concurrency": settings.task_concurrency,
+        "worker_soft_shutdown_timeout": settings.task_shutdown_timeout,
+        "worker_cancel_long_running_tasks_on_connection_loss": True,
+        "enable_utc": True,
+        "timezone": "UTC",
+        "beat_scheduler": "app.tasks.celery.beat:OncePerTickScheduler",
+        "beat_schedule": {
+            job.name: {
+                "task": RUN_TASK,
+                "schedule": OnSchedule(job.schedule),
+                "args": (job.task, job.payload),
+            }
+            for job in periodic_jobs(settings)
+        },
+    }

@@ -1,21 +1,11 @@
 """What runs inside a Celery worker: one event loop per pool process, and each attempt.
 
-Celery calls a task function synchronously, in a pool process forked from the worker's
-main process. The registry's tasks are coroutines, and they (and the status store) use an
-async SQLAlchemy engine and an async Redis client, whose connections belong to the event
-loop that opened them. Two common ways to bridge that break:
-
-- `asyncio.run()` in every task creates and closes a loop each time, so the pooled
-  connections of a shared engine end up used on a loop they do not belong to ("attached
-  to a different loop", "Event loop is closed"); an engine per task avoids that only by
-  opening a new database connection for every task.
-- Opening the engine or clients at import time, in the main process, hands the same
-  sockets to every forked child.
-
-So each pool process opens, right after it is forked (`worker_process_init`), one event
-loop and the clients bound to it (`WorkerProcess`), runs every task on that loop with
-`run_until_complete`, and disposes of them when it exits (`worker_process_shutdown`).
-A pool process runs one task at a time, so the loop is never shared between two tasks.
+Celery calls tasks synchronously in forked pool processes, while the registry's tasks are
+coroutines on an async engine and Redis client whose connections belong to the loop that
+opened them. So each pool process opens one loop and its clients right after the fork
+(`worker_process_init`, `WorkerProcess`), runs every task on it with `run_until_complete`,
+and closes them when it exits: no `asyncio.run()` per task ("attached to a different loop"),
+no sockets inherited from the main process.
 """
 
 import asyncio

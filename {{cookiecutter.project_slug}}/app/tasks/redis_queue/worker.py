@@ -1,22 +1,16 @@
 """The redis_queue worker: reads, runs, retries, reclaims and schedules (its command: `cli`).
 
-At least once: an entry is XACKed (and deleted) only after its final status is written, in
-the same atomic step (a MULTI). Entries a dead worker held are taken over with XAUTOCLAIM once
-idle for TASK_VISIBILITY_TIMEOUT; a live worker refreshes the idle time of what it holds.
-Every step of an attempt is decided by `TaskAttempts`; this module only moves entries. Its
-three loops (reading, housekeeping, the schedule) are supervised: if one dies, the worker
-stops and reports it, and `python -m app.tasks.worker` exits with status 1, so that its
-supervisor restarts it whole.
+At least once: an entry is XACKed and deleted only in the atomic step that writes its final
+status; a dead worker's entries are taken over (XAUTOCLAIM) after TASK_VISIBILITY_TIMEOUT.
+`TaskAttempts` decides every step of an attempt; this module moves entries. If one of its
+three loops (reading, housekeeping, the schedule) dies, the worker stops and exits 1.
 """
 
 import asyncio
 import contextlib
 import functools
 import logging
-import os
-import socket
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -37,7 +31,9 @@ from app.tasks.redis_queue.worker_steps import (
     FINISH,
     PROMOTE_DUE,
     TRANSIENT,
+    consumer_name,
     finish_in,
+    loop_died,
     remove_in,
     wait_for_redis,
 )
@@ -49,11 +45,6 @@ logger = logging.getLogger("app.tasks.worker")
 READ_BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
 
 
-def consumer_name() -> str:
-    """A consumer name unique across hosts, processes and restarts."""
-    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
 @dataclass
 class Worker:
     """One worker process: reads, runs, retries, reclaims and schedules."""
@@ -63,9 +54,10 @@ class Worker:
     sessions: async_sessionmaker[AsyncSession]
     items: ItemService
     concurrency: int
-    name: str = field(default_factory=lambda: consumer_name())
+    name: str = field(default_factory=consumer_name)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     running: dict[bytes, asyncio.Task[None]] = field(default_factory=dict)
+    slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.queue = RedisTaskQueue(self.redis, self.settings)
@@ -103,7 +95,7 @@ class Worker:
         logger.info("worker %s started, concurrency %d", self.name, self.concurrency)
         stop = asyncio.create_task(self.stopping.wait())
         done, _ = await asyncio.wait({*loops, stop}, return_when=asyncio.FIRST_COMPLETED)
-        died = [loop for loop in done & loops if _died(loop, self.stopping)]
+        died = [loop for loop in done & loops if loop_died(loop, self.stopping)]
         for loop in died:
             error = None if loop.cancelled() else loop.exception()
             logger.error("worker loop %r died; stopping", loop.get_name(), exc_info=error)
@@ -121,8 +113,9 @@ class Worker:
         """Take new entries while there is a free slot."""
         while not self.stopping.is_set():
             free = self.concurrency - len(self.running)
-            if free <= 0:
-                await asyncio.sleep(0.01)
+            if free <= 0:  # wait for a task to end, rather than poll
+                self.slot_freed.clear()
+                await self.slot_freed.wait()
                 continue
             try:
                 response: Any = await self.redis.xreadgroup(
@@ -139,12 +132,10 @@ class Worker:
                 await asyncio.sleep(1)
 
     async def start(self, entries: list[Entry]) -> None:
-        """Claim a batch in two round trips, then run each task in its own asyncio task.
+        """Claim a batch (one MGET, one MULTI), then run each task in its own asyncio task.
 
-        One MGET reads the statuses; one transaction marks the tasks to run `running` (their
-        attempt counted), acknowledges those that had already finished, and dead-letters
-        entries that cannot be read or tasks whose attempts are used up. A Redis error leaves
-        the batch unacknowledged: it is taken over once idle for TASK_VISIBILITY_TIMEOUT.
+        The MULTI marks the tasks to run `running`, acknowledges those already finished and
+        dead-letters the unreadable and the exhausted. A Redis error leaves the batch pending.
         """
         read = [read_entry(entry_id, fields) for entry_id, fields in entries]
         unreadable = [
@@ -176,8 +167,9 @@ class Worker:
             task.add_done_callback(functools.partial(self.forget, delivery.entry_id))
 
     def forget(self, entry_id: bytes, _task: asyncio.Task[None]) -> None:
-        """Drop a finished entry's task from `running` (a done callback)."""
+        """Drop a finished entry's task from `running` and free its slot (a done callback)."""
         self.running.pop(entry_id, None)
+        self.slot_freed.set()
 
     async def handle(self, delivery: Delivery, running: TaskStatus) -> None:
         """Run one attempt (already marked `running`) and record where it ended.
@@ -301,8 +293,3 @@ class Worker:
         )
         if not held:
             await self.redis.xgroup_delconsumer(self.keys.stream, GROUP, self.name)
-
-
-def _died(loop: asyncio.Task[Any], stopping: asyncio.Event) -> bool:
-    """Whether a worker loop that ended did so by failing rather than by being told to stop."""
-    return loop.cancelled() or loop.exception() is not None or not stopping.is_set()

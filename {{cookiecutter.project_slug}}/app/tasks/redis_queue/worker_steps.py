@@ -1,7 +1,10 @@
-"""The worker's Redis steps: which errors are passing, and the writes that end an entry."""
+"""The worker's steps: passing Redis errors, the writes that end an entry, its name, dead loops."""
 
 import asyncio
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -58,6 +61,11 @@ return #due
 """
 
 
+def consumer_name() -> str:
+    """A consumer name unique across hosts, processes and restarts."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 async def wait_for_redis(connect: Callable[[], Awaitable[Any]], stop: asyncio.Event) -> bool:
     """Call `connect` until it succeeds, backing off while Redis is away; False if `stop` came."""
     delay = START_BACKOFF
@@ -92,3 +100,8 @@ def finish_in(
     statuses.save_in(pipe, status)
     finished.count(pipe, status)
     remove_in(pipe, stream, entry_id)
+
+
+def loop_died(loop: asyncio.Task[Any], stopping: asyncio.Event) -> bool:
+    """Whether a worker loop that ended did so by failing rather than by being told to stop."""
+    return loop.cancelled() or loop.exception() is not None or not stopping.is_set()

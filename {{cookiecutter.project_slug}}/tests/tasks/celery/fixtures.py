@@ -2,7 +2,6 @@
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -19,6 +18,7 @@ from kombu import Connection
 
 from app.config import Settings
 from tests.rabbitmq_server import RabbitMQServer, running_rabbitmq
+from tests.tasks.helpers import settings_env
 
 __all__ = [
     "broker",
@@ -36,16 +36,6 @@ CELERY = [sys.executable, "-m", "celery", "-A"]
 SERVICE_APP = "app.tasks.celery_app"
 # Mingle and gossip only exchange worker metadata; leaving them out saves a second per start.
 QUIET = ["--without-mingle", "--without-gossip"]
-
-
-def celery_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a celery process exactly these settings."""
-    env = {
-        key.upper(): value if isinstance(value, str) else json.dumps(value)
-        for key, value in settings.model_dump(mode="json").items()
-        if value is not None
-    }
-    return {**os.environ, **env}
 
 
 @dataclass
@@ -100,7 +90,7 @@ class CeleryProcesses:
         process = subprocess.Popen(
             [*CELERY, app, *args],
             cwd=PROJECT_ROOT,
-            env=celery_env(self.settings.model_copy(update=overrides or {})),
+            env=settings_env(self.settings.model_copy(update=overrides or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

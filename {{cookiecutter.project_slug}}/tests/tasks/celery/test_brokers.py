@@ -6,7 +6,6 @@ Each test runs once per broker. The status store is Redis either way.
 import asyncio
 import os
 import signal
-import time
 
 import pytest
 from httpx import AsyncClient
@@ -16,25 +15,12 @@ from app.config import Settings
 from app.tasks.celery.task_app import create_celery_app
 from tests.rabbitmq_server import RabbitMQServer
 from tests.tasks.celery.fixtures import CeleryProcesses
-from tests.tasks.helpers import enqueue, wait_final
+from tests.tasks.helpers import enqueue, wait_final, wait_status
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.parametrize("broker", ["redis", "rabbitmq"], indirect=True),
 ]
-
-
-async def wait_status(
-    client: AsyncClient, task_id: str, status: str, within: float = 30.0
-) -> dict[str, object]:
-    """Poll until the task has `status`; return its body."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        body: dict[str, object] = (await client.get(f"/api/v1/tasks/{task_id}")).json()
-        if body["status"] == status:
-            return body
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"task {task_id} never {status}: {body}")
 
 
 async def cut_broker_connections(
@@ -68,7 +54,7 @@ async def test_a_worker_killed_mid_task_leaves_it_to_another(
 ) -> None:
     doomed = await celery_processes.worker(concurrency=1)
     task_id = await enqueue(client, "sleep", {"seconds": 2})
-    await wait_status(client, task_id, "running")
+    await wait_status(client, [task_id], "running")
     doomed.kill()  # SIGKILL to the main process and its pool child at once
     survivor = await celery_processes.worker(concurrency=1)
     body = await wait_final(client, task_id, within=settings.task_visibility_timeout + 30)
@@ -86,7 +72,7 @@ async def test_a_broker_connection_blip_never_runs_a_task_twice_at_once(
     worker = await celery_processes.worker(concurrency=2)
     seconds = 5
     task_id = await enqueue(client, "sleep", {"seconds": seconds})
-    await wait_status(client, task_id, "running")
+    await wait_status(client, [task_id], "running")
     await asyncio.sleep(1)
     server = request.getfixturevalue("rabbitmq_server") if broker == "rabbitmq" else ""
     await cut_broker_connections(broker, settings, server)
@@ -104,7 +90,7 @@ async def test_a_revoked_task_ends_failed(
 ) -> None:
     await celery_processes.worker(concurrency=1)
     running = await enqueue(client, "sleep", {"seconds": 30})
-    await wait_status(client, running, "running")
+    await wait_status(client, [running], "running")
     waiting = await enqueue(client, "add", {"a": 1, "b": 1})
     control = create_celery_app(settings)
     try:
@@ -128,7 +114,7 @@ async def test_sigterm_to_the_whole_process_group_reruns_running_tasks(
     worker = await celery_processes.worker(concurrency=2)
     running = [await enqueue(client, "sleep", {"seconds": 3}) for _ in range(2)]
     for task_id in running:
-        await wait_status(client, task_id, "running")
+        await wait_status(client, [task_id], "running")
     os.killpg(worker.process.pid, signal.SIGTERM)  # what systemd's KillMode=control-group does
     await asyncio.to_thread(worker.process.wait, 30)
     await celery_processes.worker(concurrency=2)

@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 from celery import chain, current_app, group, signals
-from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.main import create_app
 from app.tasks.celery import queue as celery_queue
 from app.tasks.celery.publish import RUN_TASK
 from app.tasks.celery.task_app import TaskApp, broker_url_of
@@ -29,7 +27,7 @@ from tests.tasks.celery.custom_app import (
     record,
 )
 from tests.tasks.celery.fixtures import CeleryProcesses
-from tests.tasks.helpers import enqueue, wait_final
+from tests.tasks.helpers import enqueue, serve, wait_final
 
 
 @pytest.fixture
@@ -38,12 +36,7 @@ async def client_of() -> AsyncIterator[Any]:
     async with AsyncExitStack() as stack:
 
         async def open_client(settings: Settings) -> AsyncClient:
-            app: FastAPI = create_app(settings)
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            transport = ASGITransport(app=app)
-            return await stack.enter_async_context(
-                AsyncClient(transport=transport, base_url="http://testserver")
-            )
+            return await stack.enter_async_context(serve(settings))
 
         yield open_client
 

@@ -12,31 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.main import create_app
 from app.tasks.celery.publish import RUN_TASK, send_registered_task
 from app.tasks.celery.task_app import create_celery_app
 from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
 from tests.tasks.celery.fixtures import PROJECT_ROOT, CeleryProcesses
-from tests.tasks.helpers import enqueue, wait_final
+from tests.tasks.helpers import enqueue, serve, wait_final, wait_status
 
 pytestmark = pytest.mark.slow
-
-
-async def wait_running(client: AsyncClient, task_ids: list[str], within: float = 15.0) -> None:
-    """Wait until every task is running."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        bodies = [(await client.get(f"/api/v1/tasks/{task_id}")).json() for task_id in task_ids]
-        if all(body["status"] == "running" for body in bodies):
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"tasks did not start: {bodies}")
 
 
 async def test_kill_9_of_a_whole_worker_loses_nothing(
@@ -44,7 +31,7 @@ async def test_kill_9_of_a_whole_worker_loses_nothing(
 ) -> None:
     doomed = await celery_processes.worker(concurrency=2)
     held = [await enqueue(client, "sleep", {"seconds": 1}) for _ in range(2)]
-    await wait_running(client, held)
+    await wait_status(client, held, "running")
     waiting = [await enqueue(client, "add", {"a": n, "b": 1}) for n in range(4)]
     doomed.kill()  # the main process and its pool children, all at once
     killed_at = time.monotonic()
@@ -68,7 +55,7 @@ async def test_sigterm_finishes_running_tasks_and_leaves_the_queue_alone(
 ) -> None:
     worker = await celery_processes.worker(concurrency=2)
     running = [await enqueue(client, "sleep", {"seconds": 1.5}) for _ in range(2)]
-    await wait_running(client, running)
+    await wait_status(client, running, "running")
     queued = [await enqueue(client, "add", {"a": n, "b": 1}) for n in range(3)]
     worker.process.send_signal(signal.SIGTERM)  # to the main process, as an orchestrator does
     assert await asyncio.to_thread(worker.process.wait, 15) == 0, worker.log
@@ -192,11 +179,7 @@ async def outage_client(
     settings: Settings, restartable_redis: RedisServer
 ) -> AsyncIterator[AsyncClient]:
     """A client of an app whose broker is a Redis the test may stop."""
-    app: FastAPI = create_app(settings.model_copy(update={"redis_url": restartable_redis.url}))
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
-    ):
+    async with serve(settings.model_copy(update={"redis_url": restartable_redis.url})) as http:
         yield http
 
 

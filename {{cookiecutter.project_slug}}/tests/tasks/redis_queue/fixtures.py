@@ -1,8 +1,6 @@
 """Fixtures for the `redis_queue` backend: real `python -m app.tasks.worker` processes."""
 
 import asyncio
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -16,20 +14,11 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
+from tests.tasks.helpers import settings_env
 
 __all__ = ["settings", "task_runner", "worker_output", "workers"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    """The environment that gives a worker process exactly these settings."""
-    env = {
-        key.upper(): value if isinstance(value, str) else json.dumps(value)
-        for key, value in settings.model_dump(mode="json").items()
-        if value is not None  # unset stays unset (PROMETHEUS_MULTIPROC_DIR="null" is a path)
-    }
-    return {**os.environ, **env}
 
 
 # The worker's own entry point, with the tasks of `tests/tasks/faulty_tasks.py` registered too.
@@ -42,7 +31,7 @@ def spawn_worker(
     """Start `python -m app.tasks.worker` with `settings` (and the faulty tasks, if asked)."""
     entry = ["-c", FAULTY_WORKER] if faulty else ["-m", "app.tasks.worker"]
     command = [sys.executable, *entry, "--concurrency", str(concurrency)]
-    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=worker_env(settings))
+    return subprocess.Popen(command, cwd=PROJECT_ROOT, env=settings_env(settings))
 
 
 @dataclass
@@ -124,7 +113,7 @@ def spawn_logged_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes
     """Start `python -m app.tasks.worker` with its stderr (its log lines) going to `log`."""
     command = [sys.executable, "-m", "app.tasks.worker"]
     with log.open("wb") as sink:  # the worker keeps its own copy of the descriptor
-        return subprocess.Popen(command, cwd=PROJECT_ROOT, env=worker_env(settings), stderr=sink)
+        return subprocess.Popen(command, cwd=PROJECT_ROOT, env=settings_env(settings), stderr=sink)
 
 
 @pytest.fixture

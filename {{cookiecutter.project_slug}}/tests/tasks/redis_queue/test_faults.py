@@ -12,33 +12,21 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from redis.asyncio import Redis
 
 import tests.tasks.faulty_tasks  # noqa: F401 - registers exit_process and block_thread
 from app.config import Settings
-from app.main import create_app
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
 from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
-from tests.tasks.helpers import enqueue, wait_final
-from tests.tasks.redis_queue.fixtures import PROJECT_ROOT, Workers, worker_env
+from tests.tasks.helpers import enqueue, serve, settings_env, wait_final
+from tests.tasks.redis_queue.fixtures import PROJECT_ROOT, Workers
 
 pytestmark = pytest.mark.slow
 
 BACKLOG = 100
 BATCH = 20  # concurrent POSTs; fewer than CACHE_MAX_CONNECTIONS, so none waits for a connection
-
-
-async def serve(settings: Settings) -> AsyncIterator[AsyncClient]:
-    """A client of an app built from `settings`, with its lifespan running."""
-    app: FastAPI = create_app(settings)
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
-    ):
-        yield http
 
 
 @pytest.fixture
@@ -69,7 +57,7 @@ async def test_a_backlog_past_the_bound_is_503_and_every_accepted_task_succeeds(
 ) -> None:
     # Before the bound, the stream was trimmed to TASK_STREAM_MAXLEN: tasks accepted while no
     # worker ran were dropped unread and stayed `queued` until their status expired.
-    async for client in serve(settings.model_copy(update={"task_max_backlog": BACKLOG})):
+    async with serve(settings.model_copy(update={"task_max_backlog": BACKLOG})) as client:
         responses = []
         for first in range(0, BACKLOG + 30, BATCH):  # concurrent, within the client's pool
             posts = [
@@ -199,7 +187,7 @@ def spawn_logged_worker(settings: Settings) -> subprocess.Popen[str]:
     """Start `python -m app.tasks.worker` with `settings`, its log kept on a pipe."""
     command = [sys.executable, "-m", "app.tasks.worker", "--concurrency", "2"]
     return subprocess.Popen(
-        command, cwd=PROJECT_ROOT, env=worker_env(settings), stderr=subprocess.PIPE, text=True
+        command, cwd=PROJECT_ROOT, env=settings_env(settings), stderr=subprocess.PIPE, text=True
     )
 
 
@@ -213,7 +201,7 @@ async def test_the_worker_waits_for_redis_at_start(
         await asyncio.sleep(3)
         assert worker.poll() is None  # before: exit 1 with a traceback
         restartable_redis.start()
-        async for client in serve(settings):
+        async with serve(settings) as client:
             body = await wait_final(client, await enqueue(client, "add", {"a": 1, "b": 2}))
             assert body["result"] == 3
         worker.send_signal(signal.SIGTERM)

@@ -10,30 +10,17 @@ from collections import Counter
 from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import FastAPI
-from httpx import ASGITransport, AsyncClient
+from httpx import AsyncClient
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.main import create_app
 from app.tasks.redis_queue.queue import GROUP, QueueKeys, entry_fields
 from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
-from tests.tasks.helpers import enqueue, wait_final
-from tests.tasks.redis_queue.fixtures import PROJECT_ROOT, Workers, worker_env
+from tests.tasks.helpers import enqueue, serve, settings_env, wait_final, wait_status
+from tests.tasks.redis_queue.fixtures import PROJECT_ROOT, Workers
 
 pytestmark = pytest.mark.slow
-
-
-async def wait_running(client: AsyncClient, task_ids: list[str], within: float = 10.0) -> None:
-    """Wait until every task is running."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        bodies = [(await client.get(f"/api/v1/tasks/{task_id}")).json() for task_id in task_ids]
-        if all(body["status"] == "running" for body in bodies):
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError("tasks did not start")
 
 
 HELD_SECONDS = 4  # long enough to still be running when a second worker has started
@@ -42,7 +29,7 @@ HELD_SECONDS = 4  # long enough to still be running when a second worker has sta
 async def test_kill_9_loses_nothing(client: AsyncClient, workers: Workers) -> None:
     doomed = await workers.start(concurrency=4)
     held = [await enqueue(client, "sleep", {"seconds": HELD_SECONDS}) for _ in range(4)]
-    await wait_running(client, held)
+    await wait_status(client, held, "running")
     # The survivor is up before the kill, as in a fleet: the bound below is the queue's,
     # not how long a new Python process takes to import on a busy machine.
     await workers.start(concurrency=4)
@@ -66,7 +53,7 @@ async def test_sigterm_finishes_short_work_and_hands_back_long_work(
     worker = await workers.start(concurrency=4)
     short = await enqueue(client, "sleep", {"seconds": 0.3})
     long = await enqueue(client, "sleep", {"seconds": 3})
-    await wait_running(client, [short, long])
+    await wait_status(client, [short, long], "running")
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)
     await asyncio.to_thread(worker.wait, 10)
@@ -125,7 +112,7 @@ def run_cli(settings: Settings, *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "app.tasks.worker", *args],
         cwd=PROJECT_ROOT,
-        env=worker_env(settings),
+        env=settings_env(settings),
         capture_output=True,
         text=True,
         timeout=30,
@@ -157,11 +144,7 @@ async def outage_client(
     settings: Settings, restartable_redis: RedisServer
 ) -> AsyncIterator[AsyncClient]:
     """A client of an app whose queue uses a Redis the test may stop."""
-    app: FastAPI = create_app(settings.model_copy(update={"redis_url": restartable_redis.url}))
-    async with (
-        app.router.lifespan_context(app),
-        AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as http,
-    ):
+    async with serve(settings.model_copy(update={"redis_url": restartable_redis.url})) as http:
         yield http
 
 
