@@ -5,10 +5,9 @@ task, a worker loop that dies, and a Redis that is away when a worker starts.
 
 import asyncio
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,8 @@ from app.config import Settings
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
 from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
-from tests.tasks.helpers import enqueue, serve, settings_env, wait_final
-from tests.tasks.redis_queue.fixtures import PROJECT_ROOT, Workers
+from tests.tasks.helpers import enqueue, serve, wait_final
+from tests.tasks.redis_queue.fixtures import Workers, spawn_logged_worker
 
 pytestmark = pytest.mark.slow
 
@@ -183,35 +182,36 @@ async def test_a_worker_loop_that_dies_stops_the_worker_with_status_1(
     assert await asyncio.to_thread(worker.wait, 30) == 1
 
 
-def spawn_logged_worker(settings: Settings) -> subprocess.Popen[str]:
-    """Start `python -m app.tasks.worker` with `settings`, its log kept on a pipe."""
-    command = [sys.executable, "-m", "app.tasks.worker", "--concurrency", "2"]
-    return subprocess.Popen(
-        command, cwd=PROJECT_ROOT, env=settings_env(settings), stderr=subprocess.PIPE, text=True
-    )
+async def wait_for_line(read: Callable[[], str], text: str, within: float = 60.0) -> None:
+    """Return once `text` is in what `read` returns (a process's log); fail after `within` s."""
+    deadline = time.monotonic() + within
+    while text not in (logged := read()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{text!r} not logged after {within}s: {logged[-2000:]}")
+        await asyncio.sleep(0.05)
 
 
 async def test_the_worker_waits_for_redis_at_start(
-    settings: Settings, restartable_redis: RedisServer
+    settings: Settings, restartable_redis: RedisServer, tmp_path: Path
 ) -> None:
     settings = settings.model_copy(update={"redis_url": restartable_redis.url})
     restartable_redis.stop()
-    worker = spawn_logged_worker(settings)
+    log = tmp_path / "worker.log"
+    worker = spawn_logged_worker(settings, log)
     try:
-        await asyncio.sleep(3)
+        await wait_for_line(log.read_text, "waiting for redis")  # however long it takes to start
         assert worker.poll() is None  # before: exit 1 with a traceback
         restartable_redis.start()
         async with serve(settings) as client:
             body = await wait_final(client, await enqueue(client, "add", {"a": 1, "b": 2}))
             assert body["result"] == 3
         worker.send_signal(signal.SIGTERM)
-        _, log = await asyncio.to_thread(worker.communicate, timeout=15)
+        await asyncio.to_thread(worker.wait, timeout=15)
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.wait()
     assert worker.returncode == 0
-    assert "waiting for redis" in log
 
 
 async def test_a_task_no_attempt_can_fix_fails_at_once_as_in_every_backend(
