@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             sessions=sessions,
             cache=cache,
             metrics=metrics,
-            tasks=task_queue,
+            task_queue=task_queue,
         )
         yield
 

@@ -19,4 +19,4 @@ class AppState:
     sessions: async_sessionmaker[AsyncSession]
     cache: Cache
     metrics: Metrics
-    tasks: TaskQueue
+    task_queue: TaskQueue

@@ -33,7 +33,7 @@ async def get_metrics(state: StateDep) -> Metrics:
 
 async def get_task_queue(state: StateDep) -> TaskQueue:
     """The task queue of the configured backend."""
-    return state.tasks
+    return state.task_queue
 
 
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]

@@ -76,8 +76,8 @@ async def ready(state: StateDep, response: Response) -> Readiness:
         "database": lambda: check_database(state.engine),
         "cache": state.cache.ping,
     }
-    if state.tasks.broker is not None:
-        probes["broker"] = state.tasks.ping
+    if state.task_queue.broker is not None:
+        probes["broker"] = state.task_queue.ping
     components = await _run_probes(probes, state.settings.health_check_timeout)
     healthy = all(result == "ok" for result in components.values())
     if not healthy:

@@ -104,7 +104,7 @@ async def test_a_task_failed_for_good_is_told_apart_and_can_be_requeued(
     body = await wait_final(client, task_id)
     letters = (await client.get("/api/v1/tasks/dead-letters")).json()
     requeue = await client.post(f"/api/v1/tasks/dead-letters/{task_id}/requeue")
-    if resources.tasks.broker is None:  # background: nothing outlives the process
+    if resources.task_queue.broker is None:  # background: nothing outlives the process
         assert (body["status"], body["dead_lettered"]) == ("failed", False)
         assert letters == []
         assert requeue.status_code == 409  # a known task, but no dead letter to run again

@@ -47,7 +47,7 @@ async def test_stopping_lets_running_tasks_finish_within_the_shutdown_timeout(
 ) -> None:
     app: FastAPI = create_app(settings.model_copy(update={"task_shutdown_timeout": 1.0}))
     async with app.router.lifespan_context(app):
-        queue = app.state.resources.tasks
+        queue = app.state.resources.task_queue
         async with AsyncClient(transport=ASGITransport(app=app), base_url="http://t") as http:
             short = await enqueue(http, "sleep", {"seconds": 0.3})
             long = await enqueue(http, "sleep", {"seconds": 30})
