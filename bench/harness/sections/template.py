@@ -30,7 +30,7 @@ def run(bench: Bench) -> list[Row]:
         count, seconds = time_all_renders(limit=2)
         rows.append(Row(SECTION, f"render {count} of {len(combinations())} combinations (--quick)", seconds, "s"))
     if bench.quick:
-        rows.append(missing(SECTION, "whole template test suite", "not run by --quick (about 6 minutes on 2 cores)"))
+        rows.append(missing(SECTION, "whole template test suite", "not run by --quick (about 10 minutes on 2 cores)"))
     else:
         rows.append(_time_suite())
     return rows
