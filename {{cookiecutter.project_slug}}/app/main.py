@@ -40,7 +40,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         cache = await stack.enter_async_context(open_cache(settings, metrics))
         sessions = create_session_factory(engine)
         task_queue = await stack.enter_async_context(
+{%- if cookiecutter.task_backend == "background" %}
             open_task_queue(settings, cache=cache, sessions=sessions, metrics=metrics)
+{%- else %}
+            open_task_queue(settings)  # the workers run the tasks: the API only sends them
+{%- endif %}
         )
         app.state.resources = AppState(
             settings=settings,

@@ -10,11 +10,9 @@ from typing import Any
 from kombu.exceptions import OperationalError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.metrics import Metrics
-from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.celery.publish import Publisher
 from app.tasks.celery.task_app import create_celery_app
@@ -165,13 +163,7 @@ class CeleryTaskQueue:
 
 
 @asynccontextmanager
-async def open_task_queue(
-    settings: Settings,
-    *,
-    cache: Cache,
-    sessions: async_sessionmaker[AsyncSession],
-    metrics: Metrics,
-) -> AsyncIterator[CeleryTaskQueue]:
+async def open_task_queue(settings: Settings) -> AsyncIterator[CeleryTaskQueue]:
     """The API side of the queue, open for the lifespan (the Celery workers run the tasks).
 
     The Celery app becomes this process's current and default app, so tasks of your own

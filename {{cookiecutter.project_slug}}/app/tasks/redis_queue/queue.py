@@ -18,11 +18,9 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.metrics import Metrics
-from app.infrastructure.cache import Cache
 from app.infrastructure.redis_client import redis_client
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
@@ -165,13 +163,7 @@ class RedisTaskQueue:
 
 
 @asynccontextmanager
-async def open_task_queue(
-    settings: Settings,
-    *,
-    cache: Cache,
-    sessions: async_sessionmaker[AsyncSession],
-    metrics: Metrics,
-) -> AsyncIterator[RedisTaskQueue]:
+async def open_task_queue(settings: Settings) -> AsyncIterator[RedisTaskQueue]:
     """The API side of the queue, open for the lifespan (the worker runs the tasks)."""
     redis = connect(settings, timeout=API_TIMEOUT)
     try:
