@@ -197,14 +197,19 @@ class PostgresServer:
         ).stdout.split()
         return [postmaster, *map(int, children)]
 
+    def signal(self, signum: signal.Signals) -> None:
+        """Send `signum` to the postmaster and every backend (one that just exited is skipped)."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError):  # a backend whose client left
+                os.kill(pid, signum)
+
     def kill(self) -> None:
         """SIGKILL the postmaster and every backend at once, as a crash of the machine would.
 
         Where nothing reaps it, the killed postmaster lingers as a zombie whose pid, still in
         its lock files, would stop the next start: they go too, as after a reboot.
         """
-        for pid in self.pids():
-            os.kill(pid, signal.SIGKILL)
+        self.signal(signal.SIGKILL)
         socket_lock = self.workdir / f".s.PGSQL.{self.port}.lock"
         for lock in (self.workdir / "data" / "postmaster.pid", socket_lock):
             lock.unlink(missing_ok=True)

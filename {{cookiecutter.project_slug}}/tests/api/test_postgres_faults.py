@@ -7,7 +7,6 @@ server is back: no restart, no manual step.
 """
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -54,12 +53,6 @@ async def fault_client(postgres: PostgresServer, settings: Settings) -> AsyncIte
         transport = ASGITransport(app=app)
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client
-
-
-def signal_all(server: PostgresServer, signum: signal.Signals) -> None:
-    """Send `signum` to the postmaster and every backend."""
-    for pid in server.pids():
-        os.kill(pid, signum)
 
 
 async def assert_unavailable_within_budget(client: AsyncClient, item_id: int) -> None:
@@ -111,11 +104,11 @@ async def test_a_stopped_then_killed_postgres_costs_503s_and_the_service_recover
 ) -> None:
     item_id = await assert_serves(fault_client)
 
-    signal_all(postgres, signal.SIGSTOP)
+    postgres.signal(signal.SIGSTOP)
     try:
         await assert_unavailable_within_budget(fault_client, item_id)
     finally:
-        signal_all(postgres, signal.SIGCONT)
+        postgres.signal(signal.SIGCONT)
     await wait_until_ready(fault_client)
     item_id = await assert_serves(fault_client)
 
