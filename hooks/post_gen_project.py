@@ -49,6 +49,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         "yes": (
             "app/core/tracing.py",
             "app/infrastructure/cache/tracing.py",
+            "app/middleware/tracing.py",
             "app/tasks/tracing.py",
             "app/tasks/celery/tracing.py",
             "tests/otlp_receiver.py",

@@ -14,7 +14,7 @@ from app.core.metrics import open_metrics
 from app.core.problems import document_problems_as_problem_json
 from app.core.startup import freeze_startup_objects
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-from app.core.tracing import instrument_app, start_tracing
+from app.core.tracing import REQUEST_TELEMETRY, start_tracing
 {%- endif %}
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
@@ -22,6 +22,9 @@ from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.metrics import HttpMetricsMiddleware
 from app.middleware.request_id import RequestIdMiddleware
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.middleware.tracing import ServerSpanMiddleware
+{%- endif %}
 from app.state import AppState
 from app.tasks.{{ cookiecutter.task_backend }}.queue import open_task_queue
 
@@ -68,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         title=settings.app_name,
         lifespan=lifespan,
         redirect_slashes=False,
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+        telemetry=REQUEST_TELEMETRY,
+{%- endif %}
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
@@ -77,12 +83,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.request_max_body)
     # Counts what the cache and the body limit answer too, with the status the client got.
     app.add_middleware(HttpMetricsMiddleware, router=app.router)
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+    app.add_middleware(ServerSpanMiddleware, router=app.router)
+{%- endif %}
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
-{%- if cookiecutter.use_opentelemetry == "yes" %}
-    instrument_app(app)
-{%- endif %}
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(items.router, prefix="/api/v1")

@@ -13,13 +13,13 @@ API lifespan and each worker process call, and flushed when they stop.
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
@@ -44,15 +44,22 @@ def tracing_requested(environ: Mapping[str, str] = os.environ) -> bool:
     return any(environ.get(name, "").strip() for name in _ENDPOINTS)
 
 
-def instrument_app(app: FastAPI) -> None:
-    """Give every request a server span named by its route template, when tracing is on.
+def untraced(scope: MutableMapping[str, Any]) -> bool:
+    """A probe or a scrape (`/health/...`, `/metrics`): polled all day, never worth a trace."""
+    path: str = scope["path"]
+    return path == "/metrics" or path.startswith("/health/")
 
-    Called when the app is built: the span middleware must be in place before the first
-    message (the lifespan's) builds the middleware stack. Its spans go to the tracer
-    provider `start_tracing` sets; the per-message `receive`/`send` spans are left out.
-    """
-    if tracing_requested():
-        FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])
+
+# FastAPI's own request telemetry (`FastAPI(telemetry=...)`): a server span per request, named
+# by its route template, under the tracer provider `start_tracing` sets (none: no span). HTTP
+# metrics are Prometheus's (`app.middleware.metrics`). Operation spans (dependencies, endpoint,
+# serialization) are off: three more spans on every routed request; turn them on here to see them.
+REQUEST_TELEMETRY: TelemetryConfig = {
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "exclude": untraced,
+}
 
 
 class Tracing:

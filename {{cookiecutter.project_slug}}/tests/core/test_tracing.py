@@ -74,6 +74,7 @@ async def traced_client(traced_app: FastAPI) -> AsyncIterator[AsyncClient]:
 
 
 GET_ITEM = "GET /api/v1/items/{item_id}"
+POST_ITEM = "POST /api/v1/items"
 NO_STORE = {"Cache-Control": "no-store"}  # past the response cache: the database every time
 
 
@@ -147,6 +148,45 @@ async def test_a_cache_that_is_down_records_failed_open(
     root = server_span(spans, GET_ITEM)
     assert root is not None
     assert ("http:items", "failed_open") in lookups(in_trace(spans, root))
+
+
+async def test_requests_answered_before_routing_are_named_by_their_route(
+    otlp_receiver: OtlpReceiver, traced_client: AsyncClient
+) -> None:
+    item_id = (await traced_client.post("/api/v1/items", json=ITEM)).json()["id"]
+    path = f"/api/v1/items/{item_id}"
+    stored = await traced_client.get(path)  # routed: FastAPI names it
+
+    hit = await traced_client.get(path)
+    not_modified = await traced_client.get(path, headers={"If-None-Match": stored.headers["etag"]})
+    head = await traced_client.head(path)
+    missing = await traced_client.get("/no/such/route")
+    spans = await otlp_receiver.wait_for(lambda spans: sum(s.kind == SERVER for s in spans) >= 6)
+
+    assert (hit.headers["x-cache"], not_modified.status_code) == ("HIT", 304)
+    assert (head.headers["x-cache"], missing.status_code) == ("HIT", 404)
+    servers = {span.name: span for span in spans if span.kind == SERVER}
+    assert sorted(servers) == ["GET", GET_ITEM, "HEAD /api/v1/items/{item_id}", "POST /api/v1/items"]
+    assert sum(span.kind == SERVER and span.name == GET_ITEM for span in spans) == 3
+    for name, span in servers.items():
+        assert span.attributes.get("http.route") == (name.partition(" ")[2] or None)
+
+
+async def test_probes_and_scrapes_start_no_trace(
+    otlp_receiver: OtlpReceiver, traced_client: AsyncClient
+) -> None:
+    await traced_client.post("/api/v1/items", json=ITEM)  # after the startup's own spans
+    before = {span.span_id for span in await otlp_receiver.wait_for(request_done(POST_ITEM))}
+
+    for path in ("/health/live", "/health/ready", "/metrics"):
+        assert (await traced_client.get(path)).status_code == 200
+    await traced_client.post("/api/v1/items", json=ITEM)
+    spans = await otlp_receiver.wait_for(request_done(POST_ITEM, 2))
+
+    marker = [span for span in spans if span.name == POST_ITEM][-1]
+    since = [span for span in spans if span.span_id not in before]
+    # Nothing of the probes: no server span, and no Redis or SQL span starting a trace.
+    assert {span.trace_id for span in since} == {marker.trace_id}
 
 
 async def test_nothing_is_exported_without_an_endpoint(

@@ -1,0 +1,50 @@
+"""Finish what FastAPI's own server span leaves to the app (configured in `app.core.tracing`).
+
+FastAPI names a request's server span after the route that served it. A request answered
+before routing (a response-cache hit or 304, a 413) never reaches a route: its span is named
+after the route it was meant for, as `/metrics` counts it. A probe or a scrape is not traced
+(FastAPI leaves it out), and neither are the Redis and database calls it makes, each of which
+would otherwise start a trace of its own.
+"""
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+from starlette.routing import Router
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.tracing import untraced
+from app.middleware.metrics import METHODS
+from app.middleware.route_templates import UNMATCHED, RouteTemplates
+
+
+class ServerSpanMiddleware:
+    """Name the spans of requests answered before routing; trace no probe (see above)."""
+
+    def __init__(self, app: ASGIApp, *, router: Router) -> None:
+        self.app = app
+        self.templates = RouteTemplates(router)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request, naming its span when it starts its response unrouted."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if untraced(scope):
+            with suppress_instrumentation():
+                await self.app(scope, receive, send)
+            return
+        span = trace.get_current_span()
+        if not span.is_recording():  # tracing is off, or the sampler dropped this request
+            await self.app(scope, receive, send)
+            return
+
+        async def send_naming_span(message: Message) -> None:
+            if message["type"] == "http.response.start" and "route" not in scope:
+                template = self.templates.for_scope(scope)
+                if template != UNMATCHED:  # FastAPI's name for an unrouted request stays
+                    method = scope["method"] if scope["method"] in METHODS else "HTTP"
+                    span.update_name(f"{method} {template}")
+                    span.set_attribute("http.route", template)
+            await send(message)
+
+        await self.app(scope, receive, send_naming_span)
