@@ -166,7 +166,7 @@ async def test_requests_answered_before_routing_are_named_by_their_route(
     assert (hit.headers["x-cache"], not_modified.status_code) == ("HIT", 304)
     assert (head.headers["x-cache"], missing.status_code) == ("HIT", 404)
     servers = {span.name: span for span in spans if span.kind == SERVER}
-    assert sorted(servers) == ["GET", GET_ITEM, "HEAD /api/v1/items/{item_id}", "POST /api/v1/items"]
+    assert sorted(servers) == ["GET", GET_ITEM, "HEAD /api/v1/items/{item_id}", POST_ITEM]
     assert sum(span.kind == SERVER and span.name == GET_ITEM for span in spans) == 3
     for name, span in servers.items():
         assert span.attributes.get("http.route") == (name.partition(" ")[2] or None)
@@ -187,6 +187,25 @@ async def test_probes_and_scrapes_start_no_trace(
     since = [span for span in spans if span.span_id not in before]
     # Nothing of the probes: no server span, and no Redis or SQL span starting a trace.
     assert {span.trace_id for span in since} == {marker.trace_id}
+
+
+async def test_a_callers_sampled_trace_is_kept_whatever_the_ratio(
+    otlp_receiver: OtlpReceiver, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")  # no trace of our own is kept
+    caller = "0af7651916cd43dd8448eb211c80319c"
+    sampled = {"traceparent": f"00-{caller}-b7ad6b7169203331-01"}
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = ASGITransport(app=application)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+            await http.post("/api/v1/items", json=ITEM)
+            await http.post("/api/v1/items", json=ITEM, headers=sampled)
+    spans = await otlp_receiver.wait_for(request_done(POST_ITEM))
+
+    assert [span.trace_id for span in spans if span.kind == SERVER] == [caller]
+    assert {span.trace_id for span in spans} == {caller}
 
 
 async def test_nothing_is_exported_without_an_endpoint(
