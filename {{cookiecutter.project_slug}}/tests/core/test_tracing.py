@@ -151,7 +151,7 @@ async def test_a_cache_that_is_down_records_failed_open(
 
 
 async def test_requests_answered_before_routing_are_named_by_their_route(
-    otlp_receiver: OtlpReceiver, traced_client: AsyncClient
+    otlp_receiver: OtlpReceiver, traced_client: AsyncClient, settings: Settings
 ) -> None:
     item_id = (await traced_client.post("/api/v1/items", json=ITEM)).json()["id"]
     path = f"/api/v1/items/{item_id}"
@@ -161,13 +161,17 @@ async def test_requests_answered_before_routing_are_named_by_their_route(
     not_modified = await traced_client.get(path, headers={"If-None-Match": stored.headers["etag"]})
     head = await traced_client.head(path)
     missing = await traced_client.get("/no/such/route")
-    spans = await otlp_receiver.wait_for(lambda spans: sum(s.kind == SERVER for s in spans) >= 6)
+    too_large = b" " * (settings.request_max_body + 1)
+    refused = await traced_client.post("/api/v1/items", content=too_large)
+    spans = await otlp_receiver.wait_for(lambda spans: sum(s.kind == SERVER for s in spans) >= 7)
 
     assert (hit.headers["x-cache"], not_modified.status_code) == ("HIT", 304)
     assert (head.headers["x-cache"], missing.status_code) == ("HIT", 404)
+    assert refused.status_code == 413
     servers = {span.name: span for span in spans if span.kind == SERVER}
     assert sorted(servers) == ["GET", GET_ITEM, "HEAD /api/v1/items/{item_id}", POST_ITEM]
     assert sum(span.kind == SERVER and span.name == GET_ITEM for span in spans) == 3
+    assert sum(span.kind == SERVER and span.name == POST_ITEM for span in spans) == 2
     for name, span in servers.items():
         assert span.attributes.get("http.route") == (name.partition(" ")[2] or None)
 
