@@ -51,13 +51,15 @@ def untraced(scope: MutableMapping[str, Any]) -> bool:
 
 
 # FastAPI's own request telemetry (`FastAPI(telemetry=...)`): a server span per request, named
-# by its route template, under the tracer provider `start_tracing` sets (none: no span). HTTP
-# metrics are Prometheus's (`app.middleware.metrics`). Operation spans (dependencies, endpoint,
-# serialization) are off: three more spans on every routed request; turn them on here to see them.
+# by its route template, under the tracer provider `start_tracing` sets (none: no span), whose
+# exporter is the only one (FASTAPI_OTEL_AUTO_CONFIGURE would add a second). HTTP metrics are
+# Prometheus's (`app.middleware.metrics`). Operation spans (dependencies, endpoint, serialization)
+# are off: three more spans on every routed request; turn them on here to see them.
 REQUEST_TELEMETRY: TelemetryConfig = {
     "metrics": False,
     "logs": False,
     "operation_spans": False,
+    "auto_configure": False,
     "exclude": untraced,
 }
 
