@@ -23,7 +23,7 @@ from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.metrics import HttpMetricsMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-from app.middleware.tracing import ServerSpanMiddleware
+from app.middleware.tracing import trace_server_spans
 {%- endif %}
 from app.state import AppState
 from app.tasks.{{ cookiecutter.task_backend }}.queue import open_task_queue
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Counts what the cache and the body limit answer too, with the status the client got.
     app.add_middleware(HttpMetricsMiddleware, router=app.router)
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-    app.add_middleware(ServerSpanMiddleware, router=app.router)
+    trace_server_spans(app)
 {%- endif %}
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
     app.add_middleware(RequestIdMiddleware)

@@ -7,14 +7,22 @@ after the route it was meant for, as `/metrics` counts it. A probe or a scrape i
 would otherwise start a trace of its own.
 """
 
+from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.tracing import untraced
+from app.core.tracing import tracing_requested, untraced
 from app.middleware.metrics import METHODS
 from app.middleware.route_templates import UNMATCHED, RouteTemplates
+
+
+def trace_server_spans(app: FastAPI) -> None:
+    """Add `ServerSpanMiddleware` when the environment asks for traces (untraced, it would
+    only be one more layer on every request)."""
+    if tracing_requested():
+        app.add_middleware(ServerSpanMiddleware, router=app.router)
 
 
 class ServerSpanMiddleware:
