@@ -28,6 +28,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
 # The service name when OTEL_SERVICE_NAME is not set.
 SERVICE = "{{ cookiecutter.project_slug }}"
 
@@ -41,6 +42,12 @@ def tracing_requested(environ: Mapping[str, str] = os.environ) -> bool:
         return False
     if exporter != "otlp":
         raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r} is not supported: use otlp or none")
+    for name in _PROTOCOLS:  # the traces' own setting first, as the SDK reads them
+        protocol = environ.get(name, "").strip().lower()
+        if protocol and protocol != "http/protobuf":
+            raise ValueError(f"{name}={protocol!r} is not supported: use http/protobuf")
+        if protocol:
+            break
     return any(environ.get(name, "").strip() for name in _ENDPOINTS)
 
 

@@ -243,10 +243,29 @@ def test_the_standard_variables_turn_tracing_on_and_off(
     assert tracing_requested(environ) is wanted
 
 
-def test_an_exporter_this_service_does_not_ship_is_refused_at_startup() -> None:
-    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "zipkin"}
-    with pytest.raises(ValueError, match="OTEL_TRACES_EXPORTER"):
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("OTEL_TRACES_EXPORTER", "zipkin"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),  # a gRPC collector port would drop every span
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+    ],
+)
+def test_an_exporter_this_service_does_not_ship_is_refused_at_startup(
+    setting: str, value: str
+) -> None:
+    environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", setting: value}
+    with pytest.raises(ValueError, match=setting):
         tracing_requested(environ)
+
+
+def test_the_traces_own_protocol_setting_wins() -> None:
+    environ = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",  # for the metrics and logs of another tool
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+    }
+    assert tracing_requested(environ) is True
 
 
 @pytest.fixture
