@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
-# The service name when OTEL_SERVICE_NAME is not set.
+# The service name when neither OTEL_SERVICE_NAME nor OTEL_RESOURCE_ATTRIBUTES names one.
 SERVICE = "{{ cookiecutter.project_slug }}"
 
 
@@ -104,8 +104,7 @@ def start_tracing(engine: AsyncEngine | None = None, *, redis: bool = True) -> T
     polls Redis would make a trace of every poll); a no-op when tracing is not requested."""
     if not tracing_requested():
         return Tracing(None)
-    name = os.environ.get("OTEL_SERVICE_NAME", "").strip() or SERVICE
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
+    provider = TracerProvider(resource=_resource())
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     if redis:
@@ -115,6 +114,15 @@ def start_tracing(engine: AsyncEngine | None = None, *, redis: bool = True) -> T
             engine=engine.sync_engine, tracer_provider=provider, skip_dep_check=True
         )
     return Tracing(provider, database=engine is not None, redis=redis)
+
+
+def _resource() -> Resource:
+    """This process as traces name it: OTEL_SERVICE_NAME, else `service.name` in
+    OTEL_RESOURCE_ATTRIBUTES (with any other attribute there), else the project's name."""
+    resource = Resource.create()  # the SDK reads both variables
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: SERVICE}))
+    return resource
 
 
 def trace_carrier() -> dict[str, str]:

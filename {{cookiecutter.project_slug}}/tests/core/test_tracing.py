@@ -19,7 +19,7 @@ from opentelemetry import trace
 
 from app.config import Settings
 from app.core.logging import configure_logging
-from app.core.tracing import tracing_requested
+from app.core.tracing import SERVICE, tracing_requested
 from app.main import create_app
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.servers import free_port
@@ -210,6 +210,34 @@ async def test_a_callers_sampled_trace_is_kept_whatever_the_ratio(
 
     assert [span.trace_id for span in spans if span.kind == SERVER] == [caller]
     assert {span.trace_id for span in spans} == {caller}
+
+
+@pytest.mark.parametrize(
+    ("environ", "service"),
+    [
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=from-attributes,team=a"}, "from-attributes"),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "team=a"}, SERVICE),
+        ({"OTEL_RESOURCE_ATTRIBUTES": "service.name=other", "OTEL_SERVICE_NAME": "named"}, "named"),
+    ],
+)
+async def test_the_service_name_comes_from_the_standard_variables(
+    otlp_receiver: OtlpReceiver,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    environ: dict[str, str],
+    service: str,
+) -> None:
+    monkeypatch.delenv("OTEL_SERVICE_NAME")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        transport = ASGITransport(app=application)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as http:
+            await http.post("/api/v1/items", json=ITEM)
+    spans = await otlp_receiver.wait_for(request_done(POST_ITEM))
+
+    assert {span.service for span in spans} == {service}
 
 
 async def test_nothing_is_exported_without_an_endpoint(
