@@ -42,18 +42,18 @@ def tracing_requested(environ: Mapping[str, str] = os.environ) -> bool:
         return False
     if exporter != "otlp":
         raise ValueError(f"OTEL_TRACES_EXPORTER={exporter!r} is not supported: use otlp or none")
-    for name in _PROTOCOLS:  # the traces' own setting first, as the SDK reads them
+    for name in _PROTOCOLS:  # the traces' own setting wins, as in the SDK
         protocol = environ.get(name, "").strip().lower()
-        if protocol and protocol != "http/protobuf":
-            raise ValueError(f"{name}={protocol!r} is not supported: use http/protobuf")
         if protocol:
+            if protocol != "http/protobuf":
+                raise ValueError(f"{name}={protocol!r} is not supported: use http/protobuf")
             break
     return any(environ.get(name, "").strip() for name in _ENDPOINTS)
 
 
 def untraced(scope: MutableMapping[str, Any]) -> bool:
     """A probe or a scrape (`/health/...`, `/metrics`): polled all day, never worth a trace."""
-    path: str = scope["path"]
+    path: str = scope["path"].removeprefix(scope.get("root_path", ""))  # behind a proxy prefix
     return path == "/metrics" or path.startswith("/health/")
 
 

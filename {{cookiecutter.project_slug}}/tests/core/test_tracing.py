@@ -19,7 +19,7 @@ from opentelemetry import trace
 
 from app.config import Settings
 from app.core.logging import configure_logging
-from app.core.tracing import SERVICE, tracing_requested
+from app.core.tracing import SERVICE, tracing_requested, untraced
 from app.main import create_app
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.servers import free_port
@@ -285,6 +285,23 @@ def test_an_exporter_this_service_does_not_ship_is_refused_at_startup(
     environ = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", setting: value}
     with pytest.raises(ValueError, match=setting):
         tracing_requested(environ)
+
+
+@pytest.mark.parametrize(
+    ("path", "root_path", "wanted"),
+    [
+        ("/health/live", "", True),
+        ("/metrics", "", True),
+        ("/svc/health/ready", "/svc", True),  # served behind a proxy prefix
+        ("/api/v1/items", "", False),
+        ("/healthy", "", False),
+        ("/metrics/extra", "", False),
+    ],
+)
+def test_probes_and_scrapes_are_told_apart_from_the_api(
+    path: str, root_path: str, wanted: bool
+) -> None:
+    assert untraced({"path": path, "root_path": root_path}) is wanted
 
 
 def test_the_traces_own_protocol_setting_wins() -> None:
