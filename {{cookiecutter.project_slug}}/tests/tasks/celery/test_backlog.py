@@ -1,0 +1,125 @@
+"""TASK_MAX_BACKLOG on Celery, on each broker: past the bound a 503, and nothing accepted lost.
+
+No worker runs until the test starts one, so every accepted task waits in the broker's queue.
+"""
+
+import asyncio
+from typing import Any
+
+import pytest
+from httpx import AsyncClient, Response
+from kombu import Queue
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.tasks.celery.backlog import ADMIT_SLOTS
+from app.tasks.celery.task_app import create_celery_app
+from tests.tasks.celery.fixtures import CeleryProcesses
+from tests.tasks.helpers import enqueue, serve, wait_final
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.parametrize("broker", ["redis", "rabbitmq"], indirect=True),
+]
+
+BACKLOG = 10
+SMALL_BACKLOG = 5
+CLIENTS = 20  # concurrent POSTs near the bound
+
+
+async def status_count(settings: Settings) -> int:
+    """How many task statuses the status store holds."""
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        return len([key async for key in redis.scan_iter(f"{settings.cache_prefix}:task:*")])
+    finally:
+        await redis.aclose()
+
+
+def ready_in_broker(settings: Settings) -> int:
+    """Messages ready in the `celery` queue, as the broker counts them (declared as Celery does)."""
+    app = create_celery_app(settings)
+    with app.connection_for_write() as connection:
+        queue: Queue = app.amqp.queues["celery"]
+        declared: Any = queue.queue_declare(channel=connection.default_channel)
+        return int(declared.message_count)
+
+
+async def post_at_once(client: AsyncClient, count: int, first: int = 0) -> list[Response]:
+    """POST `count` `add` tasks concurrently."""
+    return await asyncio.gather(
+        *(
+            client.post("/api/v1/tasks", json={"name": "add", "payload": {"a": n, "b": 1}})
+            for n in range(first, first + count)
+        )
+    )
+
+
+async def finish_all(client: AsyncClient, responses: list[Response]) -> list[Any]:
+    """Wait for every accepted task of `responses`; their results, in order."""
+    accepted = [response.json()["id"] for response in responses if response.status_code == 202]
+    bodies = [await wait_final(client, task_id, within=60) for task_id in accepted]
+    assert {body["status"] for body in bodies} <= {"succeeded"}, bodies
+    return [body["result"] for body in bodies]
+
+
+def assert_refused(responses: list[Response]) -> None:
+    """Every response is a 202 or the backlog's 503 problem with Retry-After."""
+    for response in responses:
+        if response.status_code == 202:
+            continue
+        assert response.status_code == 503, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.headers["Retry-After"] == "5"
+        assert "task backlog full" in response.json()["detail"]
+
+
+async def test_past_the_bound_a_post_is_503_writes_nothing_and_accepted_tasks_all_run(
+    settings: Settings, celery_processes: CeleryProcesses
+) -> None:
+    async with serve(settings.model_copy(update={"task_max_backlog": BACKLOG})) as client:
+        accepted = [await enqueue(client, "add", {"a": n, "b": 1}) for n in range(BACKLOG)]
+        refused = await client.post("/api/v1/tasks", json={"name": "add", "payload": {"a": 0}})
+        assert refused.status_code == 422  # bad input is still told apart from a full queue
+        refused = await client.post(
+            "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}}
+        )
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["detail"] == (
+            f"task backlog full ({BACKLOG} tasks waiting): try again later"
+        )
+        assert refused.json()["status"] == 503
+        assert_refused([refused])
+        assert await status_count(settings) == BACKLOG  # no status for the refused task
+        assert ready_in_broker(settings) == BACKLOG
+        await celery_processes.worker()
+        results = [(await wait_final(client, task_id, within=60))["result"] for task_id in accepted]
+        assert results == [n + 1 for n in range(BACKLOG)]
+        again = await enqueue(client, "add", {"a": 1, "b": 2})  # drained: accepted again
+        assert (await wait_final(client, again, within=30))["result"] == 3
+
+
+async def test_concurrent_posts_overshoot_by_at_most_the_admit_slots_of_other_processes(
+    settings: Settings, celery_processes: CeleryProcesses
+) -> None:
+    bounded = settings.model_copy(update={"task_max_backlog": SMALL_BACKLOG})
+    async with serve(bounded) as one, serve(bounded) as other:  # two API processes' queues
+        alone = await post_at_once(one, CLIENTS)
+        assert_refused(alone)
+        admitted = [r.status_code for r in alone].count(202)
+        assert 0 < admitted <= SMALL_BACKLOG  # one process never goes past the bound
+        assert ready_in_broker(settings) == admitted
+        worker = await celery_processes.worker()
+        assert sorted(await finish_all(one, alone)) == sorted(
+            n + 1 for n, r in enumerate(alone) if r.status_code == 202
+        )
+        worker.kill()  # every task finished and acknowledged: the queue is empty
+        assert ready_in_broker(settings) == 0
+        both = await asyncio.gather(post_at_once(one, CLIENTS), post_at_once(other, CLIENTS))
+        responses = [*both[0], *both[1]]
+        assert_refused(responses)
+        admitted = [r.status_code for r in responses].count(202)
+        assert 0 < admitted <= SMALL_BACKLOG + ADMIT_SLOTS  # + (2 - 1) x ADMIT_SLOTS
+        assert ready_in_broker(settings) == admitted
+        await celery_processes.worker()
+        assert len(await finish_all(one, responses)) == admitted  # none lost
