@@ -89,8 +89,8 @@ class Publisher:
         producer = self._producer()
         connection = cast(Connection, producer.connection)  # a pooled producer has one
 
-        def declare() -> Any:  # on the producer's channel, revived after a reconnection
-            return queue.queue_declare(channel=cast(Any, producer.channel))
+        def declare() -> Any:  # the producer's channel; a new one after a lost connection
+            return queue.queue_declare(channel=connection.default_channel)
 
         policy = self._app.conf.task_publish_retry_policy
         try:

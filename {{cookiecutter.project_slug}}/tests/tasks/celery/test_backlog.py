@@ -14,6 +14,8 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.tasks.celery.backlog import ADMIT_SLOTS
 from app.tasks.celery.task_app import create_celery_app
+from app.tasks.dead_letters import DeadLetterStore
+from app.tasks.queue import DeadLetter
 from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.helpers import enqueue, serve, wait_final
 
@@ -123,3 +125,30 @@ async def test_concurrent_posts_overshoot_by_at_most_the_admit_slots_of_other_pr
         assert ready_in_broker(settings) == admitted
         await celery_processes.worker()
         assert len(await finish_all(one, responses)) == admitted  # none lost
+
+
+async def test_a_requeue_past_the_bound_is_503_and_keeps_the_dead_letter(
+    settings: Settings, celery_processes: CeleryProcesses
+) -> None:
+    letter = DeadLetter(id="dead-1", name="add", payload={"a": 2, "b": 2}, error="boom")
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
+        async with redis.pipeline(transaction=True) as pipe:
+            await dead.add_in(pipe, letter)
+            await pipe.execute()
+    finally:
+        await redis.aclose()
+    async with serve(settings.model_copy(update={"task_max_backlog": 1})) as client:
+        waiting = await enqueue(client, "add", {"a": 1, "b": 1})
+        requeue = "/api/v1/tasks/dead-letters/dead-1/requeue"
+        refused = await client.post(requeue)
+        assert_refused([refused])
+        assert refused.status_code == 503
+        letters = (await client.get("/api/v1/tasks/dead-letters")).json()
+        assert [kept["id"] for kept in letters] == ["dead-1"]  # kept for a later requeue
+        assert (await client.get("/api/v1/tasks/dead-1")).status_code == 404  # no status
+        await celery_processes.worker()
+        assert (await wait_final(client, waiting, within=30))["result"] == 2
+        assert (await client.post(requeue)).status_code == 202  # room again
+        assert (await wait_final(client, "dead-1", within=30))["result"] == 4
