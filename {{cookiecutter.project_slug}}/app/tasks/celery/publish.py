@@ -85,7 +85,9 @@ class Publisher:
         return await loop.run_in_executor(self._threads, self._waiting, name, payload)
 
     def _waiting(self, name: str, payload: dict[str, Any]) -> int:
-        queue: Queue = self._app.amqp.router.route({}, RUN_TASK, (name, payload), {})["queue"]
+        route = self._app.amqp.router.route({}, RUN_TASK, (name, payload), {})
+        default = self._app.amqp.queues[self._app.conf.task_default_queue]
+        queue: Queue = route.get("queue") or default  # a route may name only an exchange
         producer = self._producer()
         connection = cast(Connection, producer.connection)  # a pooled producer has one
 
