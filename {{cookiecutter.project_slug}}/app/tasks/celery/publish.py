@@ -17,6 +17,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
+from amqp.exceptions import MessageNacked
 from celery import Celery
 from kombu import Connection, Producer, Queue
 from kombu.exceptions import OperationalError
@@ -67,13 +68,17 @@ class Publisher:
         self._lock = threading.Lock()
 
     async def send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
-        """Publish one task; raise what kombu raised (an OperationalError when unreachable)."""
+        """Publish one task; raise what kombu raised (an OperationalError when unreachable or
+        when RabbitMQ refuses the message: a full queue that rejects publishes, say)."""
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the request's: its id and its trace
         await loop.run_in_executor(self._threads, context.run, self._send, task_id, name, payload)
 
     def _send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
-        send_registered_task(self._app, task_id, name, payload, self._producer())
+        try:
+            send_registered_task(self._app, task_id, name, payload, self._producer())
+        except MessageNacked as exc:  # RabbitMQ confirmed it did not take the message
+            raise OperationalError("the broker refused the message (nack)") from exc
 
     async def waiting(self, name: str, payload: dict[str, Any]) -> int:
         """Messages ready in the queue Celery routes task `name` to (not yet given to a worker).
@@ -91,7 +96,7 @@ class Publisher:
         producer = self._producer()
         connection = cast(Connection, producer.connection)  # a pooled producer has one
 
-        def declare() -> Any:  # the producer's channel; a new one after a lost connection
+        def declare() -> Any:  # the producer's channel, opened again after a lost connection
             return queue.queue_declare(channel=connection.default_channel)
 
         policy = self._app.conf.task_publish_retry_policy

@@ -12,19 +12,19 @@ from kombu import Queue
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.tasks.celery import queue as celery_queue
 from app.tasks.celery.backlog import ADMIT_SLOTS
-from app.tasks.celery.task_app import create_celery_app
+from app.tasks.celery.task_app import TaskApp, create_celery_app
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.queue import DeadLetter
 from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.helpers import enqueue, serve, wait_final
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.parametrize("broker", ["redis", "rabbitmq"], indirect=True),
-]
+pytestmark = pytest.mark.slow
+each_broker = pytest.mark.parametrize("broker", ["redis", "rabbitmq"], indirect=True)
 
 BACKLOG = 10
+OVERFLOW = 2  # messages the overflowing queue takes
 SMALL_BACKLOG = 5
 CLIENTS = 20  # concurrent POSTs near the bound
 
@@ -38,9 +38,13 @@ async def status_count(settings: Settings) -> int:
         await redis.aclose()
 
 
-def ready_in_broker(settings: Settings) -> int:
+def ready_in_broker(settings_or_app: Settings | TaskApp) -> int:
     """Messages ready in the `celery` queue, as the broker counts them (declared as Celery does)."""
-    app = create_celery_app(settings)
+    app = (
+        settings_or_app
+        if isinstance(settings_or_app, TaskApp)
+        else create_celery_app(settings_or_app)
+    )
     with app.connection_for_write() as connection:
         queue: Queue = app.amqp.queues["celery"]
         declared: Any = queue.queue_declare(channel=connection.default_channel)
@@ -76,6 +80,7 @@ def assert_refused(responses: list[Response]) -> None:
         assert "task backlog full" in response.json()["detail"]
 
 
+@each_broker
 async def test_past_the_bound_a_post_is_503_writes_nothing_and_accepted_tasks_all_run(
     settings: Settings, celery_processes: CeleryProcesses
 ) -> None:
@@ -101,6 +106,7 @@ async def test_past_the_bound_a_post_is_503_writes_nothing_and_accepted_tasks_al
         assert (await wait_final(client, again, within=30))["result"] == 3
 
 
+@each_broker
 async def test_concurrent_posts_overshoot_by_at_most_the_admit_slots_of_other_processes(
     settings: Settings, celery_processes: CeleryProcesses
 ) -> None:
@@ -127,6 +133,7 @@ async def test_concurrent_posts_overshoot_by_at_most_the_admit_slots_of_other_pr
         assert len(await finish_all(one, responses)) == admitted  # none lost
 
 
+@each_broker
 async def test_a_requeue_past_the_bound_is_503_and_keeps_the_dead_letter(
     settings: Settings, celery_processes: CeleryProcesses
 ) -> None:
@@ -152,3 +159,28 @@ async def test_a_requeue_past_the_bound_is_503_and_keeps_the_dead_letter(
         assert (await wait_final(client, waiting, within=30))["result"] == 2
         assert (await client.post(requeue)).status_code == 202  # room again
         assert (await wait_final(client, "dead-1", within=30))["result"] == 4
+
+
+def create_overflowing_app(settings: Settings) -> TaskApp:
+    """The service's app, its queue holding at most OVERFLOW messages and refusing more."""
+    app = create_celery_app(settings)
+    overflow = {"x-overflow": "reject-publish"}
+    app.conf.task_queues = [Queue("celery", max_length=OVERFLOW, queue_arguments=overflow)]
+    return app
+
+
+@pytest.mark.parametrize("broker", ["rabbitmq"], indirect=True)
+async def test_a_message_rabbitmq_refuses_is_a_503_never_a_dropped_202(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(celery_queue, "create_celery_app", create_overflowing_app)
+    async with serve(settings) as client:  # TASK_MAX_BACKLOG far above the queue's own limit
+        accepted = [await enqueue(client, "add", {"a": n, "b": 1}) for n in range(OVERFLOW)]
+        refused = await client.post(
+            "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}}
+        )
+        assert refused.status_code == 503, refused.text  # confirmed publishes: nacked, told
+        assert refused.json()["detail"] == "the task broker is unavailable; retry later"
+        assert ready_in_broker(create_overflowing_app(settings)) == len(accepted)
+        statuses = [(await client.get(f"/api/v1/tasks/{task_id}")).json() for task_id in accepted]
+        assert {status["status"] for status in statuses} == {"queued"}
