@@ -4,6 +4,7 @@ No worker runs until the test starts one, so every accepted task waits in the br
 """
 
 import asyncio
+import signal
 from typing import Any
 
 import pytest
@@ -121,7 +122,8 @@ async def test_concurrent_posts_overshoot_by_at_most_the_admit_slots_of_other_pr
         assert sorted(await finish_all(one, alone)) == sorted(
             n + 1 for n, r in enumerate(alone) if r.status_code == 202
         )
-        worker.kill()  # every task finished and acknowledged: the queue is empty
+        worker.process.send_signal(signal.SIGTERM)  # a warm stop: every message acknowledged
+        assert await asyncio.to_thread(worker.process.wait, 30) == 0, worker.log
         assert ready_in_broker(settings) == 0
         both = await asyncio.gather(post_at_once(one, CLIENTS), post_at_once(other, CLIENTS))
         responses = [*both[0], *both[1]]
