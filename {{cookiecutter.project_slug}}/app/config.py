@@ -63,9 +63,7 @@ class Settings(BaseSettings):
     task_shutdown_timeout: float = Field(default=10.0, ge=0)
     task_retry_backoff: float = Field(default=1.0, gt=0)
     task_time_limit: float = Field(default=300.0, gt=0)  # seconds one attempt may run
-{%- if cookiecutter.task_backend != "celery" %}
     task_max_backlog: int = Field(default=100_000, ge=1)  # tasks waiting; past it, 503
-{%- endif %}
 {%- if cookiecutter.task_backend != "background" %}
     task_dead_letter_limit: int = Field(default=10_000, ge=1)  # the oldest go past it
 {%- endif %}

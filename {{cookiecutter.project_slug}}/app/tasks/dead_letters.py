@@ -64,6 +64,11 @@ class DeadLetterStore:
         letters = [_readable(raw) for raw in found if raw is not None]
         return [letter for letter in letters if letter is not None]
 
+    async def get(self, task_id: str) -> DeadLetter | None:
+        """Dead letter `task_id`, or None when there is none (or it cannot be read)."""
+        raw = await self._redis.hget(self.key, task_id)
+        return None if raw is None else _readable(raw)
+
     async def count(self) -> int:
         """How many dead letters are kept."""
         return int(await self._redis.zcard(self.order))

@@ -15,10 +15,12 @@ import asyncio
 import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, cast
 
+from amqp.exceptions import MessageNacked
 from celery import Celery
-from kombu import Producer
+from kombu import Connection, Producer, Queue
+from kombu.exceptions import OperationalError
 
 from app.tasks.origin import outgoing
 
@@ -66,18 +68,52 @@ class Publisher:
         self._lock = threading.Lock()
 
     async def send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
-        """Publish one task; raise what kombu raised (an OperationalError when unreachable)."""
+        """Publish one task; raise what kombu raised (an OperationalError when unreachable or
+        when RabbitMQ refuses the message: a full queue that rejects publishes, say)."""
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()  # the request's: its id and its trace
         await loop.run_in_executor(self._threads, context.run, self._send, task_id, name, payload)
 
     def _send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
+        try:
+            send_registered_task(self._app, task_id, name, payload, self._producer())
+        except MessageNacked as exc:  # RabbitMQ confirmed it did not take the message
+            raise OperationalError("the broker refused the message (nack)") from exc
+
+    async def waiting(self, name: str, payload: dict[str, Any]) -> int:
+        """Messages ready in the queue Celery routes task `name` to (not yet given to a worker).
+
+        One broker round trip (`queue_declare`, which creates the queue if it is missing, with
+        the options Celery publishes it with); raises OperationalError when unreachable.
+        """
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._threads, self._waiting, name, payload)
+
+    def _waiting(self, name: str, payload: dict[str, Any]) -> int:
+        route = self._app.amqp.router.route({}, RUN_TASK, (name, payload), {})
+        default = self._app.amqp.queues[self._app.conf.task_default_queue]
+        queue: Queue = route.get("queue") or default  # a route may name only an exchange
+        producer = self._producer()
+        connection = cast(Connection, producer.connection)  # a pooled producer has one
+
+        def declare() -> Any:  # the producer's channel, opened again after a lost connection
+            return queue.queue_declare(channel=connection.default_channel)
+
+        policy = self._app.conf.task_publish_retry_policy
+        try:
+            declared = connection.ensure(producer, declare, **policy)()
+        except (*connection.connection_errors, *connection.channel_errors) as exc:
+            raise OperationalError(str(exc)) from exc
+        return int(declared.message_count)
+
+    def _producer(self) -> Producer:
+        """This thread's producer, taken from the app's pool the first time."""
         producer: Producer | None = getattr(self._local, "producer", None)
         if producer is None:
             producer = self._local.producer = self._app.producer_pool.acquire(block=True)
             with self._lock:
                 self._producers.append(producer)
-        send_registered_task(self._app, task_id, name, payload, producer)
+        return producer
 
     async def ping(self) -> None:
         """Raise when the broker cannot be reached (on a connection of its own)."""

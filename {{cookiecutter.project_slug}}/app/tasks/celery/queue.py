@@ -14,6 +14,7 @@ from redis.exceptions import RedisError, WatchError
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.redis_client import redis_client
+from app.tasks.celery.backlog import Backlog
 from app.tasks.celery.publish import Publisher
 from app.tasks.celery.task_app import create_celery_app
 {%- if cookiecutter.use_opentelemetry == "yes" %}
@@ -49,6 +50,7 @@ class CeleryTaskQueue:
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
         self._retries: set[asyncio.Task[None]] = set()
+        self._backlog = Backlog(settings.task_max_backlog)
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
 {% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
@@ -59,13 +61,32 @@ class CeleryTaskQueue:
         is moved to `failed` ("not sent") before the 503: a worker that still receives the
         message (a publish whose answer was lost) finds a final status and does not run it.
         If the status store fails at that moment too, the process keeps trying for a minute.
+        Raises BacklogFullError, writing nothing, when TASK_MAX_BACKLOG tasks wait already.
         """
         parsed = registry.validate(name, payload).model_dump(mode="json")
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
-        with unavailable_as("task status store"):
-            await self.statuses.save(status)
-        await self._publish(status, parsed)
+        async with self._admit(name, parsed):
+            with unavailable_as("task status store"):
+                await self.statuses.save(status)
+            await self._publish(status, parsed)
         return status
+
+    @asynccontextmanager
+    async def _admit(self, name: str, payload: dict[str, Any]) -> AsyncIterator[None]:
+        """Admit one task under TASK_MAX_BACKLOG (`app.tasks.celery.backlog`), or raise.
+
+        BacklogFullError when the queue is full, BrokerUnavailableError when the broker
+        cannot tell: either way before anything is written.
+        """
+
+        async def waiting() -> int:
+            try:
+                return await self._publisher.waiting(name, payload)
+            except (OperationalError, OSError) as exc:
+                raise BrokerUnavailableError(f"task broker unavailable: {exc}") from exc
+
+        async with self._backlog.admit(waiting):
+            yield
 
     async def _publish(self, status: TaskStatus, payload: dict[str, Any]) -> None:
         """Publish `status`'s message; on failure end it `failed` and raise a 503 error."""
@@ -133,7 +154,16 @@ class CeleryTaskQueue:
         The letter is taken and its `queued` status written in one transaction, so two
         requeues cannot both send it; the message is published after. If that publish fails,
         the status ends `failed` ("not sent") and the letter is kept again for another try.
+        Admitted under TASK_MAX_BACKLOG as `enqueue` admits a task.
         """
+        with unavailable_as("task status store"):
+            letter = await self.dead.get(task_id)
+        if letter is None:  # not a dead letter: `_requeue` answers 404 or 409
+            return await self._requeue(task_id)
+        async with self._admit(letter.name or "", letter.payload or {}):
+            return await self._requeue(task_id)
+
+    async def _requeue(self, task_id: str) -> TaskStatus:
         taken: list[dict[str, Any]] = []
         with unavailable_as("task status store"):
             status = await self.dead.requeue(

@@ -146,9 +146,11 @@ def broker_url_of(settings: Settings) -> str:
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:
-    """kombu's Redis transport options (other transports ignore them), then the user's own.
+    """kombu's transport options (each transport ignores the others'), then the user's own.
 
-    A Sentinel URL needs the name of the master (`master_name`): its absence fails start-up.
+    RabbitMQ confirms every publish (`confirm_publish`): a 202 means the broker holds the
+    message, and the backlog count sees it. A Sentinel URL needs the name of the master
+    (`master_name`): its absence fails start-up.
     """
     visibility = settings.task_visibility_timeout
     options: dict[str, object] = {
@@ -160,6 +162,7 @@ def broker_transport_options(settings: Settings) -> dict[str, object]:
         "unacked_mutex_expire": visibility,
         "socket_connect_timeout": 2.0,
         "socket_timeout": 10.0,
+        "confirm_publish": True,  # py-amqp: wait for RabbitMQ's ack of each publish
         **settings.celery_broker_transport_options,
     }
     if broker_url_of(settings).startswith("sentinel") and "master_name" not in options:

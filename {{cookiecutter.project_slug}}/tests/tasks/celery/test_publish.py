@@ -3,8 +3,8 @@
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from app.tasks.celery import queue as celery_queue
 from app.tasks.celery.publish import RUN_TASK
 from app.tasks.celery.task_app import TaskApp, broker_url_of
 from app.tasks.status import TaskStatus
-from tests.servers import free_port
+from tests.servers import RedisServer, free_port
 from tests.tasks.celery.custom_app import (
     KEY_PREFIX,
     PRIORITY,
@@ -51,7 +51,21 @@ async def statuses(settings: Settings) -> list[TaskStatus]:
         await redis.aclose()
 
 
-async def test_a_publish_that_fails_after_the_status_is_a_503_and_a_failed_status(
+@contextmanager
+def on_publish(action: Callable[[], None]) -> Iterator[None]:
+    """Run `action` as each `tasks.run` is published: after the backlog count, before the send."""
+
+    def before(**_: Any) -> None:
+        action()
+
+    signals.before_task_publish.connect(before, sender=RUN_TASK)
+    try:
+        yield
+    finally:
+        signals.before_task_publish.disconnect(before, sender=RUN_TASK)
+
+
+async def test_a_broker_that_is_down_is_a_503_and_writes_nothing(
     settings: Settings, client_of: Any
 ) -> None:
     dead_broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"  # the status store is up
@@ -60,33 +74,46 @@ async def test_a_publish_that_fails_after_the_status_is_a_503_and_a_failed_statu
     response = await client.post("/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}})
     assert response.status_code == 503, response.text
     assert response.json()["detail"] == "the task broker is unavailable; retry later"
+    assert response.headers["Retry-After"]
     assert time.monotonic() - started < 10
-    [status] = await statuses(settings)  # written before the publish, then ended
-    assert (status.name, status.status) == ("add", "failed")
-    assert status.error is not None
-    assert status.error.startswith("not sent:")
+    assert await statuses(settings) == []  # the backlog could not be counted: nothing sent
     ready = await client.get("/health/ready")
     assert ready.status_code == 503
     assert ready.json()["components"]["broker"] == "unavailable"
 
 
-async def test_a_failed_publish_while_the_status_store_is_paused_still_ends_failed(
-    settings: Settings, client_of: Any
+async def test_a_publish_that_fails_after_the_status_is_a_503_and_a_failed_status(
+    settings: Settings, client_of: Any, restartable_redis: RedisServer
 ) -> None:
-    dead_broker = f"amqp://guest:guest@127.0.0.1:{free_port()}//"
-    client = await client_of(settings.model_copy(update={"celery_broker_url": dead_broker}))
-
-    def pause_status_writes(**_: Any) -> None:  # after the queued status, before the publish
-        with SyncRedis.from_url(settings.redis_url) as redis:
-            redis.execute_command("CLIENT", "PAUSE", "2500", "WRITE")
-
-    signals.before_task_publish.connect(pause_status_writes, sender=RUN_TASK)
-    try:
+    broker = {"celery_broker_url": restartable_redis.url}  # the status store stays up
+    client = await client_of(settings.model_copy(update=broker))
+    with on_publish(restartable_redis.stop):  # counted, status written: then the broker goes
         response = await client.post(
             "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}}
         )
-    finally:
-        signals.before_task_publish.disconnect(pause_status_writes, sender=RUN_TASK)
+    assert response.status_code == 503, response.text
+    assert response.json()["detail"] == "the task broker is unavailable; retry later"
+    [status] = await statuses(settings)  # written before the publish, then ended
+    assert (status.name, status.status) == ("add", "failed")
+    assert status.error is not None
+    assert status.error.startswith("not sent:")
+
+
+async def test_a_failed_publish_while_the_status_store_is_paused_still_ends_failed(
+    settings: Settings, client_of: Any, restartable_redis: RedisServer
+) -> None:
+    broker = {"celery_broker_url": restartable_redis.url}
+    client = await client_of(settings.model_copy(update=broker))
+
+    def stop_broker_and_pause_status_writes() -> None:  # after the queued status
+        restartable_redis.stop()
+        with SyncRedis.from_url(settings.redis_url) as redis:
+            redis.execute_command("CLIENT", "PAUSE", "2500", "WRITE")
+
+    with on_publish(stop_broker_and_pause_status_writes):
+        response = await client.post(
+            "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}}
+        )
     assert response.status_code == 503, response.text
     deadline = time.monotonic() + 30
     while (found := await statuses(settings))[0].status == "queued":
