@@ -1,6 +1,7 @@
 """How many tasks workers finished and how long they took, for every API's `/metrics`."""
 
 import logging
+import math
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -87,8 +88,8 @@ def read_durations(raw: dict[bytes, bytes]) -> dict[tuple[str, str], DurationTot
             name, status, bound = field.decode().rsplit(":", 2)
             if bound == "sum":
                 sums[name, status] = float(value)
-            else:
-                counts.setdefault((name, status), {})[float(bound)] = int(value)
+            elif not math.isnan(edge := float(bound)):
+                counts.setdefault((name, status), {})[edge] = int(value)
         except ValueError:
             logger.warning("skipped unreadable task-duration field %r", field)
     return {
