@@ -6,13 +6,15 @@ a file per process there, and `render` sums the files of every process that ever
 so any process's `/metrics` answers for all of them (README "Several processes").
 """
 
+import math
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
@@ -23,7 +25,39 @@ from app.infrastructure.cache import NamespaceMetrics
 
 # Seconds: a response-cache hit takes well under a millisecond, a cold read a few.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LABELS = ["name", "status"]  # of the task metrics
 TASKS_FINISHED_HELP = "Tasks that reached a final status."
+# Seconds from a task's 202 to its final status, queue wait and retries included: a quick task
+# takes tens of milliseconds, one attempt may run TASK_TIME_LIMIT (300 s) and the retries of
+# a failing one add their backoff; past an hour is counted in +Inf only.
+TASK_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+TASKS_DURATION_HELP = "Seconds from a task's acceptance to its final status, retries included."
+
+
+@dataclass(frozen=True, slots=True)
+class DurationTotals:
+    """The durations of one task name and final state as workers counted them in Redis."""
+
+    counts: Mapping[float, int]  # tasks per bucket, by upper bound (math.inf last), not summed
+    seconds: float  # the sum of their durations
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(le, tasks up to le) for every bound, +Inf last: a Prometheus histogram's buckets."""
+        total, buckets = 0, []
+        for bound in sorted({*TASK_BUCKETS, math.inf, *self.counts}):
+            total += self.counts.get(bound, 0)
+            buckets.append((bucket_label(bound), float(total)))
+        return buckets
+
+
+def bucket_label(bound: float) -> str:
+    """A bucket's `le` as prometheus-client writes it: `0.25`, `1.0`, `+Inf`."""
+    return "+Inf" if bound == math.inf else repr(float(bound))
+
+
+def task_bucket(seconds: float) -> str:
+    """The `le` of the one bucket of TASK_BUCKETS a task of `seconds` falls in (not the rest)."""
+    return bucket_label(next((bound for bound in TASK_BUCKETS if seconds <= bound), math.inf))
 
 
 class Metrics:
@@ -36,6 +70,7 @@ class Metrics:
         self._requests: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
         # Set by the task queue when workers count finished tasks in Redis (exact, every host).
         self.tasks_finished_totals: dict[tuple[str, str], int] | None = None
+        self.tasks_duration_totals: dict[tuple[str, str], DurationTotals] | None = None
         self.cache_hits = self._counter("cache_hits", "Cache lookups answered from the cache.")
         self.cache_misses = self._counter("cache_misses", "Cache lookups that ran the loader.")
         self.cache_errors = self._counter(
@@ -64,7 +99,14 @@ class Metrics:
             registry=self.registry,
         )
         self.tasks_finished = Counter(
-            "tasks_finished", TASKS_FINISHED_HELP, ["name", "status"], registry=self.registry
+            "tasks_finished", TASKS_FINISHED_HELP, LABELS, registry=self.registry
+        )
+        self.tasks_duration = Histogram(
+            "tasks_duration_seconds",
+            TASKS_DURATION_HELP,
+            LABELS,
+            buckets=TASK_BUCKETS,
+            registry=self.registry,
         )
         self._http_collectors()
 
@@ -120,6 +162,11 @@ class Metrics:
         children[0].inc()
         children[1].observe(seconds)
 
+    def task_finished(self, name: str, status: str, seconds: float) -> None:
+        """Count a task this process ran to its final `status`, `seconds` after its 202."""
+        self.tasks_finished.labels(name=name, status=status).inc()
+        self.tasks_duration.labels(name=name, status=status).observe(seconds)
+
     def render(self) -> bytes:
         """The Prometheus text of this process, or of every process of the multiprocess dir."""
         source: Collector = self.registry
@@ -127,28 +174,40 @@ class Metrics:
             forget_dead_processes(self.multiprocess_dir)
             path = str(self.multiprocess_dir)
             source = MultiProcessCollector(None, path=path)  # type: ignore[no-untyped-call]
-        return generate_latest(_Exposition(source, self.tasks_finished_totals))
+        return generate_latest(_Exposition(source, self._counted_in_redis()))
+
+    def _counted_in_redis(self) -> list[Metric]:
+        """The task families workers counted in Redis, when the queue read some."""
+        families: list[Metric] = []
+        if self.tasks_finished_totals is not None:
+            finished = CounterMetricFamily("tasks_finished", TASKS_FINISHED_HELP, labels=LABELS)
+            for (name, status), total in sorted(self.tasks_finished_totals.items()):
+                finished.add_metric([name, status], total)
+            families.append(finished)
+        if self.tasks_duration_totals is not None:
+            duration = HistogramMetricFamily(
+                "tasks_duration_seconds", TASKS_DURATION_HELP, labels=LABELS
+            )
+            for (name, status), totals in sorted(self.tasks_duration_totals.items()):
+                duration.add_metric([name, status], totals.cumulative(), totals.seconds)
+            families.append(duration)
+        return families
 
 
 class _Exposition(Collector):
-    """`source`, with `tasks_finished` taken from the exact totals when the queue gave some."""
+    """`source`, with the families in `replacements` in place of its own of the same name."""
 
-    def __init__(self, source: Collector, totals: Mapping[tuple[str, str], int] | None) -> None:
+    def __init__(self, source: Collector, replacements: list[Metric]) -> None:
         self.source = source
-        self.totals = totals
+        self.replacements = replacements
 
     def collect(self) -> Iterator[Metric]:
-        """Every family of `source`; `tasks_finished` from `totals` when there are some."""
+        """Every family of `source` not replaced, then the replacements."""
+        replaced = {family.name for family in self.replacements}
         for family in self.source.collect():
-            if self.totals is None or family.name != "tasks_finished":
+            if family.name not in replaced:
                 yield family
-        if self.totals is not None:
-            finished = CounterMetricFamily(
-                "tasks_finished", TASKS_FINISHED_HELP, labels=["name", "status"]
-            )
-            for (name, status), total in sorted(self.totals.items()):
-                finished.add_metric([name, status], total)
-            yield finished
+        yield from self.replacements
 
 
 @contextmanager

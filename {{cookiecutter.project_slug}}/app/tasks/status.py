@@ -46,6 +46,18 @@ class TaskStatus(BaseModel):
         """A copy in `status`, with `changes` applied and `updated_at` set to now."""
         return self.model_copy(update={"status": status, "updated_at": utcnow(), **changes})
 
+    def elapsed_seconds(self) -> float:
+        """Seconds from the task's acceptance to this status; 0 when the clocks disagree.
+
+        Another host's clock may run behind (a negative span), and a status written by hand
+        may carry a time without a zone: neither may fail the worker that counts it.
+        """
+        try:
+            seconds = (self.updated_at - self.created_at).total_seconds()
+        except TypeError:  # one time has a zone, the other has none
+            return 0.0
+        return max(seconds, 0.0)
+
 
 def status_key(prefix: str, task_id: str) -> str:
     """The Redis key of one task's status."""

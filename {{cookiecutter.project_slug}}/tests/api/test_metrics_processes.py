@@ -7,11 +7,7 @@ exits stays counted; its live gauge (`http_requests_in_progress`) is dropped wit
 
 import asyncio
 import contextlib
-import json
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,35 +17,12 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.config import Settings
-from tests.prometheus_text import Samples, parse, requests, value
-from tests.servers import free_port, wait_for_port
+from tests.prometheus_text import Samples, requests, value
+from tests.uvicorn_servers import Server, running_servers, scrape
 
 pytestmark = pytest.mark.slow
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ITEMS = "/api/v1/items"
 ITEM = "/api/v1/items/{item_id}"
-
-
-class Server:
-    """`uvicorn app.main:app` in a process of its own, on a free port."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
-        command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--log-level", "warning"], cwd=PROJECT_ROOT, env=env
-        )
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def stop(self, signum: int = signal.SIGTERM) -> None:
-        """Send `signum` and wait for the process to end (SIGKILL after 30 s)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @pytest.fixture
@@ -64,25 +37,8 @@ def multiproc_dir(tmp_path: Path) -> Path:
 def servers(settings: Settings, redis_url: str, multiproc_dir: Path) -> Iterator[list[Server]]:
     """Two servers over one database, one Redis cache and one multiprocess dir."""
     shared = settings.model_copy(update={"cache_url": redis_url, "log_level": "WARNING"})
-    env = {
-        key.upper(): value if isinstance(value, str) else json.dumps(value)
-        for key, value in shared.model_dump(mode="json", exclude_none=True).items()
-    }
-    env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
-    started = [Server({**os.environ, **env}) for _ in range(2)]
-    try:
-        for server in started:  # uvicorn listens once the lifespan has started
-            wait_for_port(server.port, timeout=60)
+    with running_servers(shared, multiproc_dir) as started:
         yield started
-    finally:
-        for server in started:
-            server.stop()
-
-
-async def scrape(http: httpx.AsyncClient, server: Server) -> Samples:
-    response = await http.get(f"{server.url}/metrics")
-    assert response.status_code == 200
-    return parse(response.text)
 
 
 def without_scrapes(samples: Samples) -> Samples:

@@ -1,7 +1,9 @@
 """The status stores: statuses expire, the in-process store stays bounded, garbage reads as none."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
+import pytest
 from redis.asyncio import Redis
 
 from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
@@ -60,3 +62,22 @@ async def test_a_status_that_cannot_be_read_counts_as_none(redis_url: str) -> No
         ]
     finally:
         await redis.aclose()
+
+
+ACCEPTED = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("updated_at", "seconds"),
+    [
+        (ACCEPTED + timedelta(seconds=1.25), 1.25),
+        (ACCEPTED, 0.0),
+        (ACCEPTED - timedelta(seconds=3), 0.0),  # another host's clock runs behind
+        (ACCEPTED.replace(tzinfo=None) + timedelta(seconds=5), 0.0),  # a time without a zone
+    ],
+)
+def test_elapsed_seconds_are_never_negative_nor_an_error(
+    updated_at: datetime, seconds: float
+) -> None:
+    status = TaskStatus(id="a", name="add", created_at=ACCEPTED, updated_at=updated_at)
+    assert status.elapsed_seconds() == seconds

@@ -94,7 +94,7 @@ class BackgroundTaskQueue:
             if status.status != "retrying":
                 break
             await asyncio.sleep(self._attempts.retry_delay(status.attempts))
-        self._metrics.tasks_finished.labels(name=status.name, status=status.status).inc()
+        self._metrics.task_finished(status.name, status.status, status.elapsed_seconds())
 
     async def _save(self, status: TaskStatus) -> None:
         """Record a status change; an outage of the status store must not stop the task."""

@@ -27,7 +27,7 @@ from app.tasks.celery.worker import (
     TaskFailedError,
     WorkerProcess,
 )
-from app.tasks.finished_counts import FinishedCounts, finished_key
+from app.tasks.finished_counts import count_in
 from app.tasks.origin import NO_ORIGIN, REQUEST_ID
 from app.tasks.schedule import periodic_jobs
 from app.tasks.status import FINAL_STATES, TaskStatus, status_key
@@ -92,7 +92,7 @@ class TaskApp(Celery):
                 failed = status.with_status("failed", error=error)
                 pipe.multi()
                 pipe.set(key, failed.model_dump_json(), ex=self.settings.task_status_ttl)
-                pipe.hincrby(finished_key(self.settings.cache_prefix), FinishedCounts.field(failed))
+                count_in(pipe, self.settings.cache_prefix, failed)
                 pipe.execute()
         except WatchError:  # its own run wrote a status in between: that one tells the truth
             return

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
-from app.tasks.finished_counts import FinishedCounts
+from app.tasks.finished_counts import FinishedCounts, duration_fields
 from app.tasks.queue import DeadLetter
 from app.tasks.redis_queue.entries import Delivery, Entry, as_entries, lost_id, read_entry
 from app.tasks.redis_queue.queue import GROUP, RedisTaskQueue
@@ -193,16 +193,13 @@ class Worker:
             logger.exception("could not record task %s as %s", status.id, status.status)
 
     async def succeed(self, entry_id: bytes, status: TaskStatus) -> None:
-        """Write the `succeeded` status, count it, then XACK and XDEL, in one script."""
+        """Write the `succeeded` status, count it and its duration, XACK and XDEL: one script."""
+        bucket, total, seconds = duration_fields(status)
+        counts = [self.finished.key, self.finished.durations_key]
+        written: list[str | float] = [status.model_dump_json(), self.statuses.ttl]
         await self.finish_script(
-            keys=[self.statuses.key(status.id), self.finished.key, self.keys.stream],
-            args=[
-                status.model_dump_json(),
-                self.statuses.ttl,
-                self.finished.field(status),
-                GROUP,
-                entry_id,
-            ],
+            keys=[self.statuses.key(status.id), *counts, self.keys.stream],
+            args=[*written, self.finished.field(status), bucket, total, seconds, GROUP, entry_id],
         )
 
     def retry_in(self, pipe: Any, delivery: Delivery, status: TaskStatus) -> None:

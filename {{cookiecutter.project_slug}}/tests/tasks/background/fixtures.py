@@ -9,7 +9,7 @@ from httpx import AsyncClient
 
 from app.config import Settings
 
-__all__ = ["settings", "task_runner", "worker_output"]
+__all__ = ["settings", "task_runner", "task_runners", "worker_output"]
 
 
 @pytest.fixture
@@ -21,6 +21,11 @@ def settings(settings: Settings) -> Settings:
 @pytest.fixture
 def task_runner() -> None:
     """Nothing to start: the app runs its own tasks."""
+
+
+@pytest.fixture
+def task_runners() -> None:
+    """Nothing to start: every API process runs its own tasks."""
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ __all__ = [
     "rabbitmq_server",
     "settings",
     "task_runner",
+    "task_runners",
     "worker_output",
 ]
 
@@ -189,6 +190,13 @@ async def celery_processes(settings: Settings) -> AsyncIterator[CeleryProcesses]
 @pytest.fixture
 async def task_runner(celery_processes: CeleryProcesses) -> None:
     """One running worker."""
+    await celery_processes.worker()
+
+
+@pytest.fixture
+async def task_runners(celery_processes: CeleryProcesses) -> None:
+    """Two running workers (each with its pool processes)."""
+    await celery_processes.worker()
     await celery_processes.worker()
 
 

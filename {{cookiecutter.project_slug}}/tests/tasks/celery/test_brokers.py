@@ -115,6 +115,8 @@ async def test_a_revoked_task_ends_failed(
     metrics = (await client.get("/metrics")).text
     assert 'tasks_finished_total{name="add",status="failed"} 1.0' in metrics
     assert 'tasks_finished_total{name="sleep",status="failed"} 1.0' in metrics
+    assert 'tasks_duration_seconds_count{name="add",status="failed"} 1.0' in metrics
+    assert 'tasks_duration_seconds_count{name="sleep",status="failed"} 1.0' in metrics
 
 
 async def test_sigterm_to_the_whole_process_group_reruns_running_tasks(

@@ -16,7 +16,7 @@ from app.config import Settings
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
 from tests.tasks.helpers import settings_env
 
-__all__ = ["settings", "task_runner", "worker_output", "workers"]
+__all__ = ["settings", "task_runner", "task_runners", "worker_output", "workers"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
@@ -106,6 +106,13 @@ async def workers(settings: Settings) -> AsyncIterator[Workers]:
 @pytest.fixture
 async def task_runner(workers: Workers) -> None:
     """One running worker."""
+    await workers.start()
+
+
+@pytest.fixture
+async def task_runners(workers: Workers) -> None:
+    """Two running worker processes."""
+    await workers.start()
     await workers.start()
 
 

@@ -8,6 +8,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 
 import pytest
 from httpx import AsyncClient
@@ -15,7 +16,8 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.tasks.redis_queue.queue import GROUP, QueueKeys, entry_fields
-from app.tasks.status import TaskStatus, status_key
+from app.tasks.status import TaskStatus, status_key, utcnow
+from tests.prometheus_text import parse, value
 from tests.servers import RedisServer
 from tests.tasks.helpers import enqueue, serve, settings_env, wait_final, wait_status
 from tests.tasks.redis_queue.fixtures import PROJECT_ROOT, Workers
@@ -105,6 +107,35 @@ async def test_an_entry_whose_task_already_finished_is_acked_not_run_again(
         assert (await client.get(f"/api/v1/tasks/{done.id}")).json() == done.model_dump(mode="json")
     finally:
         await redis.aclose()
+
+
+async def test_a_status_from_a_clock_ahead_or_without_a_zone_counts_zero_seconds(
+    client: AsyncClient, workers: Workers, settings: Settings
+) -> None:
+    # Another host's clock ahead of this one, and a status written by hand without a zone:
+    # the worker must finish both tasks and count them at 0 s, not fail to record them.
+    ahead = utcnow() + timedelta(hours=1)
+    statuses = [
+        TaskStatus(id="ahead", name="add", created_at=ahead, updated_at=ahead),
+        TaskStatus(id="naive", name="add", created_at=datetime(2026, 1, 1)),
+    ]
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        for status in statuses:
+            await redis.set(status_key(settings.cache_prefix, status.id), status.model_dump_json())
+            await redis.xadd(
+                QueueKeys(settings.cache_prefix).stream,
+                entry_fields(status.id, "add", {"a": 1, "b": 1}),
+            )
+    finally:
+        await redis.aclose()
+    await workers.start()
+    for status in statuses:
+        assert (await wait_final(client, status.id))["status"] == "succeeded"
+    found = parse((await client.get("/metrics")).text)
+    series = {"name": "add", "status": "succeeded"}
+    assert value(found, "tasks_duration_seconds_bucket", **series, le="0.01") == 2
+    assert value(found, "tasks_duration_seconds_sum", **series) == 0
 
 
 def run_cli(settings: Settings, *args: str) -> str:
