@@ -22,6 +22,7 @@ from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.metrics import HttpMetricsMiddleware
 from app.middleware.request_id import RequestIdMiddleware
+from app.middleware.route_templates import RouteTemplates
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.middleware.tracing import trace_server_spans
 {%- endif %}
@@ -81,10 +82,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_middleware(ResponseCacheMiddleware, settings=settings)
     app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.request_max_body)
+    # Route templates, found once per path for every middleware that names a request's route.
+    templates = RouteTemplates(app.router)
     # Counts what the cache and the body limit answer too, with the status the client got.
-    app.add_middleware(HttpMetricsMiddleware, router=app.router)
+    app.add_middleware(HttpMetricsMiddleware, templates=templates)
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-    trace_server_spans(app)
+    trace_server_spans(app, templates)
 {%- endif %}
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
     app.add_middleware(RequestIdMiddleware)

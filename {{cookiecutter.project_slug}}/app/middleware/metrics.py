@@ -9,7 +9,6 @@ meant for (`app.middleware.route_templates`).
 
 import time
 
-from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.middleware.route_templates import RouteTemplates
@@ -24,9 +23,9 @@ METHODS = frozenset(
 class HttpMetricsMiddleware:
     """Observe every HTTP request into the app's `Metrics` (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, router: Router) -> None:
+    def __init__(self, app: ASGIApp, *, templates: RouteTemplates) -> None:
         self.app = app
-        self.templates = RouteTemplates(router)
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request, then count it with the status it was answered with."""

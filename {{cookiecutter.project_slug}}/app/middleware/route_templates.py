@@ -1,9 +1,9 @@
 """The path template of the route a request is for, even when a middleware answered it.
 
 A request a middleware answers before routing (a response-cache hit or 304, a 413) never
-reaches the router, so it carries no route; `/metrics` and the server span still name it
-after the route it was meant for, found with the router's own patterns and remembered for
-the most recent paths. A path no route serves is `unmatched`.
+reaches the router, so it carries no route; `/metrics` (and, with tracing, the server span)
+still names it after the route it was meant for, found with the router's own patterns and
+remembered for the most recent paths. A path no route serves is `unmatched`.
 """
 
 from collections.abc import Callable

@@ -10,7 +10,6 @@ would otherwise start a trace of its own.
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
-from starlette.routing import Router
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.tracing import tracing_requested, untraced
@@ -18,19 +17,19 @@ from app.middleware.metrics import METHODS
 from app.middleware.route_templates import UNMATCHED, RouteTemplates
 
 
-def trace_server_spans(app: FastAPI) -> None:
+def trace_server_spans(app: FastAPI, templates: RouteTemplates) -> None:
     """Add `ServerSpanMiddleware` when the environment asks for traces (untraced, it would
     only be one more layer on every request)."""
     if tracing_requested():
-        app.add_middleware(ServerSpanMiddleware, router=app.router)
+        app.add_middleware(ServerSpanMiddleware, templates=templates)
 
 
 class ServerSpanMiddleware:
     """Name the spans of requests answered before routing; trace no probe (see above)."""
 
-    def __init__(self, app: ASGIApp, *, router: Router) -> None:
+    def __init__(self, app: ASGIApp, *, templates: RouteTemplates) -> None:
         self.app = app
-        self.templates = RouteTemplates(router)
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request, naming its span when it starts its response unrouted."""
