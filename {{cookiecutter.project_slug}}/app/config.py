@@ -49,10 +49,12 @@ class Settings(BaseSettings):
     cache_lease_seconds: float = Field(default=5.0, gt=0)  # longest a loader holds a key
     cache_max_connections: int = Field(default=50, ge=1)
     cache_memory_max_entries: int = Field(default=10_000, ge=1)  # memory://, LRU beyond
+    cache_memory_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)  # memory://, LRU beyond
     cache_max_value_bytes: int = Field(default=1024 * 1024, ge=1)  # longer values are not stored
-    # Path prefix -> resource name; responses under it are dropped when that resource changes.
-    response_cache_routes: dict[str, str] = {"/api/v1/items": "items"}
-    response_cache_vary: list[str] = ["accept", "accept-encoding"]  # request headers in the key
+    # Request headers in the key, each reduced to the variants the service can produce.
+    response_cache_vary: list[Literal["accept", "accept-encoding"]] = ["accept", "accept-encoding"]
+    # A request's no-cache / max-age / min-fresh: false serves it from the cache like any other.
+    response_cache_honour_request_no_cache: bool = False
     response_cache_max_body: int = Field(default=256 * 1024, ge=0)  # bytes; larger are streamed
 
     # Tasks

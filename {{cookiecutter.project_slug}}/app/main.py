@@ -23,6 +23,7 @@ from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.metrics import HttpMetricsMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.route_templates import RouteTemplates
+from app.middleware.shared_routes import SharedRoutes
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.middleware.tracing import trace_server_spans
 {%- endif %}
@@ -80,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
     )
     app.state.settings = settings
-    app.add_middleware(ResponseCacheMiddleware, settings=settings)
+    shared_routes = SharedRoutes()  # the @public_cacheable routes, read below
+    app.add_middleware(ResponseCacheMiddleware, settings=settings, routes=shared_routes)
     app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.request_max_body)
     # Route templates, found once per path for every middleware that names a request's route.
     templates = RouteTemplates(app.router)
@@ -97,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(items.router, prefix="/api/v1")
     app.include_router(tasks.router, prefix="/api/v1")
     document_problems_as_problem_json(app)
+    shared_routes.load(app.router.routes)  # a public route that checks access: NotShareableError
     return app
 
 

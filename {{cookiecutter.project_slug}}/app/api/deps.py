@@ -12,11 +12,13 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.core.metrics import Metrics
+from app.middleware.shared_routes import ignores_caller
 from app.services.items import ItemService
 from app.state import AppState
 from app.tasks.queue import TaskQueue
 
 
+@ignores_caller  # it reads the app, never who asks: a public_cacheable route may use it
 async def get_state(request: Request) -> AppState:
     """The clients the lifespan opened."""
     state: AppState = request.app.state.resources

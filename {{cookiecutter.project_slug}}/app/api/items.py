@@ -6,6 +6,7 @@ from fastapi import APIRouter, Path, Query, status
 
 from app.api.deps import ItemServiceDep
 from app.core.problems import problem_responses
+from app.middleware.shared_routes import public_cacheable
 from app.schemas.item import ID_MAX, ItemCreate, ItemPage, ItemRead, ItemUpdate
 
 router = APIRouter(prefix="/items", tags=["items"], responses=problem_responses(422, 500, 503))
@@ -20,6 +21,7 @@ async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
 
 
 @router.get("")
+@public_cacheable("items")  # the same page for every caller; item writes drop it
 async def list_items(
     service: ItemServiceDep,
     offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
@@ -30,6 +32,7 @@ async def list_items(
 
 
 @router.get("/{item_id}", responses=problem_responses(404))
+@public_cacheable("items")
 async def get_item(item_id: ItemIdPath, service: ItemServiceDep) -> ItemRead:
     """Return one item, or 404."""
     return await service.get(item_id)

@@ -1,18 +1,21 @@
-"""A shared response cache for GET and HEAD under RESPONSE_CACHE_ROUTES, as pure ASGI.
+"""A shared response cache for GET and HEAD on the routes declared `@public_cacheable`, as
+pure ASGI.
 
-Served from it: requests without `Authorization` or `Cookie` whose `Cache-Control` accepts the
-entry's age (`app.middleware.freshness`); `no-store` bypasses it, `no-cache` refreshes it.
-Stored: 2xx (not 206) without `Set-Cookie`, fresh by RFC 9111 for at most RESPONSE_CACHE_TTL,
-bodies up to RESPONSE_CACHE_MAX_BODY (`app.middleware.stored_response`). The key: the decoded
-path, the query as the route reads it, the RESPONSE_CACHE_VARY headers. Entries live in the
-namespace `http:<resource>`, so a write to the resource drops them all in one version bump.
+Served from it: requests without `Authorization`, `Proxy-Authorization` or `Cookie`;
+`no-store` bypasses it, and `no-cache` / `max-age` / `min-fresh` count only with
+RESPONSE_CACHE_HONOUR_REQUEST_NO_CACHE (`app.middleware.freshness`). Stored: 2xx (not 206)
+without `Set-Cookie`, fresh by RFC 9111 for at most RESPONSE_CACHE_TTL, bodies up to
+RESPONSE_CACHE_MAX_BODY (`app.middleware.stored_response`). The key: the route and its
+parameters as the route validates them (`app.middleware.shared_routes`), and the
+RESPONSE_CACHE_VARY headers reduced to what the service can produce (`app.middleware.variants`),
+so no spelling of a request makes an entry of its own. Entries live in the namespace
+`http:<resource>`, so a write to the resource drops them all in one version bump. Answers to
+credentialed requests, on every route, carry `Cache-Control: private` unless they set their own.
 """
 
 import hashlib
 import time
-from urllib.parse import parse_qsl
 
-import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
@@ -21,81 +24,82 @@ from app.infrastructure.cache import Cache, Lookup, response_namespace
 from app.infrastructure.cache.tracing import record_bypass
 {%- endif %}
 from app.middleware.freshness import ANY, RequestRules, request_rules
+from app.middleware.shared_routes import SharedRoutes
 from app.middleware.stored_response import ResponseRecorder, decode_entry, send_entry
+from app.middleware.variants import REDUCERS
 from app.state import AppState
 
 HIT, BYPASS = b"HIT", b"BYPASS"
-_REQUEST_HEADERS = {b"authorization", b"cookie", b"cache-control", b"pragma", b"if-none-match"}
-
-
-def query_key(query_string: bytes) -> bytes:
-    """The query as the route receives it: decoded pairs, ordered by name, repeats in order."""
-    if not query_string:
-        return b"[]"
-    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)  # as Starlette
-    return orjson.dumps(sorted(pairs, key=lambda pair: pair[0]))
+CREDENTIALS = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+_REQUEST_HEADERS = CREDENTIALS | {b"cache-control", b"pragma", b"if-none-match"}
 
 
 class ResponseCacheMiddleware:
     """Serve and store whole responses in the app's cache (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+    def __init__(self, app: ASGIApp, *, settings: Settings, routes: SharedRoutes) -> None:
         self.app = app
         self.ttl = settings.response_cache_ttl
         self.max_body = settings.response_cache_max_body
-        # Longest prefix first, so "/api/v1/items/tags" can be told apart from "/api/v1/items".
-        self.routes = sorted(
-            settings.response_cache_routes.items(), key=lambda route: len(route[0]), reverse=True
+        self.honour_request_rules = settings.response_cache_honour_request_no_cache
+        self.routes = routes  # filled once the routers are included (`create_app`)
+        self.vary = tuple(name.encode() for name in settings.response_cache_vary)
+        self.reducers = tuple(
+            (name.encode(), REDUCERS[name]) for name in settings.response_cache_vary
         )
-        self.vary = tuple(name.lower().encode() for name in settings.response_cache_vary)
         self.wanted = _REQUEST_HEADERS | set(self.vary)
-
-    def _resource(self, path: str) -> str | None:
-        for prefix, resource in self.routes:
-            if path == prefix or path.startswith(prefix + "/"):
-                return resource
-        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer from the cache, or run the app and store what may be shared."""
-        if scope["type"] != "http" or self.ttl == 0 or scope["method"] not in ("GET", "HEAD"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        resource = self._resource(scope["path"])
-        if resource is None:
-            await self.app(scope, receive, send)
-            return
-        if scope["method"] == "HEAD":  # the app answers GET; the client gets no body
-            scope = {**scope, "method": "GET"}
-            send = _without_body(send)
-        state: AppState = scope["app"].state.resources
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:  # raw names are lower-case in ASGI
             if name in self.wanted:
                 headers[name] = headers[name] + b"," + value if name in headers else value
+        credentialed = not CREDENTIALS.isdisjoint(headers)
+        if credentialed:
+            send = _private_unless_set(send)
+        found = None
+        if self.ttl and scope["method"] in ("GET", "HEAD"):
+            found = self.routes.match(_route_path(scope))
+        if found is None:
+            await self.app(scope, receive, send)
+            return
+        route, path_values = found
+        if scope["method"] == "HEAD":  # the app answers GET; the client gets no body
+            scope = {**scope, "method": "GET"}
+            send = _without_body(send)
+        state: AppState = scope["app"].state.resources
         rules = ANY
         if b"cache-control" in headers or b"pragma" in headers:
             rules = request_rules(headers.get(b"cache-control"), headers.get(b"pragma"))
-        if b"authorization" in headers or b"cookie" in headers or rules.no_store:
+            if not self.honour_request_rules:
+                rules = RequestRules(no_store=rules.no_store)
+        route_key = route.key(path_values, scope["query_string"])
+        if credentialed or rules.no_store or route_key is None:
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-            record_bypass(response_namespace(resource))
+            record_bypass(response_namespace(route.resource))
 {%- endif %}
             await self._bypass(state, scope, receive, send)
             return
-        await self._serve(state, rules, resource, scope, receive, send, headers)
+        key = self._key(route_key, headers)
+        await self._serve(state, rules, route.resource, key, scope, receive, send, headers)
 
     async def _serve(
         self,
         state: AppState,
         rules: RequestRules,
         resource: str,
+        key: str,
         scope: Scope,
         receive: Receive,
         send: Send,
         headers: dict[bytes, bytes],
     ) -> None:
         """Answer from a fresh enough entry, else run the app and store its answer."""
-        namespace, key = response_namespace(resource), self._key(scope, headers)
+        namespace = response_namespace(resource)
         lookup = await state.cache.lookup(namespace, key, refresh=rules.refresh)
         if lookup.value is not None:
             entry = decode_entry(lookup.value)
@@ -114,12 +118,11 @@ class ResponseCacheMiddleware:
         state.metrics.response_miss.inc()
         await self._run_and_store(state.cache, lookup, scope, receive, send, headers)
 
-    def _key(self, scope: Scope, headers: dict[bytes, bytes]) -> str:
-        digest = hashlib.blake2b(digest_size=16)
-        digest.update(orjson.dumps(scope["path"]))  # decoded, as the router matches it
-        digest.update(query_key(scope["query_string"]))
-        for name in self.vary:
-            digest.update(b"\0" + headers.get(name, b""))
+    def _key(self, route_key: bytes, headers: dict[bytes, bytes]) -> str:
+        """The route's validated parameters and the reduced RESPONSE_CACHE_VARY headers."""
+        digest = hashlib.blake2b(route_key, digest_size=16)
+        for name, reduce in self.reducers:
+            digest.update(b"\0" + reduce(headers.get(name)))
         return digest.hexdigest()
 
     async def _bypass(self, state: AppState, scope: Scope, receive: Receive, send: Send) -> None:
@@ -154,6 +157,28 @@ def _without_body(send: Send) -> Send:
         await send(message)
 
     return send_without_body
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: the request's path without the app's `root_path`."""
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
+
+
+def _private_unless_set(send: Send) -> Send:
+    """The `send` of a credentialed request: no shared cache downstream may keep its answer."""
+
+    async def send_private(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = message.get("headers", ())
+            if all(name.lower() != b"cache-control" for name, _ in headers):
+                message["headers"] = [*headers, (b"cache-control", b"private")]
+        await send(message)
+
+    return send_private
 
 
 def _with_x_cache(send: Send, result: bytes) -> Send:

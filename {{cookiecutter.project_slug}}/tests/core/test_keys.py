@@ -92,6 +92,7 @@ async def test_positional_keyword_and_default_calls_share_one_key(
         default_ttl=60,
         lease_ttl=1,
         max_entries=100,
+        max_bytes=1 << 20,
         max_value_bytes=1 << 20,
         metrics=Metrics(),
     )

@@ -46,6 +46,7 @@ def cache_from_url(
             default_ttl=settings.cache_default_ttl,
             lease_ttl=settings.cache_lease_seconds,
             max_entries=settings.cache_memory_max_entries,
+            max_bytes=settings.cache_memory_max_bytes,
             max_value_bytes=settings.cache_max_value_bytes,
             metrics=metrics,
         )

@@ -11,10 +11,15 @@ from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
 from app.infrastructure.cache.tracing import traced_lookup
 {%- endif %}
 
+# What one entry costs beyond its key's and value's bytes (the str and bytes headers, the
+# tuple, the float, the ordered dict's slot), measured on CPython 3.11-3.13 with tracemalloc.
+ENTRY_OVERHEAD = 200
+
 
 class _Entry(NamedTuple):
     value: bytes
     expires: float
+    size: int  # bytes this entry counts against `max_bytes`
 
 
 class _Lease(NamedTuple):
@@ -23,7 +28,8 @@ class _Lease(NamedTuple):
 
 
 class MemoryCache:
-    """The Redis cache's semantics (versions, leases, TTL) plus LRU eviction past `max_entries`.
+    """The Redis cache's semantics (versions, leases, TTL) plus LRU eviction past `max_entries`
+    entries or `max_bytes` bytes (keys and values, plus ENTRY_OVERHEAD each), whichever first.
 
     Nothing here awaits; every method is still async to keep one protocol.
     """
@@ -35,6 +41,7 @@ class MemoryCache:
         default_ttl: float,
         lease_ttl: float,
         max_entries: int,
+        max_bytes: int,
         max_value_bytes: int,
         metrics: CacheMetrics,
     ) -> None:
@@ -43,6 +50,8 @@ class MemoryCache:
         self.lease_ttl = lease_ttl
         self.max_value_bytes = max_value_bytes
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size = 0  # bytes held, counted as `max_bytes` counts them
         self.metrics = metrics
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._leases: dict[str, _Lease] = {}
@@ -53,16 +62,26 @@ class MemoryCache:
         if entry is None:
             return None
         if entry.expires <= time.monotonic():
-            del self._entries[full_key]
+            self._drop(full_key)
             return None
         self._entries.move_to_end(full_key)
         return entry.value
 
     def _write(self, full_key: str, value: bytes, ttl: float) -> None:
-        self._entries[full_key] = _Entry(value, time.monotonic() + ttl)
-        self._entries.move_to_end(full_key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._drop(full_key)
+        size = len(full_key) + len(value) + ENTRY_OVERHEAD
+        if size > self.max_bytes:
+            return
+        self._entries[full_key] = _Entry(value, time.monotonic() + ttl, size)
+        self.size += size
+        while len(self._entries) > self.max_entries or self.size > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.size -= evicted.size
+
+    def _drop(self, full_key: str) -> None:
+        entry = self._entries.pop(full_key, None)
+        if entry is not None:
+            self.size -= entry.size
 
     def _versioned_key(self, namespace: str, version: int | str, key: str) -> str:
         return f"{self.prefix}:{namespace}:v{version}:{key}"
@@ -78,14 +97,14 @@ class MemoryCache:
     async def delete(self, *keys: str) -> None:
         """Delete `{prefix}:{key}` for every key given."""
         for key in keys:
-            self._entries.pop(f"{self.prefix}:{key}", None)
+            self._drop(f"{self.prefix}:{key}")
 
     async def delete_pattern(self, pattern: str) -> int:
         """Delete every key matching `{prefix}:{pattern}` (glob, as Redis MATCH)."""
         full = f"{self.prefix}:{pattern}"
         matched = [key for key in self._entries if fnmatch.fnmatchcase(key, full)]
         for key in matched:
-            del self._entries[key]
+            self._drop(key)
         return len(matched)
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_lookup
@@ -132,7 +151,7 @@ class MemoryCache:
             self._versions[namespace] = self._versions.get(namespace, 0) + 1
         for namespace, key in keys:
             entry_key = self._versioned_key(namespace, self._versions.get(namespace, 0), key)
-            self._entries.pop(entry_key, None)
+            self._drop(entry_key)
             self._leases.pop(entry_key, None)
 
     async def ping(self) -> None:
@@ -142,3 +161,4 @@ class MemoryCache:
         """Drop every entry."""
         self._entries.clear()
         self._leases.clear()
+        self.size = 0

@@ -105,6 +105,7 @@ def test_memory_cache_evicts_the_least_recently_used_entry() -> None:
             default_ttl=60,
             lease_ttl=1,
             max_entries=2,
+            max_bytes=1 << 20,
             max_value_bytes=64,
             metrics=Metrics(),
         )
