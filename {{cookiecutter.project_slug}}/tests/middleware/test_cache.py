@@ -181,16 +181,40 @@ async def test_head_answers_the_same_cold_or_warm_and_shares_the_get_entry(
     assert head_miss.headers["etag"] == get.headers["etag"] == head_hit.headers["etag"]
 
 
-@pytest.mark.parametrize("header", ["authorization", "cookie"])
+CREDENTIALS = ["authorization", "proxy-authorization", "cookie"]
+
+
+@pytest.mark.parametrize("header", CREDENTIALS)
 async def test_requests_that_identify_someone_never_share_an_entry(
     http: AsyncClient, header: str
 ) -> None:
     await http.get("/api/v1/items/a")  # a shared entry exists
 
     first, second = await twice(http, "/api/v1/items/a", **{header: "secret"})
+    after = await http.get("/api/v1/items/a")
 
     assert first.headers["x-cache"] == second.headers["x-cache"] == "BYPASS"
     assert second.json()["call"] == 3  # the app answered each time
+    assert after.json()["call"] == 1  # and stored nothing
+
+
+@pytest.mark.parametrize("header", CREDENTIALS)
+@pytest.mark.parametrize(
+    ("path", "cache_control"),
+    [
+        ("/api/v1/items/a", "private"),
+        ("/other", "private"),  # a route the cache never serves: a proxy's cache must not either
+        ("/api/v1/items/no-store", "no-store"),  # the route's own choice stays
+    ],
+)
+async def test_answers_to_credentialed_requests_are_private_unless_the_route_says_otherwise(
+    http: AsyncClient, header: str, path: str, cache_control: str
+) -> None:
+    credentialed = await http.get(path, headers={header: "secret"})
+    anonymous = await http.get("/api/v1/items/b")
+
+    assert credentialed.headers.get_list("cache-control") == [cache_control]
+    assert "cache-control" not in anonymous.headers
 
 
 @pytest.mark.parametrize(
