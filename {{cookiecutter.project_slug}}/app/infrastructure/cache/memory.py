@@ -57,6 +57,10 @@ class MemoryCache:
         self._leases: dict[str, _Lease] = {}
         self._versions: dict[str, int] = {}
 
+    def __len__(self) -> int:
+        """Entries held (an expired one counts until it is read or evicted)."""
+        return len(self._entries)
+
     def _read(self, full_key: str) -> bytes | None:
         entry = self._entries.get(full_key)
         if entry is None:
