@@ -356,3 +356,43 @@ async def test_an_entry_it_cannot_read_is_refreshed_not_a_500(
 
     assert (response.status_code, response.headers["x-cache"]) == (200, "MISS")
     assert (after.headers["x-cache"], after.json()["call"]) == ("HIT", 1)
+
+
+REFRESHING = [
+    {"cache-control": "no-cache"},
+    {"cache-control": "max-age=0"},
+    {"cache-control": "max-age=0, min-fresh=60"},
+    {"pragma": "no-cache"},
+]
+
+
+@pytest.mark.parametrize("headers", REFRESHING)
+async def test_by_default_a_request_asking_for_a_fresh_answer_is_served_from_the_cache(
+    cache: Cache, headers: dict[str, str]
+) -> None:
+    default = Settings(response_cache_max_body=MAX_BODY)
+    assert default.response_cache_honour_request_no_cache is False
+    transport = ASGITransport(app=build_app(cache, default))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+        await client.get("/api/v1/items/a")
+        asked = [await client.get("/api/v1/items/a", headers=headers) for _ in range(20)]
+        no_store = await client.get("/api/v1/items/a", headers={"cache-control": "no-store"})
+
+    assert {(r.headers["x-cache"], r.json()["call"]) for r in asked} == {("HIT", 1)}
+    assert (no_store.headers["x-cache"], no_store.json()["call"]) == ("BYPASS", 2)
+
+
+@pytest.mark.parametrize("headers", REFRESHING)
+async def test_when_honoured_each_such_request_runs_the_route_and_refreshes_the_entry(
+    http: AsyncClient, headers: dict[str, str]
+) -> None:
+    await http.get("/api/v1/items/a")
+    asked = [await http.get("/api/v1/items/a", headers=headers) for _ in range(3)]
+    after = await http.get("/api/v1/items/a")
+
+    assert [(r.headers["x-cache"], r.json()["call"]) for r in asked] == [
+        ("MISS", 2),
+        ("MISS", 3),
+        ("MISS", 4),
+    ]
+    assert (after.headers["x-cache"], after.json()["call"]) == ("HIT", 4)
