@@ -63,11 +63,11 @@ class ResponseCacheMiddleware:
             send = _private_unless_set(send)
         found = None
         if self.ttl and scope["method"] in ("GET", "HEAD"):
-            found = self.routes.match(_route_path(scope))
+            found = self.routes.key_of(_route_path(scope), scope["query_string"])
         if found is None:
             await self.app(scope, receive, send)
             return
-        route, path_values = found
+        route, route_key = found
         if scope["method"] == "HEAD":  # the app answers GET; the client gets no body
             scope = {**scope, "method": "GET"}
             send = _without_body(send)
@@ -77,7 +77,6 @@ class ResponseCacheMiddleware:
             rules = request_rules(headers.get(b"cache-control"), headers.get(b"pragma"))
             if not self.honour_request_rules:
                 rules = RequestRules(no_store=rules.no_store)
-        route_key = route.key(path_values, scope["query_string"])
         if credentialed or rules.no_store or route_key is None:
 {%- if cookiecutter.use_opentelemetry == "yes" %}
             record_bypass(response_namespace(route.resource))

@@ -28,7 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _RESOURCE = "__public_cacheable_resource__"
 _CHECKS_ACCESS = "__checks_access__"
 _IGNORES_CALLER = "__ignores_caller__"
-_REMEMBERED_PATHS = 4096
+_REMEMBERED_REQUESTS = 4096  # path and query pairs; a flood of others only evicts
 _SEQUENCES = (list, tuple, set, frozenset, Sequence)
 
 
@@ -117,9 +117,9 @@ class SharedRoutes:
 
     def __init__(self) -> None:
         self._patterns: list[Pattern] = []
-        self.match: Callable[[str], tuple[SharedRoute, dict[str, str]] | None] = lru_cache(
-            maxsize=_REMEMBERED_PATHS
-        )(self._match)
+        self.key_of: Callable[[str, bytes], tuple[SharedRoute, bytes | None] | None] = lru_cache(
+            maxsize=_REMEMBERED_REQUESTS
+        )(self._key_of)
 
     @property
     def resources(self) -> frozenset[str]:
@@ -137,9 +137,18 @@ class SharedRoutes:
             methods = frozenset(context.methods) if context.methods else None
             patterns.append((regex.match, methods, _shared_route(context)))
         self._patterns = patterns
-        self.match.cache_clear()  # type: ignore[attr-defined]
+        self.key_of.cache_clear()  # type: ignore[attr-defined]
 
-    def _match(self, path: str) -> tuple[SharedRoute, dict[str, str]] | None:
+    def _key_of(self, path: str, query_string: bytes) -> tuple[SharedRoute, bytes | None] | None:
+        """The declared route a GET reaches and its key (None if its parameters are invalid);
+        None when the router would pick an undeclared route. Remembered: both are pure."""
+        found = self.match(path)
+        if found is None:
+            return None
+        route, path_values = found
+        return route, route.key(path_values, query_string)
+
+    def match(self, path: str) -> tuple[SharedRoute, dict[str, str]] | None:
         """The declared route a GET for `path` reaches with its raw path values, or None
         when the router would pick an undeclared route (or none)."""
         for match, methods, route in self._patterns:

@@ -5,6 +5,7 @@ an entry of its own. Reduced, they make at most 3 and 16 variants: what the clie
 """
 
 from collections.abc import Callable
+from functools import lru_cache
 
 JSON, PROBLEM_JSON, NEITHER = b"json", b"problem+json", b"neither"
 _CODINGS = (b"br", b"deflate", b"gzip", b"zstd")  # what a compressing middleware may produce
@@ -54,7 +55,8 @@ def reduce_accept_encoding(field: bytes | None) -> bytes:
     return b",".join(coding for coding in _CODINGS if _takes(preferences, coding, b"*"))
 
 
+_REMEMBERED_VALUES = 256  # clients send few distinct values; a flood of others only evicts
 REDUCERS: dict[str, Callable[[bytes | None], bytes]] = {
-    "accept": reduce_accept,
-    "accept-encoding": reduce_accept_encoding,
+    "accept": lru_cache(maxsize=_REMEMBERED_VALUES)(reduce_accept),
+    "accept-encoding": lru_cache(maxsize=_REMEMBERED_VALUES)(reduce_accept_encoding),
 }
