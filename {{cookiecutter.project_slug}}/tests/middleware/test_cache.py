@@ -16,7 +16,7 @@ from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.shared_routes import SharedRoutes, ignores_caller, public_cacheable
 
 MAX_BODY = 1024
-Header = Annotated[str | None, Query()]  # a response header the "answer" route is asked to set
+AskedHeader = Annotated[str | None, Query()]  # a header the "answer" route is asked to send
 
 
 def build_app(cache: Cache, settings: Settings) -> FastAPI:
@@ -37,9 +37,9 @@ def build_app(cache: Cache, settings: Settings) -> FastAPI:
     async def get_item(
         name: str,
         cache_control: Annotated[str | None, Query(alias="cache-control")] = None,
-        expires: Header = None,
-        date: Header = None,
-        age: Header = None,
+        expires: AskedHeader = None,
+        date: AskedHeader = None,
+        age: AskedHeader = None,
     ) -> JSONResponse | PlainTextResponse | StreamingResponse:
         calls[name] = calls.get(name, 0) + 1
         body = {"name": name, "call": calls[name]}
