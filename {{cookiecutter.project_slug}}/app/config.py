@@ -2,10 +2,20 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from limits import parse
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _valid_rate_limit(text: str) -> str:
+    """Refuse at start a limit that `limits` cannot read (say `600/minute`, `10/second`)."""
+    parse(text)  # raises ValueError naming the text
+    return text
+
+
+RateLimitText = Annotated[str, AfterValidator(_valid_rate_limit)]
 
 
 class Settings(BaseSettings):
@@ -54,6 +64,13 @@ class Settings(BaseSettings):
     response_cache_routes: dict[str, str] = {"/api/v1/items": "items"}
     response_cache_vary: list[str] = ["accept", "accept-encoding"]  # request headers in the key
     response_cache_max_body: int = Field(default=256 * 1024, ge=0)  # bytes; larger are streamed
+
+    # Rate limits per client on /api/v1 (README "Rate limits"), in the `limits` notation.
+    rate_limit_enabled: bool = True  # false: no limits at all (load tests, limits at the proxy)
+    rate_limit_default: RateLimitText = "600/minute"
+    rate_limit_tasks: RateLimitText = "60/minute"  # POST /api/v1/tasks
+    rate_limit_url: str | None = None  # None: CACHE_URL when that is a Redis, else memory://
+    rate_limit_fail_open: bool = True  # counters unreachable: serve (true) or 503 (false)
 
     # Tasks
     task_max_attempts: int = Field(default=3, ge=1)
