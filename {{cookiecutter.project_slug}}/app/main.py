@@ -11,7 +11,7 @@ from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import open_metrics
-from app.core.problems import document_problems_as_problem_json
+from app.core.problems import document_problems_as_problem_json, problem_responses
 from app.core.startup import freeze_startup_objects
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.core.tracing import REQUEST_TELEMETRY, start_tracing
@@ -104,8 +104,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(items.router, prefix="/api/v1")
-    app.include_router(tasks.router, prefix="/api/v1")
+    limited = problem_responses(429) if settings.rate_limit_enabled else {}
+    if settings.rate_limit_enabled and not settings.rate_limit_fail_open:
+        limited |= problem_responses(503)
+    app.include_router(items.router, prefix="/api/v1", responses=limited)
+    app.include_router(tasks.router, prefix="/api/v1", responses=limited)
     document_problems_as_problem_json(app)
     return app
 
