@@ -88,6 +88,9 @@ class Settings(BaseSettings):
 {%- if cookiecutter.task_backend != "background" %}
     redis_url: str = "redis://localhost:6379/0"
 {%- endif %}
+{%- if cookiecutter.task_backend != "background" %}
+    redis_allow_eviction: bool = False  # true: run on an evicting REDIS_URL, with a warning
+{%- endif %}
 {%- if cookiecutter.task_backend == "celery" %}
     celery_broker_url: str | None = None  # any broker Celery supports; None: REDIS_URL
 {%- endif %}

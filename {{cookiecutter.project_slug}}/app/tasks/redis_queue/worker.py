@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.infrastructure.queue_redis import refuse_evicting_redis
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts, duration_fields
@@ -79,6 +80,7 @@ class Worker:
         """Work until `stopping` is set or a loop dies; drain; False when a loop died."""
         if not await wait_for_redis(self.ensure_group, self.stopping):
             return True
+        await refuse_evicting_redis(self.redis, allow=self.settings.redis_allow_eviction)
         loops = {
             asyncio.create_task(self.read_loop(), name="read"),
             asyncio.create_task(self.housekeeping(), name="housekeeping"),
