@@ -14,7 +14,10 @@ import yaml
 
 from tests.conftest import CHOICES, Render
 
-API_COMMAND = ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# Bounded headers, connections and keep-alive: the README's "Serving: slow clients".
+API_COMMAND = ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--http", "h11"]
+API_COMMAND += ["--h11-max-incomplete-event-size", "16384", "--limit-concurrency", "1000"]
+API_COMMAND += ["--timeout-keep-alive", "5"]
 WORKER_COMMANDS = {
     "background": {},
     "celery": {
@@ -77,7 +80,8 @@ def test_compose_commands_match_the_design_and_the_readme(project: tuple[str, st
     services = load_yaml(root / "compose.yaml")["services"]
     readme = (root / "README.md").read_text()
     assert services["api"]["command"] == API_COMMAND
-    assert "uvicorn app.main:app" in readme
+    assert " ".join(API_COMMAND) in readme  # the command tests/test_slow_clients.py runs
+    assert services["api"]["ulimits"]["nofile"] == {"soft": 65536, "hard": 65536}
     assert command_line(services["migrate"]) == "alembic upgrade head"
     assert "alembic upgrade head" in readme
     for name, command in WORKER_COMMANDS[backend].items():
