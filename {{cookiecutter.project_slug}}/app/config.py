@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     # Tasks
     task_max_attempts: int = Field(default=3, ge=1)
     task_visibility_timeout: int = Field(default=30, ge=1)
-    task_status_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+    task_status_ttl: int = Field(default=24 * 3600, ge=60)  # finished statuses go after a day
     task_concurrency: int = Field(default=10, ge=1)
     task_shutdown_timeout: float = Field(default=10.0, ge=0)
     task_retry_backoff: float = Field(default=1.0, gt=0)
