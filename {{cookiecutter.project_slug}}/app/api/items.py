@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from app.api.deps import ItemServiceDep
+from app.api.deps import ItemServiceDep, OffsetDep
 from app.core.problems import problem_responses
 from app.schemas.item import ID_MAX, ItemCreate, ItemPage, ItemRead, ItemUpdate
 
@@ -22,7 +22,7 @@ async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
 @router.get("")
 async def list_items(
     service: ItemServiceDep,
-    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
+    offset: OffsetDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ItemPage:
     """List items, newest first."""
