@@ -92,12 +92,6 @@ class Metrics:
         self.response_hit = self.response_cache.labels("hit")
         self.response_miss = self.response_cache.labels("miss")
         self.response_bypass = self.response_cache.labels("bypass")
-        self.rate_limit_errors = Counter(
-            "rate_limit_errors",
-            "Requests whose rate-limit counters were unreachable, by what was done with them.",
-            ["action"],  # served (RATE_LIMIT_FAIL_OPEN) or refused (503)
-            registry=self.registry,
-        )
         self.tasks_enqueued = Counter(
             "tasks_enqueued",
             "Tasks accepted by POST /api/v1/tasks.",
@@ -139,6 +133,12 @@ class Metrics:
             "HTTP requests being served now (by live processes only).",
             registry=self.registry,
             multiprocess_mode="livesum",
+        )
+        self.rate_limit_errors = Counter(
+            "rate_limit_errors",
+            "Requests whose rate-limit counters were unreachable, by what was done with them.",
+            ["action"],  # served (RATE_LIMIT_FAIL_OPEN) or refused (503)
+            registry=self.registry,
         )
 
     def cache_namespace(self, namespace: str) -> NamespaceMetrics:

@@ -35,6 +35,7 @@ from app.tasks.redis_queue.worker_steps import (
     consumer_name,
     finish_in,
     loop_died,
+    raise_unless_stream_gone,
     remove_in,
     wait_for_redis,
 )
@@ -126,21 +127,11 @@ class Worker:
                 for _stream, raw in response or []:
                     await self.start(as_entries(raw)[0])
             except ResponseError as exc:
-                await self.recreate_if_gone(exc)
+                raise_unless_stream_gone(exc)
+                await self.ensure_group()
             except TRANSIENT as exc:
                 logger.warning("redis unavailable: %s", exc)
                 await asyncio.sleep(1)
-
-    async def recreate_if_gone(self, error: ResponseError) -> None:
-        """Recreate the stream and group when they vanished (deleted, evicted); else raise.
-
-        A read blocked on a stream that is deleted is answered `UNBLOCKED`, later commands
-        `NOGROUP`. The tasks the stream held are gone: only a non-evicting Redis prevents that.
-        """
-        if not str(error).startswith(("NOGROUP", "UNBLOCKED")):
-            raise error
-        logger.error("the queue stream or its consumer group vanished; recreating them")
-        await self.ensure_group()
 
     async def start(self, entries: list[Entry]) -> None:
         """Claim a batch (one MGET, one MULTI), then run each task in its own asyncio task.
@@ -262,7 +253,8 @@ class Worker:
                     await self.lost([*gone, *(reply[2] if len(reply) > 2 else [])])
                     await self.start(entries)
             except ResponseError as exc:
-                await self.recreate_if_gone(exc)
+                raise_unless_stream_gone(exc)
+                await self.ensure_group()
             except TRANSIENT as exc:
                 logger.warning("housekeeping failed, redis unavailable: %s", exc)
             await asyncio.sleep(min(0.5, self.settings.task_visibility_timeout / 4))
