@@ -44,7 +44,6 @@ class Settings(BaseSettings):
     # HTTP
     request_max_body: int = Field(default=1024 * 1024, ge=1)  # bytes; larger bodies get 413
     health_check_timeout: float = Field(default=2.0, gt=0)  # /health/ready answers within this
-    list_max_offset: int = Field(default=10_000, ge=0)  # deeper pages: 422 (they cost a scan)
     # Several API processes on one host: a directory they share, emptied before they start, so
     # that /metrics sums them (README "Several processes"). Export it: prometheus-client reads
     # the environment variable itself, and the service refuses to start if only .env has it.

@@ -9,11 +9,9 @@ its thread pool, a hand-off to another thread and back on every request that use
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, Request
 
 from app.core.metrics import Metrics
-from app.schemas.item import ID_MAX
 from app.services.items import ItemService
 from app.state import AppState
 from app.tasks.queue import TaskQueue
@@ -48,15 +46,3 @@ async def get_item_service(state: StateDep) -> ItemService:
 
 
 ItemServiceDep = Annotated[ItemService, Depends(get_item_service)]
-
-
-async def valid_offset(state: StateDep, offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0) -> int:
-    """A list's `offset`, at most LIST_MAX_OFFSET: a deeper page costs a scan per request."""
-    bound = state.settings.list_max_offset
-    if offset > bound:
-        rule = {"loc": ("query", "offset"), "type": "less_than_equal", "input": offset}
-        raise RequestValidationError([{**rule, "msg": f"Input should be <= {bound}"}])
-    return offset
-
-
-OffsetDep = Annotated[int, Depends(valid_offset)]

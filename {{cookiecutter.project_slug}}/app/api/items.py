@@ -4,9 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from app.api.deps import ItemServiceDep, OffsetDep
+from app.api.deps import ItemServiceDep
 from app.core.problems import problem_responses
-from app.schemas.item import ID_MAX, ItemCreate, ItemPage, ItemRead, ItemUpdate
+from app.schemas.item import ID_MAX, LIST_MAX_OFFSET, ItemCreate, ItemPage, ItemRead, ItemUpdate
 
 router = APIRouter(prefix="/items", tags=["items"], responses=problem_responses(422, 500, 503))
 
@@ -22,7 +22,7 @@ async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
 @router.get("")
 async def list_items(
     service: ItemServiceDep,
-    offset: OffsetDep,
+    offset: Annotated[int, Query(ge=0, le=LIST_MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ItemPage:
     """List items, newest first."""
