@@ -208,6 +208,26 @@ async def wait_for_line(read: Callable[[], str], text: str, within: float = 60.0
         await asyncio.sleep(0.05)
 
 
+async def test_a_worker_refuses_an_evicting_redis_at_start(
+    settings: Settings, restartable_redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"redis_url": restartable_redis.url})
+    evicting = Redis.from_url(restartable_redis.url)
+    await evicting.config_set("maxmemory-policy", "allkeys-lru")
+    await evicting.aclose()
+    log = tmp_path / "worker.log"
+    worker = spawn_logged_worker(settings, log)
+    try:
+        returncode = await asyncio.to_thread(worker.wait, 60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    assert returncode != 0
+    assert "maxmemory-policy allkeys-lru: once full it deletes accepted tasks" in log.read_text()
+
+
 async def test_the_worker_waits_for_redis_at_start(
     settings: Settings, restartable_redis: RedisServer, tmp_path: Path
 ) -> None:
