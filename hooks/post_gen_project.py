@@ -27,6 +27,8 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "app/tasks/finished_counts.py",
             "tests/tasks/celery",
             "tests/tasks/test_finished_counts.py",
+            "tests/tasks/test_queue_redis.py",
+            "app/infrastructure/queue_redis.py",
             "tests/rabbitmq_server.py",
             "deploy/celery-*.service",
         ),
@@ -37,6 +39,8 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "app/tasks/finished_counts.py",
             "tests/tasks/redis_queue",
             "tests/tasks/test_finished_counts.py",
+            "tests/tasks/test_queue_redis.py",
+            "app/infrastructure/queue_redis.py",
         ),
     },
     "database": {

@@ -14,7 +14,10 @@ import yaml
 
 from tests.conftest import CHOICES, Render
 
-API_COMMAND = ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+# Bounded headers, connections and keep-alive: the README's "Serving: slow clients".
+API_COMMAND = ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--http", "h11"]
+API_COMMAND += ["--h11-max-incomplete-event-size", "16384", "--limit-concurrency", "1000"]
+API_COMMAND += ["--timeout-keep-alive", "5"]
 WORKER_COMMANDS = {
     "background": {},
     "celery": {
@@ -63,6 +66,8 @@ def test_compose_has_exactly_the_services_the_answers_need(
     backend, database, root = project
     services = load_yaml(root / "compose.yaml")["services"]
     expected = {"api", "migrate", "redis"} | set(WORKER_COMMANDS[backend])
+    if backend != "background":
+        expected.add("redis-queue")  # the queue never shares eviction with the cache
     if backend == "celery":
         expected.add("flower")
     if database == "postgresql":
@@ -75,7 +80,8 @@ def test_compose_commands_match_the_design_and_the_readme(project: tuple[str, st
     services = load_yaml(root / "compose.yaml")["services"]
     readme = (root / "README.md").read_text()
     assert services["api"]["command"] == API_COMMAND
-    assert "uvicorn app.main:app" in readme
+    assert " ".join(API_COMMAND) in readme  # the command tests/test_slow_clients.py runs
+    assert services["api"]["ulimits"]["nofile"] == {"soft": 65536, "hard": 65536}
     assert command_line(services["migrate"]) == "alembic upgrade head"
     assert "alembic upgrade head" in readme
     for name, command in WORKER_COMMANDS[backend].items():
@@ -128,9 +134,36 @@ def test_services_of_the_app_share_one_environment(project: tuple[str, str, Path
     assert all(env == environments[0] for env in environments)
     env = environments[0]
     assert env["CACHE_URL"].startswith("redis://redis:6379")
+    if backend != "background":
+        assert "@redis-queue:6379/" in env["REDIS_URL"]
     assert ("REDIS_URL" in env) == (backend != "background")
     host = "@postgres:5432/" if database == "postgresql" else "sqlite+aiosqlite:////app/data/"
     assert host in env["DATABASE_URL"]
+
+
+def test_the_cache_may_evict_and_the_queue_never_does(project: tuple[str, str, Path]) -> None:
+    backend, _, root = project
+    services = load_yaml(root / "compose.yaml")["services"]
+    cache = command_line(services["redis"])
+    assert "--maxmemory 256mb" in cache
+    assert "--maxmemory-policy allkeys-lru" in cache
+    if backend == "background":
+        assert "REDIS_PASSWORD" not in (root / "compose.yaml").read_text()
+        return
+    queue = services["redis-queue"]
+    command = command_line(queue)
+    assert "--maxmemory-policy noeviction" in command
+    assert "--appendonly yes --appendfsync everysec" in command
+    assert '--requirepass "$$REDIS_PASSWORD"' in command  # $$: compose leaves it to sh
+    required = re.compile(r"^\$\{REDIS_PASSWORD:\?[^}]+\}$")  # compose stops when unset
+    assert required.match(queue["environment"]["REDIS_PASSWORD"])
+    url = services["api"]["environment"]["REDIS_URL"]
+    assert re.match(r"redis://:\$\{REDIS_PASSWORD:\?[^}]+\}@redis-queue:6379/0$", url), url
+    for name in ["api", *WORKER_COMMANDS[backend]]:
+        assert services[name]["depends_on"]["redis-queue"] == {"condition": "service_healthy"}
+    docker_section = (root / "README.md").read_text().split("## Docker", 1)[1]
+    assert "REDIS_PASSWORD" in docker_section
+    assert "# REDIS_PASSWORD=" in (root / ".env.example").read_text()
 
 
 def test_dockerfile_is_multi_stage_locked_and_non_root(project: tuple[str, str, Path]) -> None:

@@ -2,10 +2,20 @@
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from limits import parse
+from pydantic import AfterValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _valid_rate_limit(text: str) -> str:
+    """Refuse at start a limit that `limits` cannot read (say `600/minute`, `10/second`)."""
+    parse(text)  # raises ValueError naming the text
+    return text
+
+
+RateLimitText = Annotated[str, AfterValidator(_valid_rate_limit)]
 
 
 class Settings(BaseSettings):
@@ -57,10 +67,17 @@ class Settings(BaseSettings):
     response_cache_honour_request_no_cache: bool = False
     response_cache_max_body: int = Field(default=256 * 1024, ge=0)  # bytes; larger are streamed
 
+    # Rate limits per client on /api/v1 (README "Rate limits"), in the `limits` notation.
+    rate_limit_enabled: bool = True  # false: no limits at all (load tests, limits at the proxy)
+    rate_limit_default: RateLimitText = "600/minute"
+    rate_limit_tasks: RateLimitText = "60/minute"  # POST /api/v1/tasks
+    rate_limit_url: str | None = None  # None: CACHE_URL when that is a Redis, else memory://
+    rate_limit_fail_open: bool = True  # counters unreachable: serve (true) or 503 (false)
+
     # Tasks
     task_max_attempts: int = Field(default=3, ge=1)
     task_visibility_timeout: int = Field(default=30, ge=1)
-    task_status_ttl: int = Field(default=7 * 24 * 3600, ge=60)
+    task_status_ttl: int = Field(default=24 * 3600, ge=60)  # finished statuses go after a day
     task_concurrency: int = Field(default=10, ge=1)
     task_shutdown_timeout: float = Field(default=10.0, ge=0)
     task_retry_backoff: float = Field(default=1.0, gt=0)
@@ -72,6 +89,9 @@ class Settings(BaseSettings):
     task_heartbeat_interval: int = Field(default=60, ge=1)
 {%- if cookiecutter.task_backend != "background" %}
     redis_url: str = "redis://localhost:6379/0"
+{%- endif %}
+{%- if cookiecutter.task_backend != "background" %}
+    redis_allow_eviction: bool = False  # true: run on an evicting REDIS_URL, with a warning
 {%- endif %}
 {%- if cookiecutter.task_backend == "celery" %}
     celery_broker_url: str | None = None  # any broker Celery supports; None: REDIS_URL

@@ -11,16 +11,18 @@ from app.api.errors import install_error_handlers
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import open_metrics
-from app.core.problems import document_problems_as_problem_json
+from app.core.problems import document_problems_as_problem_json, problem_responses
 from app.core.startup import freeze_startup_objects
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.core.tracing import REQUEST_TELEMETRY, start_tracing
 {%- endif %}
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
+from app.infrastructure.rate_limits import open_rate_limiter
 from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.metrics import HttpMetricsMiddleware
+from app.middleware.rate_limit import RateLimitMiddleware, RoutePolicy
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.route_templates import RouteTemplates
 from app.middleware.shared_routes import SharedRoutes
@@ -51,6 +53,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             open_task_queue(settings)  # the workers run the tasks: the API only sends them
 {%- endif %}
         )
+        rate_limiter = await stack.enter_async_context(open_rate_limiter(settings))
         app.state.resources = AppState(
             settings=settings,
             engine=engine,
@@ -58,6 +61,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             cache=cache,
             metrics=metrics,
             task_queue=task_queue,
+            rate_limiter=rate_limiter,
         )
         yield
 
@@ -86,6 +90,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.request_max_body)
     # Route templates, found once per path for every middleware that names a request's route.
     templates = RouteTemplates(app.router)
+    if settings.rate_limit_enabled:  # outside the cache: a cache hit counts too
+        # Per-route policies, by (method, route template); every other /api/v1 route: default.
+        policies = {("POST", "/api/v1/tasks"): RoutePolicy("tasks", settings.rate_limit_tasks)}
+        app.add_middleware(
+            RateLimitMiddleware, settings=settings, templates=templates, policies=policies
+        )
     # Counts what the cache and the body limit answer too, with the status the client got.
     app.add_middleware(HttpMetricsMiddleware, templates=templates)
 {%- if cookiecutter.use_opentelemetry == "yes" %}
@@ -96,8 +106,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.include_router(items.router, prefix="/api/v1")
-    app.include_router(tasks.router, prefix="/api/v1")
+    limited = problem_responses(429) if settings.rate_limit_enabled else {}
+    if settings.rate_limit_enabled and not settings.rate_limit_fail_open:
+        limited |= problem_responses(503)
+    app.include_router(items.router, prefix="/api/v1", responses=limited)
+    app.include_router(tasks.router, prefix="/api/v1", responses=limited)
     document_problems_as_problem_json(app)
     shared_routes.load(app.router.routes)  # a public route that checks access: NotShareableError
     return app

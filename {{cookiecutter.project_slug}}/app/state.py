@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
+from app.infrastructure.rate_limits import RateLimiter
 from app.tasks.queue import TaskQueue
 
 
@@ -20,3 +21,4 @@ class AppState:
     cache: Cache
     metrics: Metrics
     task_queue: TaskQueue
+    rate_limiter: RateLimiter

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Query, status
 from app.api.deps import ItemServiceDep
 from app.core.problems import problem_responses
 from app.middleware.shared_routes import public_cacheable
-from app.schemas.item import ID_MAX, ItemCreate, ItemPage, ItemRead, ItemUpdate
+from app.schemas.item import ID_MAX, LIST_MAX_OFFSET, ItemCreate, ItemPage, ItemRead, ItemUpdate
 
 router = APIRouter(prefix="/items", tags=["items"], responses=problem_responses(422, 500, 503))
 
@@ -24,7 +24,7 @@ async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
 @public_cacheable("items")  # the same page for every caller; item writes drop it
 async def list_items(
     service: ItemServiceDep,
-    offset: Annotated[int, Query(ge=0, le=ID_MAX)] = 0,
+    offset: Annotated[int, Query(ge=0, le=LIST_MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ItemPage:
     """List items, newest first."""

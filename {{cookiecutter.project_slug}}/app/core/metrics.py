@@ -134,6 +134,12 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.rate_limit_errors = Counter(
+            "rate_limit_errors",
+            "Requests whose rate-limit counters were unreachable, by what was done with them.",
+            ["action"],  # served (RATE_LIMIT_FAIL_OPEN) or refused (503)
+            registry=self.registry,
+        )
 
     def cache_namespace(self, namespace: str) -> NamespaceMetrics:
         """The hit/miss/error/load collectors of `namespace`, labelled once."""

@@ -5,6 +5,8 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
+from app.schemas.item import LIST_MAX_OFFSET
+
 ITEM = {"name": "Widget", "description": "A useful widget", "price": 9.99}
 
 
@@ -124,3 +126,15 @@ async def test_ids_are_never_reused(client: AsyncClient) -> None:
     assert second["id"] > first["id"]
     assert retried_delete.status_code == 404
     assert (await client.get(f"/api/v1/items/{second['id']}")).status_code == 200
+
+
+async def test_an_offset_past_list_max_offset_is_422(client: AsyncClient) -> None:
+    deepest = await client.get(f"/api/v1/items?offset={LIST_MAX_OFFSET}")
+    deeper = await client.get(f"/api/v1/items?offset={LIST_MAX_OFFSET + 1}")
+
+    assert deepest.status_code == 200
+    assert deeper.status_code == 422
+    assert deeper.headers["content-type"] == "application/problem+json"
+    (error,) = deeper.json()["errors"]
+    assert error["loc"] == ["query", "offset"]
+    assert error["type"] == "less_than_equal"

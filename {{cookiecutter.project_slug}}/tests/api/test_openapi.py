@@ -10,14 +10,15 @@ from app.models import Item
 from app.schemas.item import ItemCreate
 
 PROBLEM = {"$ref": "#/components/schemas/Problem"}
+# Every /api/v1 operation may also answer 429 (rate limits, on by default).
 EXPECTED = {
-    ("post", "/api/v1/items"): {"400", "409", "413", "422", "500", "503"},
-    ("get", "/api/v1/items"): {"422", "500", "503"},
-    ("get", "/api/v1/items/{item_id}"): {"404", "422", "500", "503"},
-    ("patch", "/api/v1/items/{item_id}"): {"400", "404", "409", "413", "422", "500", "503"},
-    ("delete", "/api/v1/items/{item_id}"): {"404", "422", "500", "503"},
-    ("post", "/api/v1/tasks"): {"400", "413", "422", "500", "503"},
-    ("get", "/api/v1/tasks/{task_id}"): {"404", "422", "500", "503"},
+    ("post", "/api/v1/items"): {"400", "409", "413", "422", "429", "500", "503"},
+    ("get", "/api/v1/items"): {"422", "429", "500", "503"},
+    ("get", "/api/v1/items/{item_id}"): {"404", "422", "429", "500", "503"},
+    ("patch", "/api/v1/items/{item_id}"): {"400", "404", "409", "413", "422", "429", "500", "503"},
+    ("delete", "/api/v1/items/{item_id}"): {"404", "422", "429", "500", "503"},
+    ("post", "/api/v1/tasks"): {"400", "413", "422", "429", "500", "503"},
+    ("get", "/api/v1/tasks/{task_id}"): {"404", "422", "429", "500", "503"},
 }
 
 

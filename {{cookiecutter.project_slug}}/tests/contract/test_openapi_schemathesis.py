@@ -45,9 +45,9 @@ CONFIG = {
 def live_server(settings: Settings, redis_url: str) -> Iterator[str]:
     """The app under uvicorn in a thread of its own, with its lifespan, over a real Redis."""
     # Redis for the cache too; tasks still running at the end are given a second, not ten.
-    app = create_app(
-        settings.model_copy(update={"cache_url": redis_url, "task_shutdown_timeout": 1.0})
-    )
+    # No rate limits: hypothesis sends thousands of requests from one address.
+    update = {"cache_url": redis_url, "task_shutdown_timeout": 1.0, "rate_limit_enabled": False}
+    app = create_app(settings.model_copy(update=update))
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")

@@ -10,7 +10,11 @@ from app.config import Settings
 async def cached_settings(
     request: pytest.FixtureRequest, settings: Settings, redis_server: str
 ) -> Settings:
-    """The test's settings with CACHE_URL on memory:// or on the real Redis, emptied first."""
+    """The test's settings with CACHE_URL on memory:// or on the real Redis, emptied first.
+
+    No rate limits: the history checkers send many requests from one address.
+    """
+    settings = settings.model_copy(update={"rate_limit_enabled": False})
     if request.param == "memory":
         return settings.model_copy(update={"cache_url": "memory://"})
     redis = Redis.from_url(redis_server)

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError, WatchError
 
 from app.config import Settings
 from app.core.metrics import Metrics
+from app.infrastructure.queue_redis import check_queue_redis, refuse_evicting_redis_at_start
 from app.infrastructure.redis_client import redis_client
 from app.tasks.celery.backlog import Backlog
 from app.tasks.celery.publish import Publisher
@@ -46,6 +47,8 @@ class CeleryTaskQueue:
         self.broker: str | None = broker
         self._publisher = publisher
         self._redis = redis
+        self._probe_key = f"{settings.cache_prefix}:ready"
+        self._allow_eviction = settings.redis_allow_eviction
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
@@ -183,8 +186,10 @@ class CeleryTaskQueue:
         return status
 
     async def ping(self) -> None:
-        """Raise when the status store (Redis) or the broker cannot be reached."""
-        await self._redis.ping()
+        """Raise when the status store (Redis) or the broker cannot be reached, or the store
+        may evict or refuses writes (OOM)."""
+        allow = self._allow_eviction
+        await check_queue_redis(self._redis, probe_key=self._probe_key, allow=allow)
         await self._publisher.ping()
 
     async def sync_metrics(self, metrics: Metrics) -> None:
@@ -212,6 +217,7 @@ async def open_task_queue(settings: Settings) -> AsyncIterator[CeleryTaskQueue]:
     broker = celery.conf.broker_url.partition("://")[0]
     queue = CeleryTaskQueue(publisher, redis, settings, broker)
     try:
+        await refuse_evicting_redis_at_start(redis, allow=settings.redis_allow_eviction)
         yield queue
     finally:
         await queue.close()

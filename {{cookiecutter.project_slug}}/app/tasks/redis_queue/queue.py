@@ -21,6 +21,7 @@ from redis.typing import EncodableT, FieldT
 
 from app.config import Settings
 from app.core.metrics import Metrics
+from app.infrastructure.queue_redis import check_queue_redis, refuse_evicting_redis_at_start
 from app.infrastructure.redis_client import redis_client
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
@@ -154,8 +155,10 @@ class RedisTaskQueue:
             return await self.statuses.load(task_id)
 
     async def ping(self) -> None:
-        """Raise when Redis cannot be reached."""
-        await self._redis.ping()
+        """Raise when Redis cannot be reached, may evict tasks, or refuses writes (OOM)."""
+        probe_key = f"{self._settings.cache_prefix}:ready"
+        allow = self._settings.redis_allow_eviction
+        await check_queue_redis(self._redis, probe_key=probe_key, allow=allow)
 
     async def sync_metrics(self, metrics: Metrics) -> None:
         """Read the `tasks_finished` totals every worker counted in Redis (exact, all hosts)."""
@@ -167,6 +170,7 @@ async def open_task_queue(settings: Settings) -> AsyncIterator[RedisTaskQueue]:
     """The API side of the queue, open for the lifespan (the worker runs the tasks)."""
     redis = connect(settings, timeout=API_TIMEOUT)
     try:
+        await refuse_evicting_redis_at_start(redis, allow=settings.redis_allow_eviction)
         yield RedisTaskQueue(redis, settings)
     finally:
         await redis.aclose()

@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.infrastructure.queue_redis import refuse_evicting_redis
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts, duration_fields
@@ -34,6 +35,7 @@ from app.tasks.redis_queue.worker_steps import (
     consumer_name,
     finish_in,
     loop_died,
+    raise_unless_stream_gone,
     remove_in,
     wait_for_redis,
 )
@@ -79,6 +81,7 @@ class Worker:
         """Work until `stopping` is set or a loop dies; drain; False when a loop died."""
         if not await wait_for_redis(self.ensure_group, self.stopping):
             return True
+        await refuse_evicting_redis(self.redis, allow=self.settings.redis_allow_eviction)
         loops = {
             asyncio.create_task(self.read_loop(), name="read"),
             asyncio.create_task(self.housekeeping(), name="housekeeping"),
@@ -124,8 +127,7 @@ class Worker:
                 for _stream, raw in response or []:
                     await self.start(as_entries(raw)[0])
             except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
+                raise_unless_stream_gone(exc)
                 await self.ensure_group()
             except TRANSIENT as exc:
                 logger.warning("redis unavailable: %s", exc)
@@ -250,6 +252,9 @@ class Worker:
                     entries, gone = as_entries(reply[1])
                     await self.lost([*gone, *(reply[2] if len(reply) > 2 else [])])
                     await self.start(entries)
+            except ResponseError as exc:
+                raise_unless_stream_gone(exc)
+                await self.ensure_group()
             except TRANSIENT as exc:
                 logger.warning("housekeeping failed, redis unavailable: %s", exc)
             await asyncio.sleep(min(0.5, self.settings.task_visibility_timeout / 4))

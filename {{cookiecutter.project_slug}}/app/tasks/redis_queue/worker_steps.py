@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import BusyLoadingError, ReadOnlyError
+from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -107,3 +107,15 @@ def finish_in(
 def loop_died(loop: asyncio.Task[Any], stopping: asyncio.Event) -> bool:
     """Whether a worker loop that ended did so by failing rather than by being told to stop."""
     return loop.cancelled() or loop.exception() is not None or not stopping.is_set()
+
+
+def raise_unless_stream_gone(error: ResponseError) -> None:
+    """Re-raise `error` unless the stream or its group vanished (deleted, evicted); log that.
+
+    A read blocked on a stream that is deleted is answered `UNBLOCKED`, later commands
+    `NOGROUP`: the caller recreates both. The tasks the stream held are gone; only a
+    non-evicting Redis prevents that (README "Two Redis servers").
+    """
+    if not str(error).startswith(("NOGROUP", "UNBLOCKED")):
+        raise error
+    logger.error("the queue stream or its consumer group vanished; recreating them")

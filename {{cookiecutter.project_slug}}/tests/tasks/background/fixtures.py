@@ -15,7 +15,9 @@ __all__ = ["settings", "task_runner", "task_runners", "worker_output"]
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Fast retries, and a short stop: tests that leave tasks running end quickly."""
-    return settings.model_copy(update={"task_retry_backoff": 0.05, "task_shutdown_timeout": 0.5})
+    # No rate limits: some tests flood the enqueue route (tests/middleware tests the limits).
+    update = {"task_retry_backoff": 0.05, "task_shutdown_timeout": 0.5, "rate_limit_enabled": False}
+    return settings.model_copy(update=update)
 
 
 @pytest.fixture

@@ -173,6 +173,7 @@ def settings(settings: Settings, redis_url: str, broker_url: str | None) -> Sett
             "task_shutdown_timeout": 1.0,
             "task_heartbeat_interval": 3600,
             "task_concurrency": 2,
+            "rate_limit_enabled": False,  # floods of enqueues: tests/middleware tests limits
         }
     )
 

@@ -89,6 +89,7 @@ def settings(settings: Settings, redis_url: str) -> Settings:
             "task_retry_backoff": 0.05,
             "task_shutdown_timeout": 1.0,
             "task_heartbeat_interval": 3600,
+            "rate_limit_enabled": False,  # floods of enqueues: tests/middleware tests limits
         }
     )
 

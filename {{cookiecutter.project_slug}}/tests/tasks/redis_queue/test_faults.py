@@ -130,6 +130,23 @@ async def test_an_entry_deleted_while_pending_is_recorded_as_lost(
     assert (await redis.xpending(keys.stream, GROUP))["pending"] == 0
 
 
+async def test_a_worker_whose_stream_vanished_recreates_it_and_carries_on(
+    client: AsyncClient, workers: Workers, settings: Settings, redis: Redis
+) -> None:
+    # An evicting Redis (or a hand) deletes the stream with its group under a blocked read:
+    # Redis answers that read with UNBLOCKED, the next with NOGROUP. Before, the worker died.
+    keys = QueueKeys(settings.cache_prefix)
+    worker = await workers.start()
+    assert (await wait_final(client, await enqueue(client, "add", {"a": 1, "b": 1})))["result"] == 2
+    for _ in range(3):
+        assert await redis.delete(keys.stream) == 1
+        await workers.wait_consumers(1)  # the group is back, with this worker in it
+    after = await enqueue(client, "add", {"a": 2, "b": 2})
+
+    assert (await wait_final(client, after, within=30))["result"] == 4
+    assert worker.poll() is None
+
+
 async def test_a_task_that_kills_its_worker_is_dead_lettered_after_max_attempts(
     client: AsyncClient, workers: Workers, settings: Settings
 ) -> None:
@@ -189,6 +206,26 @@ async def wait_for_line(read: Callable[[], str], text: str, within: float = 60.0
         if time.monotonic() > deadline:
             raise TimeoutError(f"{text!r} not logged after {within}s: {logged[-2000:]}")
         await asyncio.sleep(0.05)
+
+
+async def test_a_worker_refuses_an_evicting_redis_at_start(
+    settings: Settings, restartable_redis: RedisServer, tmp_path: Path
+) -> None:
+    settings = settings.model_copy(update={"redis_url": restartable_redis.url})
+    evicting = Redis.from_url(restartable_redis.url)
+    await evicting.config_set("maxmemory-policy", "allkeys-lru")
+    await evicting.aclose()
+    log = tmp_path / "worker.log"
+    worker = spawn_logged_worker(settings, log)
+    try:
+        returncode = await asyncio.to_thread(worker.wait, 60)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    assert returncode != 0
+    assert "maxmemory-policy allkeys-lru: once full it deletes accepted tasks" in log.read_text()
 
 
 async def test_the_worker_waits_for_redis_at_start(
