@@ -7,13 +7,14 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-TaskState = Literal["queued", "running", "retrying", "succeeded", "failed"]
+from app.schemas.task import TaskState
+
 FINAL_STATES: frozenset[TaskState] = frozenset({"succeeded", "failed"})
 MAX_MEMORY_STATUSES = 100_000  # statuses one process keeps without Redis (~1 KB each)
 
