@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.services.items import ItemService
 from app.state import AppState
-from app.tasks.celery.beat import OnSchedule
 from app.tasks.celery.publish import RUN_TASK
+from app.tasks.celery.schedules import OnSchedule
 from app.tasks.celery.task_app import create_celery_app
 from app.tasks.celery.worker import AttemptFailedError, TaskFailedError, TaskRunner
 from app.tasks.cron import Cron
