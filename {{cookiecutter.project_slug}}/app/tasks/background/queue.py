@@ -26,6 +26,7 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, RedisCache
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
+from app.tasks.background.statuses import MemoryStatusStore
 from app.tasks.definitions import registry
 from app.tasks.origin import outgoing
 from app.tasks.queue import (
@@ -36,7 +37,7 @@ from app.tasks.queue import (
     unavailable_as,
 )
 from app.tasks.schedule import OutageLog, PeriodicJob, Schedule, periodic_jobs, tick_lock
-from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.tracing import traced_enqueue
 {%- endif %}

@@ -27,6 +27,7 @@ from app.tasks.finished_counts import FinishedCounts, duration_fields
 from app.tasks.queue import DeadLetter
 from app.tasks.redis_queue.entries import Delivery, Entry, as_entries, lost_id, read_entry
 from app.tasks.redis_queue.queue import GROUP, RedisTaskQueue
+from app.tasks.redis_queue.scheduler import run_schedule
 from app.tasks.redis_queue.worker_steps import (
     FINISH,
     PROMOTE_DUE,
@@ -37,7 +38,7 @@ from app.tasks.redis_queue.worker_steps import (
     remove_in,
     wait_for_redis,
 )
-from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule, tick_lock
+from app.tasks.schedule import PeriodicJob, periodic_jobs, tick_lock
 from app.tasks.status import TaskStatus
 
 logger = logging.getLogger("app.tasks.worker")
