@@ -18,10 +18,8 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts, duration_fields
 from app.tasks.queue import DeadLetter
@@ -39,6 +37,7 @@ from app.tasks.redis_queue.worker_steps import (
     wait_for_redis,
 )
 from app.tasks.schedule import PeriodicJob, periodic_jobs, tick_lock
+from app.tasks.services import TaskServices
 from app.tasks.status import TaskStatus
 
 logger = logging.getLogger("app.tasks.worker")
@@ -52,8 +51,7 @@ class Worker:
 
     redis: Redis
     settings: Settings
-    sessions: async_sessionmaker[AsyncSession]
-    items: ItemService
+    services: TaskServices
     concurrency: int
     name: str = field(default_factory=consumer_name)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -65,7 +63,7 @@ class Worker:
         self.keys = self.queue.keys
         self.statuses = self.queue.statuses
         self.finished = FinishedCounts(self.redis, self.settings.cache_prefix)
-        self.attempts = TaskAttempts(self.settings, self.sessions, self.items, dead_letters=True)
+        self.attempts = TaskAttempts(self.settings, self.services, dead_letters=True)
         self.promote = self.redis.register_script(PROMOTE_DUE)
         self.finish_script = self.redis.register_script(FINISH)
         self.claim_cursor = "0-0"
