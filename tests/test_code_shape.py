@@ -75,3 +75,59 @@ def test_functions_stay_under_the_line_limit(app_modules: dict[str, str]) -> Non
         if (lines := (node.end_lineno or node.lineno) - node.lineno + 1) > MAX_FUNCTION_LINES
     }
     assert long_functions == {}
+
+
+def import_graph(app_modules: dict[str, str], *, depth: int | None) -> dict[str, set[str]]:
+    """Which parts of `app` import which: packages (`depth=1`) or whole modules (`None`).
+
+    Every import counts, also one under TYPE_CHECKING or inside a function.
+    """
+
+    def part(dotted: str) -> str:
+        return ".".join(dotted.split(".")[: depth and depth + 1])
+
+    modules = {
+        path.removesuffix(".py").replace("/", ".").removesuffix(".__init__"): source
+        for path, source in app_modules.items()
+    }
+    graph: dict[str, set[str]] = {}
+    for module, source in modules.items():
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                submodules = (f"{node.module}.{alias.name}" for alias in node.names)
+                names = [name if name in modules else node.module for name in submodules]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name in modules and part(name) != part(module):
+                    graph.setdefault(part(module), set()).add(part(name))
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import cycles of `graph`, each once, as the path that closes it."""
+    found: dict[frozenset[str], list[str]] = {}
+    for start in sorted(graph):
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for following in sorted(graph.get(node, ())):
+                if following == start:
+                    found.setdefault(frozenset(path), [*path, start])
+                elif following not in path:
+                    stack.append((following, [*path, following]))
+    return list(found.values())
+
+
+def test_the_cycle_finder_sees_a_cycle() -> None:
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_no_package_imports_another_that_imports_it_back(app_modules: dict[str, str]) -> None:
+    assert cycles(import_graph(app_modules, depth=1)) == []
+
+
+def test_no_module_imports_another_that_imports_it_back(app_modules: dict[str, str]) -> None:
+    assert cycles(import_graph(app_modules, depth=None)) == []

@@ -67,7 +67,8 @@ def restartable_redis() -> Iterator[RedisServer]:
         yield server
 
 
-async def _create_database(server_url: str, name: str) -> None:
+async def create_database(server_url: str, name: str) -> None:
+    """Create (or empty) the database `name` on the server `server_url` points at."""
     engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
     async with engine.connect() as connection:
         await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -93,7 +94,7 @@ def migrated_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 def _migrated_postgres(server_url: str) -> str:
     base, _, _ = server_url.rpartition("/")
-    asyncio.run(_create_database(server_url, "app_test"))
+    asyncio.run(create_database(server_url, "app_test"))
     url = f"{base}/app_test"
     migrate(url)
     return url

@@ -6,7 +6,9 @@ connection (`DATABASE_CONNECT_TIMEOUT`), one statement or, on SQLite, one wait f
 (`DATABASE_STATEMENT_TIMEOUT`), and waiting for a pooled connection (`DATABASE_POOL_TIMEOUT`).
 """
 
-from sqlalchemy import text
+from typing import Any
+
+from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import (
@@ -42,10 +44,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
         # SQLite's `timeout` is how long a statement waits for another connection's lock.
         connect_args = {"timeout": settings.database_statement_timeout}
         if ":memory:" in url or url.endswith("://"):  # one shared connection, no pool to wait on
-            return create_async_engine(url, connect_args=connect_args)
-        return create_async_engine(
-            url, connect_args=connect_args, pool_timeout=settings.database_pool_timeout
-        )
+            engine = create_async_engine(url, connect_args=connect_args)
+        else:
+            engine = create_async_engine(
+                url, connect_args=connect_args, pool_timeout=settings.database_pool_timeout
+            )
+        event.listen(engine.sync_engine, "connect", _enforce_foreign_keys)
+        return engine
     return create_async_engine(
         url,
         pool_size=settings.database_pool_size,
@@ -56,6 +61,13 @@ def create_engine(settings: Settings) -> AsyncEngine:
             "command_timeout": settings.database_statement_timeout,
         },
     )
+
+
+def _enforce_foreign_keys(connection: Any, _record: object) -> None:
+    """SQLite ignores foreign keys unless each connection turns them on, as PostgreSQL does."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
 
 
 async def check_database(engine: AsyncEngine) -> None:

@@ -3,6 +3,9 @@
 Pydantic's lax mode turns `"5"` and `true` into numbers, so a client breaking the document
 would be accepted; its strict mode refuses `10.0` for an integer, which JSON Schema allows.
 These types sit in between: any JSON number of the right kind, never a string or a bool.
+Bound them as `x: JsonInteger = Field(ge=1)`: inside `Annotated[JsonInteger, Field(ge=1)]`
+Pydantic still checks the bound but publishes it as `"ge"`, which JSON Schema does not know
+(`tests/api/test_schema_keywords.py` names such a field).
 """
 
 from decimal import Decimal

@@ -1,11 +1,12 @@
 """Request and response bodies of the tasks API."""
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.tasks.status import TaskState
+# Where a task is; the task domain (`app.tasks.status`) keeps statuses in these states too.
+TaskState = Literal["queued", "running", "retrying", "succeeded", "failed"]
 
 
 class TaskCreate(BaseModel):

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.services.items import ItemService
 from app.tasks.definitions import registry
 from app.tasks.origin import NO_ORIGIN, incoming
 from app.tasks.registry import InvalidPayloadError, TaskContext, UnknownTaskError
+from app.tasks.services import TaskServices
 from app.tasks.status import FINAL_STATES, TaskStatus
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.tracing import traced_attempt
@@ -68,14 +67,12 @@ class TaskAttempts:
     def __init__(
         self,
         settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
-        items: ItemService,
+        services: TaskServices,
         *,
         dead_letters: bool,
     ) -> None:
         self._settings = settings
-        self._sessions = sessions
-        self._items = items
+        self._services = services
         self._dead_letters = dead_letters
 
     def claim(self, stored: TaskStatus | None, task_id: str, name: str) -> Claim:
@@ -134,9 +131,7 @@ class TaskAttempts:
     async def _run(self, running: TaskStatus, payload: dict[str, Any]) -> Any:
         """The task function's result; cancelled (on the loop) once TASK_TIME_LIMIT has passed."""
         limit = self._settings.task_time_limit
-        context = TaskContext(
-            task_id=running.id, attempt=running.attempts, sessions=self._sessions, items=self._items
-        )
+        context = TaskContext(task_id=running.id, attempt=running.attempts, services=self._services)
         try:
             async with asyncio.timeout(limit) as deadline:
                 return await registry.run(running.name, payload, context)

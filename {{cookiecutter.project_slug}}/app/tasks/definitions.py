@@ -67,7 +67,7 @@ async def flaky(payload: FlakyPayload, context: TaskContext) -> int:
 async def touch_item(payload: ItemPayload, context: TaskContext) -> dict[str, Any]:
     """Mark an item as updated now, through the item service (which invalidates its cache)."""
     try:
-        await context.items.touch(payload.item_id)
+        await context.services.items.touch(payload.item_id)
     except ItemNotFoundError:
         return {"item_id": payload.item_id, "found": False}
     return {"item_id": payload.item_id, "found": True}

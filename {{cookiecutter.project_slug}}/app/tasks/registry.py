@@ -9,9 +9,8 @@ from typing import Any
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.services.items import ItemService
+from app.tasks.services import TaskServices
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -26,16 +25,11 @@ class InvalidPayloadError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class TaskContext:
-    """What a running task may use: its attempt number, DB sessions and the services.
-
-    Writes go through the services (`items`), which invalidate the cache after they commit;
-    `sessions` is for reads and for tables no service owns.
-    """
+    """What a running task knows: its id, its attempt number, and the services it may use."""
 
     task_id: str
     attempt: int
-    sessions: async_sessionmaker[AsyncSession]
-    items: ItemService
+    services: TaskServices
 
 
 TaskFunction = Callable[[Any, TaskContext], Any]

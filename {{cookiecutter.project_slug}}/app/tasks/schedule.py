@@ -7,9 +7,8 @@ enqueues a run it claims the run's tick in Redis with `SET NX` (`tick_lock`), so
 once per tick however many schedulers are running.
 """
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,6 @@ from app.tasks.queue import BrokerUnavailableError
 
 logger = logging.getLogger(__name__)
 
-MAX_IDLE_SECONDS = 1.0  # the loop looks at the clock at least this often (clock changes)
 OUTAGE_ERRORS = (RedisError, OSError, BrokerUnavailableError)  # Redis is down, not a bug
 
 
@@ -118,46 +116,3 @@ class OutageLog:
             if self.down:
                 self.down = False
                 logger.info("periodic jobs run again: Redis answers")
-
-
-def utcnow() -> datetime:
-    """The current time, timezone-aware."""
-    return datetime.now(UTC)
-
-
-Claim = Callable[[PeriodicJob, datetime], Awaitable[bool]]
-Enqueue = Callable[[str, dict[str, Any]], Awaitable[Any]]
-
-
-async def run_schedule(
-    jobs: list[PeriodicJob],
-    *,
-    claim: Claim,
-    enqueue: Enqueue,
-    stop: asyncio.Event,
-    clock: Callable[[], datetime] = utcnow,
-) -> None:
-    """Until `stop` is set, enqueue each run of each job that this process claims.
-
-    A run missed while the loop could not look (a blocked loop, a suspended machine) is
-    skipped, not caught up, as in the other backends' schedulers.
-    """
-    if not jobs:
-        await stop.wait()
-        return
-    due = {job.name: job.schedule.next_after(clock()) for job in jobs}
-    outage = OutageLog()
-    while not stop.is_set():
-        now = clock()
-        for job in jobs:
-            if now < due[job.name]:
-                continue
-            run_at, due[job.name] = due[job.name], job.schedule.next_after(now)
-            with outage.watch(job):
-                if await claim(job, run_at):
-                    await enqueue(job.task, job.payload)
-        idle = (min(due.values()) - clock()).total_seconds()
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=min(max(idle, 0.01), MAX_IDLE_SECONDS))
-        except TimeoutError:
-            continue

@@ -6,9 +6,9 @@ from sqlalchemy.exc import DBAPIError
 
 import tests.tasks.faulty_tasks  # noqa: F401 - registers unstorable_result
 from app.config import Settings
-from app.services.items import ItemService
 from app.state import AppState
 from app.tasks.attempts import TaskAttempts, describe
+from app.tasks.services import build_task_services
 from app.tasks.status import TaskStatus
 
 
@@ -16,8 +16,8 @@ from app.tasks.status import TaskStatus
 def attempts(settings: Settings, resources: AppState) -> TaskAttempts:
     """The machine of a backend that keeps dead letters, with three attempts."""
     three = settings.model_copy(update={"task_max_attempts": 3})
-    items = ItemService(resources.sessions, resources.cache)
-    return TaskAttempts(three, resources.sessions, items, dead_letters=True)
+    services = build_task_services(resources.sessions, resources.cache)
+    return TaskAttempts(three, services, dead_letters=True)
 
 
 def queued(name: str = "add", **changes: object) -> TaskStatus:
@@ -82,8 +82,8 @@ async def test_an_attempt_past_the_time_limit_is_cancelled_and_retried(
     settings: Settings, resources: AppState
 ) -> None:
     limited = settings.model_copy(update={"task_max_attempts": 3, "task_time_limit": 0.2})
-    items = ItemService(resources.sessions, resources.cache)
-    attempts = TaskAttempts(limited, resources.sessions, items, dead_letters=True)
+    services = build_task_services(resources.sessions, resources.cache)
+    attempts = TaskAttempts(limited, services, dead_letters=True)
     status = await attempts.attempt(attempts.claim(None, "t1", "sleep").status, {"seconds": 5})
     assert (status.status, status.error) == (
         "retrying",

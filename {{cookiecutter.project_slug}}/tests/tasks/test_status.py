@@ -1,51 +1,16 @@
-"""The status stores: statuses expire, the in-process store stays bounded, garbage reads as none."""
+"""The Redis status store: statuses expire, garbage reads as none."""
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
 
-from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus
 
 
 def status(task_id: str) -> TaskStatus:
+    """A fresh status of an `add` task."""
     return TaskStatus(id=task_id, name="add")
-
-
-async def test_a_status_expires_ttl_seconds_after_its_last_save() -> None:
-    store = MemoryStatusStore(ttl=1)
-    await store.save(status("a"))
-    await asyncio.sleep(0.6)
-    await store.save(status("a").with_status("running"))  # a save restarts its clock
-    await asyncio.sleep(0.6)
-
-    found = await store.load("a")
-    assert found is not None
-    assert found.status == "running"
-    await asyncio.sleep(0.5)
-    assert await store.load("a") is None
-
-
-async def test_the_oldest_statuses_go_first_past_the_bound() -> None:
-    store = MemoryStatusStore(ttl=60, max_entries=3)
-    for task_id in "abc":
-        await store.save(status(task_id))
-    await store.save(status("a").with_status("running"))  # now the newest
-    await store.save(status("d"))
-
-    kept = {task_id: await store.load(task_id) for task_id in "abcd"}
-    assert [task_id for task_id, found in kept.items() if found is None] == ["b"]
-
-
-async def test_expired_statuses_are_dropped_not_just_hidden() -> None:
-    store = MemoryStatusStore(ttl=1)
-    for n in range(100):
-        await store.save(status(str(n)))
-    await asyncio.sleep(1.05)
-    await store.save(status("fresh"))
-
-    assert len(store._entries) == 1
 
 
 async def test_a_status_that_cannot_be_read_counts_as_none(redis_url: str) -> None:

@@ -1,1 +1,1 @@
-"""The background backend: tasks run in the API process (FastAPI BackgroundTasks)."""
+"""The background backend: tasks run in the API process, on a runner the app owns."""

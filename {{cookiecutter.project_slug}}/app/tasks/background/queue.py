@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, RedisCache
-from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
+from app.tasks.background.statuses import MemoryStatusStore
 from app.tasks.definitions import registry
 from app.tasks.origin import outgoing
 from app.tasks.queue import (
@@ -36,7 +36,8 @@ from app.tasks.queue import (
     unavailable_as,
 )
 from app.tasks.schedule import OutageLog, PeriodicJob, Schedule, periodic_jobs, tick_lock
-from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
+from app.tasks.services import TaskServices, build_task_services
+from app.tasks.status import RedisStatusStore, TaskStatus
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.tracing import traced_enqueue
 {%- endif %}
@@ -52,14 +53,13 @@ class BackgroundTaskQueue:
     def __init__(
         self,
         settings: Settings,
-        sessions: async_sessionmaker[AsyncSession],
+        services: TaskServices,
         statuses: MemoryStatusStore | RedisStatusStore,
         metrics: Metrics,
-        items: ItemService,
     ) -> None:
         self.broker: str | None = None
         self._settings = settings
-        self._attempts = TaskAttempts(settings, sessions, items, dead_letters=False)
+        self._attempts = TaskAttempts(settings, services, dead_letters=False)
         self._statuses = statuses
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.task_concurrency)
@@ -214,7 +214,7 @@ async def open_task_queue(
         else:
             statuses = MemoryStatusStore(settings.task_status_ttl)
         queue = BackgroundTaskQueue(
-            settings, sessions, statuses, metrics, ItemService(sessions, cache)
+            settings, build_task_services(sessions, cache), statuses, metrics
         )
         stack.push_async_callback(queue.close)
         scheduler = AsyncIOScheduler()

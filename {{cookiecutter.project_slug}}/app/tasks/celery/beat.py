@@ -2,49 +2,22 @@
 
 import logging
 import uuid
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
-from celery import beat, schedules
-from celery.utils.time import maybe_make_aware
+from celery import beat
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from app.tasks.celery.publish import send_registered_task
 from app.tasks.definitions import registry
-from app.tasks.schedule import Schedule, periodic_jobs, tick_lock
+from app.tasks.schedule import periodic_jobs, tick_lock
 from app.tasks.status import TaskStatus
 
-if TYPE_CHECKING:  # celery_app imports this module for OnSchedule
+if TYPE_CHECKING:  # a type only: task_app names this scheduler by its dotted path
     from app.tasks.celery.task_app import TaskApp
 
 logger = logging.getLogger(__name__)
-
-
-class OnSchedule(schedules.schedule):
-    """Beat's view of one of our schedules (`Every` or `Cron`), read as every backend reads it."""
-
-    def __init__(
-        self, job_schedule: Schedule, nowfun: Callable[[], datetime] | None = None
-    ) -> None:
-        super().__init__(timedelta(seconds=job_schedule.resolution), nowfun=nowfun)
-        self.job_schedule = job_schedule
-
-    def is_due(self, last_run_at: datetime) -> schedules.schedstate:
-        """Due once the first run after the last one has come; look again at the next run."""
-        now = maybe_make_aware(self.now())
-        next_run = self.job_schedule.next_after(maybe_make_aware(last_run_at))
-        if next_run <= now:
-            following = self.job_schedule.next_after(now)
-            return schedules.schedstate(True, (following - now).total_seconds())
-        return schedules.schedstate(False, (next_run - now).total_seconds())
-
-    def __reduce__(self) -> tuple[type["OnSchedule"], tuple[Schedule]]:
-        return self.__class__, (self.job_schedule,)
-
-    def __repr__(self) -> str:
-        return f"<on {self.job_schedule!r}>"
 
 
 class OncePerTickScheduler(beat.Scheduler):

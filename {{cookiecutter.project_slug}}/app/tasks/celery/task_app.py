@@ -19,8 +19,8 @@ from redis.exceptions import RedisError
 from app.config import Settings
 from app.core.logging import configure_logging
 from app.core.startup import freeze_startup_objects
-from app.tasks.celery.beat import OnSchedule
 from app.tasks.celery.publish import RUN_TASK
+from app.tasks.celery.schedules import OnSchedule
 from app.tasks.celery.worker import (
     AttemptFailedError,
     HoldMessages,

@@ -19,14 +19,12 @@ from celery import bootsteps
 from celery.worker import state
 from celery.worker.consumer import Consumer
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
 from app.infrastructure.redis_client import redis_client
-from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.celery.tracing import start_worker_tracing
@@ -35,6 +33,7 @@ from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.origin import NO_ORIGIN
 from app.tasks.queue import DeadLetter
+from app.tasks.services import TaskServices, build_task_services
 from app.tasks.status import RedisStatusStore, TaskStatus
 
 logger = logging.getLogger(__name__)
@@ -63,11 +62,10 @@ class TaskRunner:
         self,
         settings: Settings,
         redis: Redis,
-        sessions: async_sessionmaker[AsyncSession],
-        items: ItemService,
+        services: TaskServices,
     ) -> None:
         self._redis = redis
-        self.attempts = TaskAttempts(settings, sessions, items, dead_letters=True)
+        self.attempts = TaskAttempts(settings, services, dead_letters=True)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
@@ -123,8 +121,7 @@ class WorkerProcess:
         )
         self._cache = cache_from_url(settings.cache_url, settings=settings, metrics=Metrics())
         sessions = create_session_factory(self._engine)
-        items = ItemService(sessions, self._cache)
-        self.runner = TaskRunner(settings, self._redis, sessions, items)
+        self.runner = TaskRunner(settings, self._redis, build_task_services(sessions, self._cache))
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         """Run `coroutine` to completion on this process's loop."""

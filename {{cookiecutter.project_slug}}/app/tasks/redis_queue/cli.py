@@ -24,12 +24,12 @@ from app.core.tracing import start_tracing
 {%- endif %}
 from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
-from app.services.items import ItemService
 from app.tasks.queue import BacklogFullError, DeadLetterNotFoundError, NotRequeueableError
 from app.tasks.redis_queue.queue import GROUP, RedisTaskQueue, connect
 from app.tasks.redis_queue.worker import Worker
 from app.tasks.redis_queue.worker_steps import TRANSIENT
 from app.tasks.registry import InvalidPayloadError, UnknownTaskError
+from app.tasks.services import build_task_services
 
 logger = logging.getLogger("app.tasks.worker")
 
@@ -52,7 +52,7 @@ async def serve(settings: Settings, concurrency: int) -> int:
 {%- endif %}
     sessions = create_session_factory(engine)
     cache = cache_from_url(settings.cache_url, settings=settings, metrics=Metrics())
-    worker = Worker(redis, settings, sessions, ItemService(sessions, cache), concurrency)
+    worker = Worker(redis, settings, build_task_services(sessions, cache), concurrency)
     freeze_startup_objects()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

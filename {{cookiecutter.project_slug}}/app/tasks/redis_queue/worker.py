@@ -18,16 +18,15 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.infrastructure.queue_redis import refuse_evicting_redis
-from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts, duration_fields
 from app.tasks.queue import DeadLetter
 from app.tasks.redis_queue.entries import Delivery, Entry, as_entries, lost_id, read_entry
 from app.tasks.redis_queue.queue import GROUP, RedisTaskQueue
+from app.tasks.redis_queue.scheduler import run_schedule
 from app.tasks.redis_queue.worker_steps import (
     FINISH,
     PROMOTE_DUE,
@@ -39,7 +38,8 @@ from app.tasks.redis_queue.worker_steps import (
     remove_in,
     wait_for_redis,
 )
-from app.tasks.schedule import PeriodicJob, periodic_jobs, run_schedule, tick_lock
+from app.tasks.schedule import PeriodicJob, periodic_jobs, tick_lock
+from app.tasks.services import TaskServices
 from app.tasks.status import TaskStatus
 
 logger = logging.getLogger("app.tasks.worker")
@@ -53,8 +53,7 @@ class Worker:
 
     redis: Redis
     settings: Settings
-    sessions: async_sessionmaker[AsyncSession]
-    items: ItemService
+    services: TaskServices
     concurrency: int
     name: str = field(default_factory=consumer_name)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
@@ -66,7 +65,7 @@ class Worker:
         self.keys = self.queue.keys
         self.statuses = self.queue.statuses
         self.finished = FinishedCounts(self.redis, self.settings.cache_prefix)
-        self.attempts = TaskAttempts(self.settings, self.sessions, self.items, dead_letters=True)
+        self.attempts = TaskAttempts(self.settings, self.services, dead_letters=True)
         self.promote = self.redis.register_script(PROMOTE_DUE)
         self.finish_script = self.redis.register_script(FINISH)
         self.claim_cursor = "0-0"

@@ -8,14 +8,14 @@ import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.services.items import ItemService
 from app.state import AppState
-from app.tasks.celery.beat import OnSchedule
 from app.tasks.celery.publish import RUN_TASK
+from app.tasks.celery.schedules import OnSchedule
 from app.tasks.celery.task_app import create_celery_app
 from app.tasks.celery.worker import AttemptFailedError, TaskFailedError, TaskRunner
 from app.tasks.cron import Cron
 from app.tasks.schedule import Every, periodic_jobs
+from app.tasks.services import build_task_services
 from app.tasks.status import TaskStatus
 from tests.tasks.celery.fixtures import PROJECT_ROOT
 
@@ -92,8 +92,7 @@ async def runner(settings: Settings, resources: AppState) -> AsyncIterator[TaskR
     """A runner on the test's Redis and database, as a pool process builds it."""
     redis = Redis.from_url(settings.redis_url)
     try:
-        items = ItemService(resources.sessions, resources.cache)
-        yield TaskRunner(settings, redis, resources.sessions, items)
+        yield TaskRunner(settings, redis, build_task_services(resources.sessions, resources.cache))
     finally:
         await redis.aclose()
 
@@ -148,8 +147,7 @@ async def test_an_attempt_past_the_time_limit_is_cancelled_and_retried(
     limited = TaskRunner(
         settings.model_copy(update={"task_time_limit": 0.2}),
         redis,
-        resources.sessions,
-        ItemService(resources.sessions, resources.cache),
+        build_task_services(resources.sessions, resources.cache),
     )
     try:
         with pytest.raises(
