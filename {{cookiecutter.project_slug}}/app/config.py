@@ -71,6 +71,12 @@ class Settings(BaseSettings):
 {%- if cookiecutter.task_backend != "background" %}
     redis_url: str = "redis://localhost:6379/0"
 {%- endif %}
+{%- if cookiecutter.task_backend == "redis_queue" %}
+    redis_replica_acks: int = Field(default=0, ge=0)  # replicas that confirm a write (WAIT)
+{%- endif %}
+{%- if cookiecutter.task_backend == "redis_queue" %}
+    redis_replica_ack_timeout: int = Field(default=100, ge=1, le=10_000)  # ms to wait for them
+{%- endif %}
 {%- if cookiecutter.task_backend == "celery" %}
     celery_broker_url: str | None = None  # any broker Celery supports; None: REDIS_URL
 {%- endif %}

@@ -9,6 +9,7 @@ acknowledges writes no replica has.
 """
 
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -68,7 +69,7 @@ class SentinelGroup:
 
     @property
     def url(self) -> str:
-        """The Sentinel URL of database 0 of the group's primary, as the service's settings take it."""
+        """The Sentinel URL of database 0 of the group's primary, as the settings take it."""
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
         return f"redis+sentinel://{hosts}/{SERVICE}/0"
 
@@ -105,7 +106,8 @@ class SentinelGroup:
             self._sentinel(port)
         _wait_until(lambda: self._replica_online(self.primary_port), "the replica never synced")
         for port in self.sentinel_ports:
-            _wait_until(lambda port=port: self._sentinel_ready(port), f"sentinel {port} not ready")
+            ready = functools.partial(self._sentinel_ready, port)
+            _wait_until(ready, f"sentinel {port} does not know the group")
 
     def _replica_online(self, primary: int) -> bool:
         info = _command(primary, "INFO", "replication")
