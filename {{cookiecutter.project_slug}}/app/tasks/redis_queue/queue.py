@@ -98,6 +98,11 @@ class QueueKeys:
         """Sorted set of retries, scored by the time they are due."""
         return f"{self.prefix}:tasks:delayed"
 
+    @property
+    def probe(self) -> str:
+        """A counter a worker bumps to WAIT for replicas after a MULTI (`ReplicaAcks.confirm`)."""
+        return f"{self.prefix}:tasks:replication-probe"
+
 
 def connect(settings: Settings, *, timeout: float) -> Redis:
     """A Redis client for the queue whose commands (and waits for a connection) end in `timeout`,

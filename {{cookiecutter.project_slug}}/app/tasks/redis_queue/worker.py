@@ -21,6 +21,7 @@ from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.infrastructure.replication import NotReplicatedError
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts, duration_fields
@@ -161,6 +162,7 @@ class Worker:
                 else:
                     remove_in(pipe, self.keys.stream, delivery.entry_id)
             await pipe.execute()
+        await self.confirmed("claims")
         for delivery, status in starting:
             task = asyncio.create_task(self.handle(delivery, status))
             self.running[delivery.entry_id] = task
@@ -181,16 +183,21 @@ class Worker:
         try:
             if status.status == "succeeded":
                 await self.succeed(delivery.entry_id, status)
-                return
-            async with self.redis.pipeline(transaction=True) as pipe:
-                if status.status == "retrying":
-                    self.retry_in(pipe, delivery, status)
-                else:
-                    letter = DeadLetter.of(status, delivery.payload)
-                    await self.bury_in(pipe, delivery.entry_id, letter, status)
-                await pipe.execute()
+            else:
+                await self.record(delivery, status)
+            await self.confirmed(f"task {status.id} {status.status}")
         except Exception:
             logger.exception("could not record task %s as %s", status.id, status.status)
+
+    async def record(self, delivery: Delivery, status: TaskStatus) -> None:
+        """Record a `retrying` task in the delayed set, or bury a failed one (one MULTI)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if status.status == "retrying":
+                self.retry_in(pipe, delivery, status)
+            else:
+                letter = DeadLetter.of(status, delivery.payload)
+                await self.bury_in(pipe, delivery.entry_id, letter, status)
+            await pipe.execute()
 
     async def succeed(self, entry_id: bytes, status: TaskStatus) -> None:
         """Write the `succeeded` status, count it and its duration, XACK and XDEL: one script."""
@@ -265,6 +272,19 @@ class Worker:
                 letter = DeadLetter(id=lost_id(entry_id), name=None, payload=None, error=error)
                 await self.bury_in(pipe, entry_id, letter, None)
             await pipe.execute()
+        await self.confirmed("lost entries")
+
+    async def confirmed(self, what: str) -> None:
+        """Wait for REDIS_REPLICA_ACKS replicas to have this worker's writes so far.
+
+        Short of them the worker goes on, logging it: what a failover loses of its writes, the
+        stream still has (an entry is acknowledged only by the write that ends it), so the task
+        is delivered again (at least once); no final status is lost for good.
+        """
+        try:
+            await self.queue.acks.confirm(self.redis, self.keys.probe)
+        except NotReplicatedError as exc:
+            logger.warning("%s not confirmed by the replicas: %s", what, exc)
 
     async def claim_tick(self, job: PeriodicJob, run_at: datetime) -> bool:
         """Take the lock of `job`'s run at `run_at`; only one process in the fleet gets it."""
