@@ -10,22 +10,30 @@ Redis that is down fails in milliseconds, one that hangs in one `timeout`.
 
 from redis import Redis as SyncRedis
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import ConnectCallbackT
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 
 def redis_client(
-    url: str, *, max_connections: int, timeout: float, bound_replies: bool = True
+    url: str,
+    *,
+    max_connections: int,
+    timeout: float,
+    bound_replies: bool = True,
+    on_connect: ConnectCallbackT | None = None,
 ) -> Redis:
     """A client for `url` whose pool waits up to `timeout` s for a connection, then raises.
 
     `timeout` also bounds connecting, and each reply unless `bound_replies` is False (for a
     caller that bounds whole operations itself, as the cache does with `asyncio.timeout`).
-    Closing the client closes its pool.
+    `on_connect`, if given, runs on every new connection in place of redis-py's handshake
+    (it must call `connection.on_connect()`). Closing the client closes its pool.
     """
     pool = BlockingConnectionPool.from_url(
         url,
+        redis_connect_func=on_connect,
         max_connections=max_connections,
         timeout=timeout,
         socket_connect_timeout=timeout,

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from app.config import Settings
 from app.infrastructure.cache.breaker import Breaker, probe_timeout
+from app.infrastructure.cache.epoch import ServerEpoch
 from app.infrastructure.cache.memory import MemoryCache
 from app.infrastructure.cache.protocol import (
     Cache,
@@ -52,11 +53,13 @@ def cache_from_url(
     if not url.startswith(REDIS_SCHEMES):
         raise ValueError(f"unsupported CACHE_URL scheme: {url.split('://', 1)[0]!r}")
     timeout = settings.cache_socket_timeout
+    epoch = ServerEpoch()
     client = redis_client(
         url,
         max_connections=settings.cache_max_connections,
         timeout=timeout,
         bound_replies=False,  # RedisCache bounds each operation with one asyncio.timeout
+        on_connect=epoch.on_connect,
     )
     probe = blocking_redis_client(url, timeout=probe_timeout(timeout))
     return RedisCache(
@@ -69,6 +72,7 @@ def cache_from_url(
         max_value_bytes=settings.cache_max_value_bytes,
         timeout=timeout,
         metrics=metrics,
+        epoch=epoch,
     )
 
 

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from app.infrastructure.cache import lua
 from app.infrastructure.cache.batching import MgetBatcher
 from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker
+from app.infrastructure.cache.epoch import ServerEpoch
 from app.infrastructure.cache.outbox import InvalidationOutbox
 from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
 {%- if cookiecutter.use_opentelemetry == "yes" %}
@@ -24,12 +25,12 @@ from app.infrastructure.cache.tracing import traced_lookup
 {%- endif %}
 
 
-def _unstamp(version: bytes | None, stored: bytes | None) -> bytes | None:
-    """The payload of an entry stored under `version`, or None when missing or stale."""
+def _unstamp(epoch: ServerEpoch, version: bytes | None, stored: bytes | None) -> bytes | None:
+    """The payload of an entry stored under `version` in this epoch, or None (missing, stale)."""
     if version is None or stored is None:
         return None
     stamp, _, payload = stored.partition(b"|")
-    return payload if stamp == version else None
+    return payload if stamp == epoch.stamp(version) else None
 
 
 class RedisCache:
@@ -52,8 +53,11 @@ class RedisCache:
         max_value_bytes: int,
         timeout: float,
         metrics: CacheMetrics,
+        epoch: ServerEpoch,
     ) -> None:
+        """`epoch` must be the one whose `on_connect` `client`'s connections run."""
         self.client = client
+        self.epoch = epoch
         self.breaker = breaker
         self.slots = asyncio.Semaphore(connections)
         self.batcher = MgetBatcher(client, self.slots, timeout)
@@ -160,7 +164,7 @@ class RedisCache:
                     version, stored = await self.batcher.mget(
                         self._version_key(namespace), self._entry_key(namespace, key)
                     )
-                    value = _unstamp(version, stored)
+                    value = _unstamp(self.epoch, version, stored)
                 if value is None:
                     result = await self._lease(namespace, key, refresh)
                 else:
@@ -178,10 +182,13 @@ class RedisCache:
         """
         entry = self._entry_key(namespace, key)
         keys = (self._version_key(namespace), f"{entry}:lease", entry)
+        epoch = self.epoch.stamp(b"")
         async with self.slots:
             version, ours, token = await self._lease_script(
-                keys, (new_token(), self._lease_ms, "1" if refresh else "")
+                keys, (new_token(), self._lease_ms, "1" if refresh else "", epoch)
             )
+        if ours == 2 and epoch != self.epoch.stamp(b""):  # a new server since the call: stale
+            return Lookup(namespace, key, None, available=False)
         if ours == 2:
             return Lookup(namespace, key, token)
         if ours:
