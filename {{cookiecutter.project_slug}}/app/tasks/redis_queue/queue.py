@@ -15,13 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from app.config import Settings
 from app.core.metrics import Metrics
-from app.infrastructure.redis_client import redis_client
+from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis, redis_client
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
@@ -64,7 +62,7 @@ class QueueKeys:
         return f"{self.prefix}:tasks:delayed"
 
 
-def connect(settings: Settings, *, timeout: float) -> Redis:
+def connect(settings: Settings, *, timeout: float) -> AsyncRedis:
     """A Redis client for the queue whose commands (and waits for a connection) end in `timeout`."""
     return redis_client(
         settings.redis_url, max_connections=settings.cache_max_connections, timeout=timeout
@@ -87,7 +85,7 @@ def entry_fields(
 class RedisTaskQueue:
     """Enqueue onto the stream and read statuses; workers run the tasks."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
         self.broker: str | None = "redis"
         self._redis = redis
         self._settings = settings
@@ -144,7 +142,7 @@ class RedisTaskQueue:
             waiting, delayed = await pipe.execute()
         return int(waiting) + int(delayed)
 
-    def _push(self, pipe: Pipeline, status: TaskStatus, payload: dict[str, Any]) -> None:
+    def _push(self, pipe: AsyncPipeline, status: TaskStatus, payload: dict[str, Any]) -> None:
         """Add `status`'s task to the stream, inside the requeue's transaction."""
         pipe.xadd(self.keys.stream, entry_fields(status.id, status.name, payload))
 
