@@ -4,8 +4,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.redis_urls import check_redis_url
 
 
 class Settings(BaseSettings):
@@ -83,6 +85,31 @@ class Settings(BaseSettings):
 {%- if cookiecutter.task_backend == "celery" %}
     celery_broker_transport_options: dict[str, object] = {}  # JSON, over the service's own
 {%- endif %}
+    # The Sentinels' own password for redis+sentinel:// URLs, where it is not the URL's
+    # (unset: the URL's; empty: none).
+    redis_sentinel_password: str | None = None
+
+    @field_validator(
+        "cache_url",
+{%- if cookiecutter.task_backend != "background" %}
+        "redis_url",
+{%- endif %}
+{%- if cookiecutter.task_backend == "celery" %}
+        "celery_broker_url",
+{%- endif %}
+    )
+    @classmethod
+    def _redis_url_can_work(cls, url: str | None, info: ValidationInfo) -> str | None:
+        """Refuse, naming the setting, a Redis URL that cannot work (`app.redis_urls`).
+
+        CACHE_URL may also be `memory://`; CELERY_BROKER_URL any broker Celery supports.
+        """
+        setting = str(info.field_name)
+        if url is None or (setting == "cache_url" and url.startswith("memory://")):
+            return url
+        if setting == "celery_broker_url" and not url.startswith("redis"):
+            return url  # another transport: Celery reads it
+        return check_redis_url(setting.upper(), url)
 
 
 @lru_cache

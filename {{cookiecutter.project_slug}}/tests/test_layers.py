@@ -21,6 +21,8 @@ ENTRY_POINTS = {"tasks.celery_app": "tasks.celery", "tasks.worker": "tasks.redis
 WIRING = {"state", "main"}
 FORBIDDEN = {
     "config": {"api", "core", "infrastructure", "middleware", "services", "tasks"} | WIRING,
+    "redis_urls": {"api", "config", "core", "infrastructure", "middleware", "services", "tasks"}
+    | WIRING,
     "models": {"api", "core", "infrastructure", "middleware", "repositories", "services", "tasks"}
     | WIRING,
     "infrastructure": {"api", "core", "middleware", "repositories", "services", "tasks"} | WIRING,

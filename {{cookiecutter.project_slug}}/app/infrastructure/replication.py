@@ -10,9 +10,9 @@ order, so a replica that has the probe has every write the primary took before i
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
+
+from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
 
 
 class NotReplicatedError(RedisError):
@@ -31,7 +31,7 @@ class ReplicaAcks:
         """The wait in seconds (a client's socket timeout must be longer)."""
         return self.timeout_ms / 1000
 
-    def wait_in(self, pipe: Pipeline) -> None:
+    def wait_in(self, pipe: AsyncPipeline) -> None:
         """Queue WAIT after the writes already in `pipe` (a pipeline without MULTI)."""
         if self.count:
             pipe.execute_command("WAIT", self.count, self.timeout_ms)
@@ -47,7 +47,7 @@ class ReplicaAcks:
             )
         return written
 
-    async def confirm(self, redis: Redis, probe_key: str) -> None:
+    async def confirm(self, redis: AsyncRedis, probe_key: str) -> None:
         """Wait until `count` replicas have every write made so far, on any connection."""
         if not self.count:
             return

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field, ValidationError
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
+
+from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
 
 TaskState = Literal["queued", "running", "retrying", "succeeded", "failed"]
 FINAL_STATES: frozenset[TaskState] = frozenset({"succeeded", "failed"})
@@ -102,7 +102,7 @@ class RedisStatusStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AsyncRedis,
         prefix: str,
         ttl: int,
         *,
@@ -130,7 +130,7 @@ class RedisStatusStore:
         async with self._turn():
             await self._redis.set(self.key(status.id), status.model_dump_json(), ex=self.ttl)
 
-    def save_in(self, pipe: Pipeline, status: TaskStatus) -> None:
+    def save_in(self, pipe: AsyncPipeline, status: TaskStatus) -> None:
         """Store `status` with its expiry as part of `pipe` (a transaction or a batch)."""
         pipe.set(self.key(status.id), status.model_dump_json(), ex=self.ttl)
 

@@ -12,8 +12,6 @@ import asyncio
 from collections.abc import Iterable
 from typing import cast
 
-from redis.asyncio import Redis
-
 from app.infrastructure.cache import lua
 from app.infrastructure.cache.batching import MgetBatcher
 from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker
@@ -22,6 +20,7 @@ from app.infrastructure.cache.outbox import InvalidationOutbox
 from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.infrastructure.cache.tracing import traced_lookup
+from app.infrastructure.redis_client import AsyncRedis
 {%- endif %}
 
 
@@ -43,7 +42,7 @@ class RedisCache:
 
     def __init__(
         self,
-        client: Redis,
+        client: AsyncRedis,
         *,
         breaker: Breaker,
         connections: int,

@@ -8,12 +8,11 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from kombu.exceptions import OperationalError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
 from app.config import Settings
 from app.core.metrics import Metrics
-from app.infrastructure.redis_client import redis_client
+from app.infrastructure.redis_client import AsyncRedis, redis_client
 from app.tasks.celery.backlog import Backlog
 from app.tasks.celery.publish import Publisher
 from app.tasks.celery.task_app import create_celery_app
@@ -42,7 +41,9 @@ class CeleryTaskQueue:
     even one that never existed, where this API answers 404.
     """
 
-    def __init__(self, publisher: Publisher, redis: Redis, settings: Settings, broker: str) -> None:
+    def __init__(
+        self, publisher: Publisher, redis: AsyncRedis, settings: Settings, broker: str
+    ) -> None:
         self.broker: str | None = broker
         self._publisher = publisher
         self._redis = redis
@@ -177,7 +178,7 @@ class CeleryTaskQueue:
             )
             with unavailable_as("task status store"):
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    await self.dead.add_in(pipe, letter)
+                    self.dead.add_in(pipe, letter)
                     await pipe.execute()
             raise
         return status

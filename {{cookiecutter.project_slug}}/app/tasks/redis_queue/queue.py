@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from app.config import Settings
 from app.core.metrics import Metrics
-from app.infrastructure.redis_client import redis_client
+from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis, redis_client
 from app.infrastructure.replication import ReplicaAcks
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
@@ -104,7 +102,7 @@ class QueueKeys:
         return f"{self.prefix}:tasks:replication-probe"
 
 
-def connect(settings: Settings, *, timeout: float) -> Redis:
+def connect(settings: Settings, *, timeout: float) -> AsyncRedis:
     """A Redis client for the queue whose commands (and waits for a connection) end in `timeout`,
     plus REDIS_REPLICA_ACK_TIMEOUT when replicas must confirm (a WAIT lasts that long)."""
     wait = replica_acks(settings).timeout if settings.redis_replica_acks else 0.0
@@ -143,7 +141,7 @@ def entry_fields(
 class RedisTaskQueue:
     """Enqueue onto the stream and read statuses; workers run the tasks."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
         self.broker: str | None = "redis"
         self._redis = redis
         self._settings = settings
@@ -190,7 +188,8 @@ class RedisTaskQueue:
         member = held_member(fields)
         async with self._redis.pipeline(transaction=False) as pipe:
             due = time.time() + HOLD_SECONDS
-            await self._hold(keys=keys, args=[*written, member, due], client=pipe)
+            hold = [*written, member, due]
+            await self._hold(keys=keys, args=hold, client=pipe)  # type: ignore[arg-type]
             self.acks.wait_in(pipe)
             try:
                 (held,) = self.acks.check(await pipe.execute())
@@ -238,7 +237,7 @@ class RedisTaskQueue:
             waiting, delayed = await pipe.execute()
         return int(waiting) + int(delayed)
 
-    def _push(self, pipe: Pipeline, status: TaskStatus, payload: dict[str, Any]) -> None:
+    def _push(self, pipe: AsyncPipeline, status: TaskStatus, payload: dict[str, Any]) -> None:
         """Add `status`'s task to the stream, inside the requeue's transaction."""
         pipe.xadd(self.keys.stream, entry_fields(status.id, status.name, payload))
 

@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.infrastructure.redis_client import AsyncRedis
 from app.infrastructure.replication import NotReplicatedError
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
@@ -50,7 +50,7 @@ READ_BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
 class Worker:
     """One worker process: reads, runs, retries, reclaims and schedules."""
 
-    redis: Redis
+    redis: AsyncRedis
     settings: Settings
     sessions: async_sessionmaker[AsyncSession]
     items: ItemService
@@ -226,7 +226,7 @@ class Worker:
         self, pipe: Any, entry_id: bytes, letter: DeadLetter, status: TaskStatus | None
     ) -> None:
         """Keep `letter`, record the task `failed` (if it has a status) and drop its entry."""
-        await self.queue.dead.add_in(pipe, letter)
+        self.queue.dead.add_in(pipe, letter)
         if status is not None:
             finish_in(pipe, self.keys.stream, entry_id, self.statuses, self.finished, status)
         else:

@@ -144,7 +144,7 @@ async def test_a_requeue_past_the_bound_is_503_and_keeps_the_dead_letter(
     try:
         dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
         async with redis.pipeline(transaction=True) as pipe:
-            await dead.add_in(pipe, letter)
+            dead.add_in(pipe, letter)
             await pipe.execute()
     finally:
         await redis.aclose()
