@@ -153,6 +153,11 @@ class SentinelGroup:
         self.primary_port, self.replica_port = new, old
         return time.monotonic() - killed
 
+    def restart_replica(self) -> None:
+        """Start the killed primary again, as a replica of the new one, and wait until it syncs."""
+        self._redis(self.replica_port, "--replicaof", "127.0.0.1", str(self.primary_port))
+        _wait_until(lambda: self._replica_online(self.primary_port), "the replica never synced")
+
     def signal_replica(self, signum: signal.Signals) -> None:
         """Send `signum` to the replica (SIGSTOP freezes it, SIGCONT wakes it)."""
         self.processes[self.replica_port].send_signal(signum)

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from app.config import Settings
+from app.infrastructure.redis_client import redis_client
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
 from tests.tasks.helpers import settings_env
 
@@ -53,7 +53,7 @@ class Workers:
 
     async def wait_consumers(self, count: int, within: float = 20.0) -> None:
         """Wait until `count` consumers have read from the group."""
-        redis = Redis.from_url(self.settings.redis_url)
+        redis = redis_client(self.settings.redis_url, max_connections=2, timeout=5.0)
         stream = QueueKeys(self.settings.cache_prefix).stream
         deadline = time.monotonic() + within
         try:
