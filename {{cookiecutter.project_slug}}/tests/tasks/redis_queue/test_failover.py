@@ -77,8 +77,10 @@ class Run:
 
 
 async def writer(http: AsyncClient, number: int, ids: list[int], run: Run) -> None:
+    """Write until the primary is killed: a write while no primary answers would leave its
+    invalidation in this process's outbox, which guards this process's reads by itself."""
     rng, count = random.Random(number), 0
-    while not run.stop.is_set():
+    while run.killed_at is None:
         item_id, count = rng.choice(ids), count + 1
         name = f"writer {number} write {count}"
         response, start, end = await timed(http.patch(f"/api/v1/items/{item_id}", json={"name": name}))
