@@ -4,12 +4,14 @@ The race is widened first: the replica is frozen (SIGSTOP) and cut off (`CLIENT 
 replica`), so for a while the primary acknowledges invalidations and writes no replica gets;
 then it is SIGKILLed and the woken replica promoted without them. Through it all: no 5xx, no
 read older than a write that had completed (the history checker), enqueues 202 or 503 with
-Retry-After, and with REDIS_REPLICA_ACKS=1 every task answered 202 ends in a final status.
+Retry-After, and with REDIS_REPLICA_ACKS=1 every task answered 202 ends `succeeded`, though
+one of the two worker processes is SIGKILLed mid-task at the same moment.
 The service follows the new primary without a restart; the recovery time is printed.
 """
 
 import asyncio
 import random
+import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -83,7 +85,9 @@ async def writer(http: AsyncClient, number: int, ids: list[int], run: Run) -> No
     while run.killed_at is None:
         item_id, count = rng.choice(ids), count + 1
         name = f"writer {number} write {count}"
-        response, start, end = await timed(http.patch(f"/api/v1/items/{item_id}", json={"name": name}))
+        response, start, end = await timed(
+            http.patch(f"/api/v1/items/{item_id}", json={"name": name})
+        )
         run.statuses.append(response.status_code)
         assert response.status_code == 200, response.text
         run.history.writes.append(Write(item_id, name, start, end))
@@ -100,9 +104,9 @@ async def reader(http: AsyncClient, number: int, ids: list[int], run: Run) -> No
         run.history.reads.append(Read(path, {body["id"]: body["name"]}, start, end))
 
 
-async def enqueuer(http: AsyncClient, run: Run) -> None:
+async def enqueuer(http: AsyncClient, run: Run, task: dict[str, object]) -> None:
     while not run.stop.is_set():
-        response = await http.post("/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}})
+        response = await http.post("/api/v1/tasks", json=task)
         run.statuses.append(response.status_code)
         if response.status_code == 202:
             run.accepted.append(response.json()["id"])
@@ -115,8 +119,9 @@ async def enqueuer(http: AsyncClient, run: Run) -> None:
             await asyncio.sleep(0.05)
 
 
-async def fail_over(group: SentinelGroup, run: Run) -> float:
-    """Cut the replica off, let the primary acknowledge alone, kill it; the promotion time."""
+async def fail_over(group: SentinelGroup, run: Run, doomed: subprocess.Popen[bytes]) -> float:
+    """Cut the replica off, let the primary acknowledge alone, kill it and the `doomed`
+    worker (mid-task: it runs half-second tasks); the promotion time."""
     await asyncio.sleep(1.0)
     primary = Redis.from_url(group.direct_url(group.primary_port))
     with group.paused_replica():
@@ -124,6 +129,7 @@ async def fail_over(group: SentinelGroup, run: Run) -> float:
         await primary.aclose()
         await asyncio.sleep(CUT_OFF)
         group.processes[group.primary_port].kill()
+        doomed.kill()
         run.killed_at = time.monotonic()
     promoted = await asyncio.to_thread(group.kill_primary)
     await asyncio.to_thread(group.restart_replica)  # REDIS_REPLICA_ACKS=1 needs a replica
@@ -135,20 +141,24 @@ async def fail_over(group: SentinelGroup, run: Run) -> float:
 async def test_a_failover_under_load_loses_no_task_and_brings_back_no_read(
     http: AsyncClient, group: SentinelGroup, workers: Workers
 ) -> None:
+    doomed = await workers.start()
     await workers.start()
     run = Run()
     ids = []
     for number in range(ITEMS):
         name = f"item {number} created"
-        response, start, end = await timed(http.post("/api/v1/items", json={"name": name, "price": 1}))
+        response, start, end = await timed(
+            http.post("/api/v1/items", json={"name": name, "price": 1})
+        )
         ids.append(response.json()["id"])
         run.history.writes.append(Write(ids[-1], name, start, end))
 
     promoted, *_ = await asyncio.gather(
-        fail_over(group, run),
+        fail_over(group, run, doomed),
         *(writer(http, number, ids, run) for number in range(2)),
         *(reader(http, number, ids, run) for number in range(8)),
-        enqueuer(http, run),
+        enqueuer(http, run, {"name": "add", "payload": {"a": 1, "b": 2}}),
+        enqueuer(http, run, {"name": "sleep", "payload": {"seconds": 0.5}}),
     )
 
     assert run.killed_at is not None
