@@ -20,7 +20,6 @@ from redis import RedisCluster as SyncRedisCluster
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline
-from redis.asyncio.connection import ConnectCallbackT
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
@@ -44,17 +43,14 @@ def redis_client(
     timeout: float,
     bound_replies: bool = True,
     sentinel_password: str | None = None,
-    on_connect: ConnectCallbackT | None = None,
 ) -> AsyncRedis:
     """A client for `url` on which callers wait up to `timeout` s for a connection, then fail.
 
     `timeout` also bounds connecting, and each reply unless `bound_replies` is False (for a
     caller that bounds whole operations itself, as the cache does with `asyncio.timeout`).
     `sentinel_password` (REDIS_SENTINEL_PASSWORD) is the Sentinels' own, when it is not the
-    URL's; "" means none. `on_connect`, if given, runs on every new connection to one node or
-    to Sentinel's primary in place of redis-py's handshake (it must call
-    `connection.on_connect()`); a cluster client runs its own. Nothing connects before the
-    first command; closing the client closes its connections.
+    URL's; "" means none. Nothing connects before the first command; closing the client
+    closes its connections.
     """
     target = parse_redis_url(url)
     sockets: dict[str, Any] = {
@@ -85,15 +81,9 @@ def redis_client(
             max_connections=max_connections,
             timeout=timeout,
             retry=retry,
-            redis_connect_func=on_connect,
         )
     pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=max_connections,
-        timeout=timeout,
-        retry=retry,
-        redis_connect_func=on_connect,
-        **sockets,
+        url, max_connections=max_connections, timeout=timeout, retry=retry, **sockets
     )
     return Redis.from_pool(pool)
 

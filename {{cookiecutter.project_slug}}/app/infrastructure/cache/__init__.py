@@ -56,8 +56,8 @@ def cache_from_url(
         timeout=timeout,
         bound_replies=False,  # RedisCache bounds each operation with one asyncio.timeout
         sentinel_password=settings.redis_sentinel_password,
-        on_connect=epoch.on_connect,
     )
+    epoch.watch(client)
     probe = BlockingProbe(
         url, timeout=probe_timeout(timeout), sentinel_password=settings.redis_sentinel_password
     )

@@ -12,7 +12,10 @@ epoch as a hit. The price: after a failover or a restart the cache starts cold.
 
 import hashlib
 
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
+
+from app.infrastructure.redis_client import AsyncRedis
 
 FIELDS = (b"run_id:", b"master_replid:")
 
@@ -33,6 +36,14 @@ class ServerEpoch:
 
     def __init__(self) -> None:
         self.value = b""
+
+    def watch(self, client: AsyncRedis) -> None:
+        """Run `on_connect` on each new connection of `client`, before it connects at all.
+
+        One node, or Sentinel's primary; a cluster client connects its own way (no epoch).
+        """
+        if isinstance(client, Redis):
+            client.connection_pool.connection_kwargs["redis_connect_func"] = self.on_connect
 
     async def on_connect(self, connection: AbstractConnection) -> None:
         """The usual handshake, then `INFO server replication` to learn the server's epoch."""

@@ -21,7 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.infrastructure.redis_client import AsyncRedis
-from app.infrastructure.replication import NotReplicatedError
 from app.services.items import ItemService
 from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts, duration_fields
@@ -32,6 +31,7 @@ from app.tasks.redis_queue.worker_steps import (
     FINISH,
     PROMOTE_DUE,
     TRANSIENT,
+    confirm,
     consumer_name,
     finish_in,
     loop_died,
@@ -69,6 +69,7 @@ class Worker:
         self.promote = self.redis.register_script(PROMOTE_DUE)
         self.finish_script = self.redis.register_script(FINISH)
         self.claim_cursor = "0-0"
+        self.confirmed = functools.partial(confirm, self.queue.acks, self.redis, self.keys.probe)
 
     async def ensure_group(self) -> None:
         """Create the stream, its consumer group and this consumer if they do not exist yet."""
@@ -181,10 +182,8 @@ class Worker:
         """
         status = await self.attempts.attempt(running, delivery.payload, delivery.origin)
         try:
-            if status.status == "succeeded":
-                await self.succeed(delivery.entry_id, status)
-            else:
-                await self.record(delivery, status)
+            done = self.succeed if status.status == "succeeded" else self.record
+            await done(delivery, status)
             await self.confirmed(f"task {status.id} {status.status}")
         except Exception:
             logger.exception("could not record task %s as %s", status.id, status.status)
@@ -199,14 +198,15 @@ class Worker:
                 await self.bury_in(pipe, delivery.entry_id, letter, status)
             await pipe.execute()
 
-    async def succeed(self, entry_id: bytes, status: TaskStatus) -> None:
+    async def succeed(self, delivery: Delivery, status: TaskStatus) -> None:
         """Write the `succeeded` status, count it and its duration, XACK and XDEL: one script."""
         bucket, total, seconds = duration_fields(status)
         counts = [self.finished.key, self.finished.durations_key]
         written: list[str | float] = [status.model_dump_json(), self.statuses.ttl]
+        counted: list[str | float] = [self.finished.field(status), bucket, total, seconds]
         await self.finish_script(
             keys=[self.statuses.key(status.id), *counts, self.keys.stream],
-            args=[*written, self.finished.field(status), bucket, total, seconds, GROUP, entry_id],
+            args=[*written, *counted, GROUP, delivery.entry_id],
         )
 
     def retry_in(self, pipe: Any, delivery: Delivery, status: TaskStatus) -> None:
@@ -273,18 +273,6 @@ class Worker:
                 await self.bury_in(pipe, entry_id, letter, None)
             await pipe.execute()
         await self.confirmed("lost entries")
-
-    async def confirmed(self, what: str) -> None:
-        """Wait for REDIS_REPLICA_ACKS replicas to have this worker's writes so far.
-
-        Short of them the worker goes on, logging it: what a failover loses of its writes, the
-        stream still has (an entry is acknowledged only by the write that ends it), so the task
-        is delivered again (at least once); no final status is lost for good.
-        """
-        try:
-            await self.queue.acks.confirm(self.redis, self.keys.probe)
-        except NotReplicatedError as exc:
-            logger.warning("%s not confirmed by the replicas: %s", what, exc)
 
     async def claim_tick(self, job: PeriodicJob, run_at: datetime) -> bool:
         """Take the lock of `job`'s run at `run_at`; only one process in the fleet gets it."""
