@@ -27,6 +27,7 @@ class ClusterNode:
 
     port: int
     directory: Path
+    bus_port: int = field(default_factory=free_port)  # not port + 10000: that may pass 65535
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -38,6 +39,7 @@ class ClusterNode:
                 "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
+                "--cluster-port", str(self.bus_port),
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--save", "",
                 "--appendonly", "no",
@@ -114,6 +116,14 @@ class RedisCluster:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"the cluster is not ok after {timeout}s")
                 time.sleep(0.1)
+
+    def first_slot(self, port: int) -> int:
+        """The first hash slot the master at `port` serves."""
+        for line in self.cli(port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "myself" in fields[2]:
+                return int(fields[8].split("-")[0])
+        raise LookupError(f"no node at {port} in its own CLUSTER NODES")
 
     def flush(self) -> None:
         """Empty every master (replicas follow)."""

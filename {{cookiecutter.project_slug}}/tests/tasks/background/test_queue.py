@@ -17,7 +17,7 @@ from app.config import Settings
 from app.main import create_app
 from app.tasks.background.queue import ScheduleTrigger
 from app.tasks.cron import Cron
-from app.tasks.status import TaskStatus
+from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
 from tests.tasks.helpers import enqueue, serve, wait_final, wait_status
 
@@ -117,7 +117,7 @@ async def test_periodic_job_runs_once_per_tick_with_two_apps(
         await asyncio.sleep(3.5)
     redis = Redis.from_url(redis_url)
     try:
-        keys = [key async for key in redis.scan_iter(f"{shared.cache_prefix}:task:*")]
+        keys = [key async for key in redis.scan_iter(status_key(shared.cache_prefix, "*"))]
         values = await redis.mget(keys)
     finally:
         await redis.aclose()

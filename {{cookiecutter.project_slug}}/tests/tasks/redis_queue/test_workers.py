@@ -160,7 +160,7 @@ async def test_periodic_job_runs_once_per_tick_with_two_workers(
     await asyncio.sleep(3.5)
     redis = Redis.from_url(settings.redis_url)
     try:
-        keys = [key async for key in redis.scan_iter(f"{settings.cache_prefix}:task:*")]
+        keys = [key async for key in redis.scan_iter(status_key(settings.cache_prefix, "*"))]
         values = await redis.mget(keys)
         statuses = [TaskStatus.model_validate_json(raw) for raw in values if raw is not None]
     finally:
