@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.infrastructure.redis_client import AsyncRedis, redis_client
 from tests.servers import free_port, require_binary, wait_for_port
 
 NODE_TIMEOUT_MS = 2000  # how long a master may be silent before its replica takes over
@@ -151,3 +152,8 @@ def running_cluster(replicas: int = 0) -> Iterator[RedisCluster]:
             yield cluster
         finally:
             cluster.stop()
+
+
+def admin_client(url: str) -> AsyncRedis:
+    """A client of the suite's Redis at `url`, one node or cluster, for a test to look inside."""
+    return redis_client(url, max_connections=4, timeout=10.0)

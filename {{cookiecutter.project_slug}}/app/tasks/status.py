@@ -152,6 +152,8 @@ class RedisStatusStore:
 
     async def load_many(self, task_ids: list[str]) -> list[TaskStatus | None]:
         """The statuses of `task_ids` in order (None where unknown), in one MGET."""
+        if not task_ids:  # a cluster has no node to send an MGET of no keys to
+            return []
         keys = [self.key(task_id) for task_id in task_ids]
         async with self._turn():
             found = cast(list[bytes | None], await self._redis.mget(keys))

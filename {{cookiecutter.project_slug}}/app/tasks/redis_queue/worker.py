@@ -160,7 +160,8 @@ class Worker:
                     await self.bury_in(pipe, delivery.entry_id, letter, claim.status)
                 else:
                     remove_in(pipe, self.keys.stream, delivery.entry_id)
-            await pipe.execute()
+            if len(pipe):  # a cluster has no slot to send an empty transaction to
+                await pipe.execute()
         for delivery, status in starting:
             task = asyncio.create_task(self.handle(delivery, status))
             self.running[delivery.entry_id] = task
