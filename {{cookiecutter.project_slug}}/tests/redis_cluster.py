@@ -3,13 +3,17 @@
 Each node is a `redis-server --cluster-enabled yes` in a temp directory of its own, saving
 nothing; `redis-cli --cluster create` assigns the slots, and the cluster is ready once every
 node reports `cluster_state:ok`. Nodes are stopped by their pid, one at a time if a test wants
-an outage (`freeze`, `kill`).
+an outage (SIGSTOP, SIGKILL).
+
+`uv run python -m tests.redis_cluster` runs one until SIGTERM or Ctrl-C and prints its URL:
+`TEST_REDIS_URL=<that URL> uv run pytest` runs the suite on it.
 """
 
 import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -157,3 +161,11 @@ def running_cluster(replicas: int = 0) -> Iterator[RedisCluster]:
 def admin_client(url: str) -> AsyncRedis:
     """A client of the suite's Redis at `url`, one node or cluster, for a test to look inside."""
     return redis_client(url, max_connections=4, timeout=10.0)
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    with running_cluster() as served:
+        sys.stdout.write(f"{served.url}\n")
+        sys.stdout.flush()
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
