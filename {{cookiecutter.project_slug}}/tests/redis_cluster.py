@@ -3,19 +3,24 @@
 Each node is a `redis-server --cluster-enabled yes` in a temp directory of its own, saving
 nothing; `redis-cli --cluster create` assigns the slots, and the cluster is ready once every
 node reports `cluster_state:ok`. Nodes are stopped by their pid, one at a time if a test wants
-an outage (`freeze`, `kill`).
+an outage (SIGSTOP, SIGKILL).
+
+`uv run python -m tests.redis_cluster` runs one until SIGTERM or Ctrl-C and prints its URL:
+`TEST_REDIS_URL=<that URL> uv run pytest` runs the suite on it.
 """
 
 import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.infrastructure.redis_client import AsyncRedis, redis_client
 from tests.servers import free_port, require_binary, wait_for_port
 
 NODE_TIMEOUT_MS = 2000  # how long a master may be silent before its replica takes over
@@ -27,6 +32,7 @@ class ClusterNode:
 
     port: int
     directory: Path
+    bus_port: int = field(default_factory=free_port)  # not port + 10000: that may pass 65535
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -38,6 +44,7 @@ class ClusterNode:
                 "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes",
                 "--cluster-config-file", "nodes.conf",
+                "--cluster-port", str(self.bus_port),
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--save", "",
                 "--appendonly", "no",
@@ -115,6 +122,14 @@ class RedisCluster:
                     raise TimeoutError(f"the cluster is not ok after {timeout}s")
                 time.sleep(0.1)
 
+    def first_slot(self, port: int) -> int:
+        """The first hash slot the master at `port` serves."""
+        for line in self.cli(port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "myself" in fields[2]:
+                return int(fields[8].split("-")[0])
+        raise LookupError(f"no node at {port} in its own CLUSTER NODES")
+
     def flush(self) -> None:
         """Empty every master (replicas follow)."""
         for port in self.masters:
@@ -141,3 +156,16 @@ def running_cluster(replicas: int = 0) -> Iterator[RedisCluster]:
             yield cluster
         finally:
             cluster.stop()
+
+
+def admin_client(url: str) -> AsyncRedis:
+    """A client of the suite's Redis at `url`, one node or cluster, for a test to look inside."""
+    return redis_client(url, max_connections=4, timeout=10.0)
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    with running_cluster() as served:
+        sys.stdout.write(f"{served.url}\n")
+        sys.stdout.flush()
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})

@@ -13,7 +13,7 @@ timeout: a Redis that is down fails in milliseconds, one that hangs in one `time
 """
 
 import asyncio
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from redis import Redis as SyncRedis
 from redis import RedisCluster as SyncRedisCluster
@@ -25,6 +25,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode as SyncClusterNode
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.retry import Retry as SyncRetry
 from redis.sentinel import Sentinel as SyncSentinel
 from redis.sentinel import SentinelConnectionPool as SyncSentinelConnectionPool
@@ -120,6 +121,33 @@ def blocking_redis_client(
             max_connections=1,
         )
     return SyncRedis.from_url(url, max_connections=1, **sockets)
+
+
+class RedisTopologyError(RedisError):
+    """Redis answers, but not as the URL's topology needs it to (readiness says so)."""
+
+
+async def check_redis(client: AsyncRedis) -> None:
+    """Raise unless Redis answers in the shape the app's commands need.
+
+    A one-node (or Sentinel) URL must not name a Redis Cluster node: the app's multi-key
+    commands would fail there with MOVED or CROSSSLOT. On a cluster every primary must
+    answer and report `cluster_state:ok`: a cache call or a task may need any of them.
+    Sentinel: the primary it names must answer (no primary is a MasterNotFoundError).
+    """
+    if isinstance(client, RedisCluster):
+        states = await client.cluster_info(target_nodes=RedisCluster.PRIMARIES)
+        answers = [states] if "cluster_state" in states else list(states.values())
+        bad = [
+            answer for answer in answers if cast(dict[str, str], answer)["cluster_state"] != "ok"
+        ]
+        if bad:
+            raise RedisTopologyError(f"Redis Cluster state is not ok on {len(bad)} primaries")
+        return
+    if int((await client.info("cluster")).get("cluster_enabled", 0)):
+        raise RedisTopologyError(
+            "the URL names one node of a Redis Cluster: use redis+cluster://host:port,..."
+        )
 
 
 class RedisProbe(Protocol):

@@ -15,7 +15,7 @@ from redis.exceptions import WatchError
 from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
 from app.tasks.definitions import registry
 from app.tasks.queue import DeadLetter, DeadLetterNotFoundError, NotRequeueableError
-from app.tasks.status import RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +37,12 @@ Push = Callable[[AsyncPipeline, TaskStatus, dict[str, Any]], None]
 
 
 class DeadLetterStore:
-    """Add, list and requeue dead letters under `<prefix>:tasks:dead-letters`."""
+    """Add, list and requeue dead letters under `{<prefix>:tasks}:dead-letters`."""
 
     def __init__(self, redis: AsyncRedis, prefix: str, limit: int) -> None:
         self._redis = redis
-        self.key = f"{prefix}:tasks:dead-letters"
-        self.order = f"{prefix}:tasks:dead-letters:order"
+        self.key = tasks_key(prefix, "dead-letters")
+        self.order = tasks_key(prefix, "dead-letters", "order")
         self.limit = limit
 
     def add_in(self, pipe: AsyncPipeline, letter: DeadLetter) -> None:

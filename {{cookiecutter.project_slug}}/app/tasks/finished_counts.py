@@ -7,19 +7,19 @@ from redis.client import Pipeline as BlockingPipeline
 
 from app.core.metrics import DurationTotals, Metrics, task_bucket
 from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
-from app.tasks.status import TaskStatus
+from app.tasks.status import TaskStatus, tasks_key
 
 logger = logging.getLogger(__name__)
 
 
 def finished_key(prefix: str) -> str:
     """The Redis hash that counts finished tasks per name and final state."""
-    return f"{prefix}:tasks:finished"
+    return tasks_key(prefix, "finished")
 
 
 def durations_key(prefix: str) -> str:
     """The Redis hash of durations: tasks per bucket (`name:state:le`), and `name:state:sum`."""
-    return f"{prefix}:tasks:durations"
+    return tasks_key(prefix, "durations")
 
 
 def count_in(pipe: AsyncPipeline | BlockingPipeline, prefix: str, status: TaskStatus) -> None:

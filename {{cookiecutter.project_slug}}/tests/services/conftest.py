@@ -1,9 +1,9 @@
 """The service tests run on both caches: memory://, and the suite's real Redis (emptied)."""
 
 import pytest
-from redis.asyncio import Redis
 
 from app.config import Settings
+from tests.redis_cluster import admin_client
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -13,7 +13,7 @@ async def cached_settings(
     """The test's settings with CACHE_URL on memory:// or on the real Redis, emptied first."""
     if request.param == "memory":
         return settings.model_copy(update={"cache_url": "memory://"})
-    redis = Redis.from_url(redis_server)
+    redis = admin_client(redis_server)
     await redis.flushdb()
     await redis.aclose()
     return settings.model_copy(update={"cache_url": redis_server})

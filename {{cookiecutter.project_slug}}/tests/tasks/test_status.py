@@ -4,9 +4,9 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from redis.asyncio import Redis
 
 from app.tasks.status import MemoryStatusStore, RedisStatusStore, TaskStatus
+from tests.redis_cluster import admin_client
 
 
 def status(task_id: str) -> TaskStatus:
@@ -50,7 +50,7 @@ async def test_expired_statuses_are_dropped_not_just_hidden() -> None:
 
 async def test_a_status_that_cannot_be_read_counts_as_none(redis_url: str) -> None:
     # Written by hand or by an older version: a worker starts the task afresh, the API 404s.
-    redis = Redis.from_url(redis_url)
+    redis = admin_client(redis_url)
     try:
         store = RedisStatusStore(redis, "test", ttl=60)
         await store.save(status("good"))

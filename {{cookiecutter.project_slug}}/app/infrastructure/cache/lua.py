@@ -40,7 +40,8 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS: version keys to bump, then entries and leases to delete. ARGV[1]: number of bumps.
+# KEYS (of one namespace, so one slot): its version key if it is bumped, then entries and
+# leases to delete. ARGV[1]: number of bumps (0 or 1).
 INVALIDATE = """
 local bumps = tonumber(ARGV[1])
 for i = 1, bumps do

@@ -20,8 +20,8 @@ from app.infrastructure.cache.outbox import InvalidationOutbox
 from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.infrastructure.cache.tracing import traced_lookup
-from app.infrastructure.redis_client import AsyncRedis
 {%- endif %}
+from app.infrastructure.redis_client import AsyncRedis, check_redis
 
 
 def _unstamp(epoch: ServerEpoch, version: bytes | None, stored: bytes | None) -> bytes | None:
@@ -70,16 +70,16 @@ class RedisCache:
         self._lease_ms = str(max(1, int(lease_ttl * 1000)))
         self._lease_script = client.register_script(lua.LEASE)
         self._fill_script = client.register_script(lua.FILL)
-        self._invalidate_script = client.register_script(lua.INVALIDATE)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
 
     def _version_key(self, namespace: str) -> str:
-        return f"{self.prefix}:ns-version:{namespace}"
+        """The namespace's hash tag alone: its version lives on the slot of its entries."""
+        return "{" + f"{self.prefix}:{namespace}" + "}"
 
     def _entry_key(self, namespace: str, key: str) -> str:
-        return f"{self.prefix}:{namespace}:{key}"
+        return f"{self._version_key(namespace)}:{key}"
 
     def _bypassed(self) -> bool:
         """True while backing off after an error, and until missed invalidations are delivered."""
@@ -243,14 +243,25 @@ class RedisCache:
             self._keep(bumped, entries)
 
     async def _deliver(self, namespaces: list[str], entries: list[tuple[str, str]]) -> bool:
-        """Bump `namespaces` and delete `entries` with their leases; True if Redis took it."""
-        script_keys = [self._version_key(namespace) for namespace in namespaces]
+        """Bump `namespaces` and delete `entries` with their leases; True if Redis took it all.
+
+        One script per namespace, on its slot, all sent in one pipeline (EVAL, as a cluster
+        pipeline cannot load a missing script). Bumping again what a failed call delivered in
+        part (the outbox retries it all) only invalidates once more.
+        """
+        groups: dict[str, tuple[list[str], list[str]]] = {}
+        for namespace in namespaces:
+            groups.setdefault(namespace, ([], []))[0].append(self._version_key(namespace))
         for namespace, key in entries:
             entry = self._entry_key(namespace, key)
-            script_keys += [entry, f"{entry}:lease"]
+            groups.setdefault(namespace, ([], []))[1].extend((entry, f"{entry}:lease"))
         try:
             async with asyncio.timeout(self.timeout), self.slots:
-                await self._invalidate_script(script_keys, (len(namespaces),))
+                pipe = self.client.pipeline(transaction=False)
+                for bumps, deletes in groups.values():
+                    keys = [*bumps, *deletes]
+                    pipe.eval(lua.INVALIDATE, len(keys), *keys, len(bumps))
+                await pipe.execute()
         except CACHE_ERRORS as error:
             self._trip(namespaces[0] if namespaces else entries[0][0], error)
             return False
@@ -261,9 +272,13 @@ class RedisCache:
         self.outbox.keep(namespaces, entries)
 
     async def ping(self) -> None:
-        """Raise unless Redis answers PING within CACHE_SOCKET_TIMEOUT."""
+        """Raise unless Redis answers as the cache needs within CACHE_SOCKET_TIMEOUT.
+
+        On a cluster, every primary must answer and the cluster be ok; a one-node URL must
+        not name a cluster node (`check_redis`).
+        """
         async with asyncio.timeout(self.timeout), self.slots:
-            await self.client.ping()
+            await check_redis(self.client)
 
     async def close(self) -> None:
         """Stop the outbox and the probe, then close the clients."""

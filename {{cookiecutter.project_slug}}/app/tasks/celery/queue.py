@@ -12,7 +12,7 @@ from redis.exceptions import RedisError, WatchError
 
 from app.config import Settings
 from app.core.metrics import Metrics
-from app.infrastructure.redis_client import AsyncRedis, redis_client
+from app.infrastructure.redis_client import AsyncRedis, check_redis, redis_client
 from app.tasks.celery.backlog import Backlog
 from app.tasks.celery.publish import Publisher
 from app.tasks.celery.task_app import create_celery_app
@@ -185,7 +185,7 @@ class CeleryTaskQueue:
 
     async def ping(self) -> None:
         """Raise when the status store (Redis) or the broker cannot be reached."""
-        await self._redis.ping()
+        await check_redis(self._redis)
         await self._publisher.ping()
 
     async def sync_metrics(self, metrics: Metrics) -> None:

@@ -22,14 +22,19 @@ from redis.typing import EncodableT, FieldT
 
 from app.config import Settings
 from app.core.metrics import Metrics
-from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis, redis_client
+from app.infrastructure.redis_client import (
+    AsyncPipeline,
+    AsyncRedis,
+    check_redis,
+    redis_client,
+)
 from app.infrastructure.replication import ReplicaAcks
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.origin import NO_ORIGIN, outgoing
 from app.tasks.queue import BacklogFullError, DeadLetter, unavailable_as
-from app.tasks.status import RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.tracing import traced_enqueue
 {%- endif %}
@@ -82,24 +87,24 @@ API_TIMEOUT = 1.0  # seconds: a Redis that is down answers POST /api/v1/tasks wi
 
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
-    """Every Redis key the queue uses, under one prefix."""
+    """The queue's own Redis keys, on the task domain's slot (`tasks_key`)."""
 
     prefix: str
 
     @property
     def stream(self) -> str:
         """The stream of tasks ready to run."""
-        return f"{self.prefix}:tasks"
+        return tasks_key(self.prefix)
 
     @property
     def delayed(self) -> str:
         """Sorted set of retries, scored by the time they are due."""
-        return f"{self.prefix}:tasks:delayed"
+        return tasks_key(self.prefix, "delayed")
 
     @property
     def probe(self) -> str:
         """A counter a worker bumps to WAIT for replicas after a MULTI (`ReplicaAcks.confirm`)."""
-        return f"{self.prefix}:tasks:replication-probe"
+        return tasks_key(self.prefix, "replication-probe")
 
 
 def connect(settings: Settings, *, timeout: float) -> AsyncRedis:
@@ -247,8 +252,8 @@ class RedisTaskQueue:
             return await self.statuses.load(task_id)
 
     async def ping(self) -> None:
-        """Raise when Redis cannot be reached."""
-        await self._redis.ping()
+        """Raise unless Redis answers as the queue needs (`check_redis`)."""
+        await check_redis(self._redis)
 
     async def sync_metrics(self, metrics: Metrics) -> None:
         """Read the `tasks_finished` totals every worker counted in Redis (exact, all hosts)."""

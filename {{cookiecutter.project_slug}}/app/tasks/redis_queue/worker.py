@@ -162,7 +162,8 @@ class Worker:
                     await self.bury_in(pipe, delivery.entry_id, letter, claim.status)
                 else:
                     remove_in(pipe, self.keys.stream, delivery.entry_id)
-            await pipe.execute()
+            if len(pipe):  # a cluster has no slot to send an empty transaction to
+                await pipe.execute()
         await self.confirmed("claims")
         for delivery, status in starting:
             task = asyncio.create_task(self.handle(delivery, status))
@@ -182,8 +183,7 @@ class Worker:
         """
         status = await self.attempts.attempt(running, delivery.payload, delivery.origin)
         try:
-            done = self.succeed if status.status == "succeeded" else self.record
-            await done(delivery, status)
+            await (self.succeed if status.status == "succeeded" else self.record)(delivery, status)
             await self.confirmed(f"task {status.id} {status.status}")
         except Exception:
             logger.exception("could not record task %s as %s", status.id, status.status)

@@ -46,7 +46,7 @@ async def test_an_invalidation_a_failover_lost_brings_back_no_entry() -> None:
         print(f"failover: the replica answered as primary {recovery:.1f} s after the kill")  # noqa: T201
 
         raw = Redis.from_url(new_primary)
-        stored = cast(bytes | None, await raw.get("test:items:1"))
+        stored = cast(bytes | None, await raw.get("{test:items}:1"))
         await raw.aclose()
         assert stored is not None
         assert stored.endswith(b"|before the write")  # the entry survived, the bump did not

@@ -28,7 +28,7 @@ async def test_an_invalidation_redis_missed_is_delivered_once_it_answers_again(
         warm = await writer.lookup("ns", "k")
         await writer.fill(warm, b"before the write", 60)
         await writer.client.save()
-        version = await writer.client.get("test:ns-version:ns")
+        version = await writer.client.get("{test:ns}")
         server.stop()
         await writer.invalidate(namespaces=["ns"])  # a write committed; Redis is down
         server.start()  # from its snapshot: the old entry is back
@@ -42,7 +42,7 @@ async def test_an_invalidation_redis_missed_is_delivered_once_it_answers_again(
         while not (after := await writer.lookup("ns", "k")).available:
             assert time.perf_counter() - started < REDELIVERY_INTERVAL + 1.0
             await asyncio.sleep(0.02)
-        bumped = await writer.client.get("test:ns-version:ns")
+        bumped = await writer.client.get("{test:ns}")
         await writer.close()
         await reader.close()
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
-from app.infrastructure.redis_client import redis_client
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
+from tests.redis_cluster import admin_client
 from tests.tasks.helpers import settings_env
 
 __all__ = ["settings", "task_runner", "task_runners", "worker_output", "workers"]
@@ -53,7 +53,7 @@ class Workers:
 
     async def wait_consumers(self, count: int, within: float = 20.0) -> None:
         """Wait until `count` consumers have read from the group."""
-        redis = redis_client(self.settings.redis_url, max_connections=2, timeout=5.0)
+        redis = admin_client(self.settings.redis_url)
         stream = QueueKeys(self.settings.cache_prefix).stream
         deadline = time.monotonic() + within
         try:
