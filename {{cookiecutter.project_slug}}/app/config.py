@@ -5,8 +5,10 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import parse
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.redis_urls import check_redis_url
 
 
 def _valid_rate_limit(text: str) -> str:
@@ -93,12 +95,43 @@ class Settings(BaseSettings):
 {%- if cookiecutter.task_backend != "background" %}
     redis_allow_eviction: bool = False  # true: run on an evicting REDIS_URL, with a warning
 {%- endif %}
+{%- if cookiecutter.task_backend == "redis_queue" %}
+    redis_replica_acks: int = Field(default=0, ge=0)  # replicas that confirm a write (WAIT)
+{%- endif %}
+{%- if cookiecutter.task_backend == "redis_queue" %}
+    redis_replica_ack_timeout: int = Field(default=100, ge=1, le=10_000)  # ms to wait for them
+{%- endif %}
 {%- if cookiecutter.task_backend == "celery" %}
     celery_broker_url: str | None = None  # any broker Celery supports; None: REDIS_URL
 {%- endif %}
 {%- if cookiecutter.task_backend == "celery" %}
     celery_broker_transport_options: dict[str, object] = {}  # JSON, over the service's own
 {%- endif %}
+    # The Sentinels' own password for redis+sentinel:// URLs, where it is not the URL's
+    # (unset: the URL's; empty: none).
+    redis_sentinel_password: str | None = None
+
+    @field_validator(
+        "cache_url",
+{%- if cookiecutter.task_backend != "background" %}
+        "redis_url",
+{%- endif %}
+{%- if cookiecutter.task_backend == "celery" %}
+        "celery_broker_url",
+{%- endif %}
+    )
+    @classmethod
+    def _redis_url_can_work(cls, url: str | None, info: ValidationInfo) -> str | None:
+        """Refuse, naming the setting, a Redis URL that cannot work (`app.redis_urls`).
+
+        CACHE_URL may also be `memory://`; CELERY_BROKER_URL any broker Celery supports.
+        """
+        setting = str(info.field_name)
+        if url is None or (setting == "cache_url" and url.startswith("memory://")):
+            return url
+        if setting == "celery_broker_url" and not url.startswith("redis"):
+            return url  # another transport: Celery reads it
+        return check_redis_url(setting.upper(), url)
 
 
 @lru_cache

@@ -11,17 +11,18 @@ from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import Settings
+from app.infrastructure.redis_client import redis_client
 from app.main import create_app
 from app.models import Base
 from app.state import AppState
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from tests.otlp_receiver import no_ambient_tracing, otlp_receiver  # noqa: F401
 {%- endif %}
+from tests.redis_cluster import RedisCluster, running_cluster
 from tests.servers import RedisServer, running_postgres, running_redis
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,11 +54,21 @@ def redis_server() -> Iterator[str]:
 
 @pytest.fixture
 async def redis_url(redis_server: str) -> str:
-    """The shared Redis, emptied before the test so that no state leaks between tests."""
-    client = Redis.from_url(redis_server)
+    """The shared Redis, emptied before the test so that no state leaks between tests.
+
+    With `TEST_REDIS_URL=redis+cluster://...` it is a cluster, and every master is emptied.
+    """
+    client = redis_client(redis_server, max_connections=1, timeout=10.0)
     await client.flushdb()
     await client.aclose()
     return redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real three-master Redis Cluster of the run's own (readiness and topology tests)."""
+    with running_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ WIRING = {"state", "main"}
 FORBIDDEN = {
     "__init__": {"api", "core", "infrastructure", "middleware", "services", "tasks"} | WIRING,
     "config": {"api", "core", "infrastructure", "middleware", "services", "tasks"} | WIRING,
+    "redis_urls": {"api", "config", "core", "infrastructure", "middleware", "services", "tasks"}
+    | WIRING,
     "models": {"api", "core", "infrastructure", "middleware", "repositories", "services", "tasks"}
     | {"schemas"}
     | WIRING,

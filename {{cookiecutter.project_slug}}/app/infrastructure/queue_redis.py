@@ -11,8 +11,9 @@ refuses writes (OOM) refuses every enqueue too, and must not be reported ready.
 
 import logging
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from app.infrastructure.redis_client import AsyncRedis
 
 logger = logging.getLogger(__name__)
 
@@ -24,13 +25,16 @@ class EvictingRedisError(RuntimeError):
     """The queue's Redis may evict what it holds; see the module docstring."""
 
 
-async def eviction_policy(redis: Redis) -> str:
-    """The server's `maxmemory-policy`, as `INFO memory` reports it."""
+async def eviction_policy(redis: AsyncRedis) -> str:
+    """The server's `maxmemory-policy`, as `INFO memory` reports it (a cluster: the first
+    primary whose policy can evict, else `noeviction`)."""
     info = await redis.info("memory")
-    return str(info.get("maxmemory_policy", SAFE_POLICY))
+    per_node = [info] if "maxmemory_policy" in info else list(info.values())
+    policies = [str(node.get("maxmemory_policy", SAFE_POLICY)) for node in per_node]
+    return next((policy for policy in policies if policy != SAFE_POLICY), SAFE_POLICY)
 
 
-async def refuse_evicting_redis(redis: Redis, *, allow: bool) -> None:
+async def refuse_evicting_redis(redis: AsyncRedis, *, allow: bool) -> None:
     """Raise when REDIS_URL's server may evict (only log loudly when `allow`)."""
     policy = await eviction_policy(redis)
     if policy == SAFE_POLICY:
@@ -46,7 +50,7 @@ async def refuse_evicting_redis(redis: Redis, *, allow: bool) -> None:
     logger.warning("REDIS_ALLOW_EVICTION=true: %s", message)
 
 
-async def refuse_evicting_redis_at_start(redis: Redis, *, allow: bool) -> None:
+async def refuse_evicting_redis_at_start(redis: AsyncRedis, *, allow: bool) -> None:
     """At start: refuse an evicting Redis; one that is unreachable is left to readiness."""
     try:
         await refuse_evicting_redis(redis, allow=allow)
@@ -54,7 +58,7 @@ async def refuse_evicting_redis_at_start(redis: Redis, *, allow: bool) -> None:
         logger.warning("could not read the queue Redis's maxmemory-policy at start: %s", error)
 
 
-async def check_queue_redis(redis: Redis, *, probe_key: str, allow: bool) -> None:
+async def check_queue_redis(redis: AsyncRedis, *, probe_key: str, allow: bool) -> None:
     """Readiness: the server does not evict (unless allowed, warned at start) and accepts a
     write."""
     if not allow:

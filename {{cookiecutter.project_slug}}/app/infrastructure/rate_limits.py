@@ -9,6 +9,7 @@ while it is open no call waits for Redis at all (`RateLimitUnavailableError` at 
 """
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,7 @@ from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker, probe_timeou
 from app.infrastructure.redis_client import blocking_redis_client, redis_client
 
 REDIS_SCHEMES = ("redis://", "rediss://")
+logger = logging.getLogger(__name__)
 _MAX_CONNECTIONS = 50
 
 
@@ -85,10 +87,21 @@ class RateLimiter:
 
 
 def rate_limit_url(settings: Settings) -> str:
-    """RATE_LIMIT_URL, else the cache's Redis, else `memory://` (counts per process)."""
+    """RATE_LIMIT_URL, else the cache's Redis if it is one node, else `memory://`.
+
+    Counters on Redis Cluster or Sentinel are not supported yet: with such a CACHE_URL and no
+    RATE_LIMIT_URL each process counts on its own, and the start says so in the log.
+    """
     if settings.rate_limit_url:
         return settings.rate_limit_url
-    return settings.cache_url if settings.cache_url.startswith(REDIS_SCHEMES) else "memory://"
+    if settings.cache_url.startswith(REDIS_SCHEMES):
+        return settings.cache_url
+    if settings.cache_url != "memory://":
+        logger.warning(
+            "rate limits count per process: CACHE_URL is not one Redis node; set RATE_LIMIT_URL "
+            "to one (redis://...) for counts shared by every process"
+        )
+    return "memory://"
 
 
 def rate_limiter_from_settings(settings: Settings) -> RateLimiter:
@@ -98,8 +111,13 @@ def rate_limiter_from_settings(settings: Settings) -> RateLimiter:
     if url.startswith("memory://"):
         return RateLimiter(MemoryStorage(), client=None, breaker=None, timeout=timeout)
     if not url.startswith(REDIS_SCHEMES):
-        raise ValueError(f"unsupported RATE_LIMIT_URL scheme: {url.split('://', 1)[0]!r}")
+        raise ValueError(
+            f"unsupported RATE_LIMIT_URL scheme {url.split('://', 1)[0]!r}: "
+            "memory:// or one Redis node (redis://, rediss://)"
+        )
     client = redis_client(url, max_connections=_MAX_CONNECTIONS, timeout=timeout)
+    if not isinstance(client, Redis):  # a one-node URL always builds one
+        raise TypeError(f"RATE_LIMIT_URL built {type(client).__name__}, not one Redis client")
     storage = RedisStorage(
         f"async+{url}",
         implementation="redispy",

@@ -10,13 +10,12 @@ from collections.abc import Callable
 from typing import Any, NoReturn, cast
 
 from pydantic import ValidationError
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
+from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
 from app.tasks.definitions import registry
 from app.tasks.queue import DeadLetter, DeadLetterNotFoundError, NotRequeueableError
-from app.tasks.status import RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 
 logger = logging.getLogger(__name__)
 
@@ -34,25 +33,30 @@ return 0
 """
 
 # Writes the task back onto its queue inside the requeue's transaction (the backend's transport).
-Push = Callable[[Pipeline, TaskStatus, dict[str, Any]], None]
+Push = Callable[[AsyncPipeline, TaskStatus, dict[str, Any]], None]
 
 
 class DeadLetterStore:
-    """Add, list and requeue dead letters under `<prefix>:tasks:dead-letters`."""
+    """Add, list and requeue dead letters under `{<prefix>:tasks}:dead-letters`."""
 
-    def __init__(self, redis: Redis, prefix: str, limit: int) -> None:
+    def __init__(self, redis: AsyncRedis, prefix: str, limit: int) -> None:
         self._redis = redis
-        self.key = f"{prefix}:tasks:dead-letters"
-        self.order = f"{prefix}:tasks:dead-letters:order"
+        self.key = tasks_key(prefix, "dead-letters")
+        self.order = tasks_key(prefix, "dead-letters", "order")
         self.limit = limit
-        self._add = redis.register_script(ADD)
 
-    async def add_in(self, pipe: Pipeline, letter: DeadLetter) -> None:
+    def add_in(self, pipe: AsyncPipeline, letter: DeadLetter) -> None:
         """Keep `letter` (replacing one of the same id), as part of `pipe`."""
-        await self._add(
-            keys=[self.key, self.order],
-            args=[letter.id, letter.model_dump_json(), letter.dead_at.timestamp(), self.limit],
-            client=pipe,
+        # EVAL, not the cached script's EVALSHA: a cluster pipeline cannot load a missing one.
+        pipe.eval(
+            ADD,
+            2,
+            self.key,
+            self.order,
+            letter.id,
+            letter.model_dump_json(),
+            letter.dead_at.timestamp(),
+            self.limit,
         )
 
     async def newest(self, limit: int) -> list[DeadLetter]:

@@ -3,27 +3,26 @@
 import logging
 import math
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.client import Pipeline as BlockingPipeline
 
 from app.core.metrics import DurationTotals, Metrics, task_bucket
-from app.tasks.status import TaskStatus
+from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
+from app.tasks.status import TaskStatus, tasks_key
 
 logger = logging.getLogger(__name__)
 
 
 def finished_key(prefix: str) -> str:
     """The Redis hash that counts finished tasks per name and final state."""
-    return f"{prefix}:tasks:finished"
+    return tasks_key(prefix, "finished")
 
 
 def durations_key(prefix: str) -> str:
     """The Redis hash of durations: tasks per bucket (`name:state:le`), and `name:state:sum`."""
-    return f"{prefix}:tasks:durations"
+    return tasks_key(prefix, "durations")
 
 
-def count_in(pipe: Pipeline | BlockingPipeline, prefix: str, status: TaskStatus) -> None:
+def count_in(pipe: AsyncPipeline | BlockingPipeline, prefix: str, status: TaskStatus) -> None:
     """Count `status` (final) and its duration inside `pipe`, the step that writes it."""
     pipe.hincrby(finished_key(prefix), FinishedCounts.field(status), 1)
     bucket, total, seconds = duration_fields(status)
@@ -50,7 +49,7 @@ class FinishedCounts:
     exact totals of every worker on every host, whichever API process answers.
     """
 
-    def __init__(self, redis: Redis, prefix: str) -> None:
+    def __init__(self, redis: AsyncRedis, prefix: str) -> None:
         self._redis = redis
         self._prefix = prefix
         self.key = finished_key(prefix)
@@ -61,7 +60,7 @@ class FinishedCounts:
         """The hash field that counts tasks of `status.name` in its (final) state."""
         return f"{status.name}:{status.status}"
 
-    def count(self, pipe: Pipeline, status: TaskStatus) -> None:
+    def count(self, pipe: AsyncPipeline, status: TaskStatus) -> None:
         """Count `status.name` in its (final) state, and its duration, inside `pipe`."""
         count_in(pipe, self._prefix, status)
 

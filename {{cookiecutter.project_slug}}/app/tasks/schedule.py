@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 
 from app.config import Settings
 from app.tasks.queue import BrokerUnavailableError
+from app.tasks.status import tasks_key
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,7 @@ def tick_lock(prefix: str, job: PeriodicJob, moment: datetime) -> tuple[str, int
     """
     resolution = job.schedule.resolution
     tick = int(moment.timestamp() // resolution)
-    return f"{prefix}:schedule:{job.name}:{tick}", resolution * 2000
+    return tasks_key(prefix, "schedule", job.name, str(tick)), resolution * 2000
 
 
 class OutageLog:

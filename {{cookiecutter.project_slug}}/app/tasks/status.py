@@ -8,9 +8,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic import BaseModel, Field, ValidationError
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
+from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
 from app.schemas.task import TaskState
 
 FINAL_STATES: frozenset[TaskState] = frozenset({"succeeded", "failed"})
@@ -57,17 +56,27 @@ class TaskStatus(BaseModel):
         return max(seconds, 0.0)
 
 
+def tasks_key(prefix: str, *parts: str) -> str:
+    """A key of the task domain, `{<prefix>:tasks}:<parts>`.
+
+    Every one (statuses, queue, dead letters, counts, schedule locks) carries the hash tag
+    `{<prefix>:tasks}`, so the scripts and transactions that span them run on one slot of a
+    Redis Cluster (README "Redis topologies").
+    """
+    return ":".join(("{" + prefix + ":tasks}", *parts))
+
+
 def status_key(prefix: str, task_id: str) -> str:
     """The Redis key of one task's status."""
-    return f"{prefix}:task:{task_id}"
+    return tasks_key(prefix, "task", task_id)
 
 
 class RedisStatusStore:
-    """Statuses as JSON strings under `<prefix>:task:<id>`, expiring after `ttl` seconds."""
+    """Statuses as JSON strings under `{<prefix>:tasks}:task:<id>`, expiring after `ttl` s."""
 
     def __init__(
         self,
-        redis: Redis,
+        redis: AsyncRedis,
         prefix: str,
         ttl: int,
         *,
@@ -95,7 +104,7 @@ class RedisStatusStore:
         async with self._turn():
             await self._redis.set(self.key(status.id), status.model_dump_json(), ex=self.ttl)
 
-    def save_in(self, pipe: Pipeline, status: TaskStatus) -> None:
+    def save_in(self, pipe: AsyncPipeline, status: TaskStatus) -> None:
         """Store `status` with its expiry as part of `pipe` (a transaction or a batch)."""
         pipe.set(self.key(status.id), status.model_dump_json(), ex=self.ttl)
 
@@ -107,6 +116,8 @@ class RedisStatusStore:
 
     async def load_many(self, task_ids: list[str]) -> list[TaskStatus | None]:
         """The statuses of `task_ids` in order (None where unknown), in one MGET."""
+        if not task_ids:  # a cluster has no node to send an MGET of no keys to
+            return []
         keys = [self.key(task_id) for task_id in task_ids]
         async with self._turn():
             found = cast(list[bytes | None], await self._redis.mget(keys))

@@ -18,7 +18,6 @@ import pytest
 import schemathesis
 import uvicorn
 from hypothesis import HealthCheck
-from redis.asyncio import Redis
 from schemathesis import Case
 from schemathesis.config import SchemathesisConfig
 from schemathesis.openapi import from_url
@@ -28,6 +27,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from app.config import Settings
 from app.main import create_app
 from app.models import Base
+from tests.redis_cluster import admin_client
 from tests.servers import free_port
 
 MAX_EXAMPLES = 25
@@ -89,7 +89,7 @@ async def _empty(database_url: str, redis_url: str) -> None:
             names = ", ".join(f'"{table}"' for table in tables)
             await connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     await engine.dispose()
-    redis = Redis.from_url(redis_url)
+    redis = admin_client(redis_url)
     await redis.flushdb()
     await redis.aclose()
 

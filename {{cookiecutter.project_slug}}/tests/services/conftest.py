@@ -1,9 +1,9 @@
 """The service tests run on both caches: memory://, and the suite's real Redis (emptied)."""
 
 import pytest
-from redis.asyncio import Redis
 
 from app.config import Settings
+from tests.redis_cluster import admin_client
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -17,7 +17,7 @@ async def cached_settings(
     settings = settings.model_copy(update={"rate_limit_enabled": False})
     if request.param == "memory":
         return settings.model_copy(update={"cache_url": "memory://"})
-    redis = Redis.from_url(redis_server)
+    redis = admin_client(redis_server)
     await redis.flushdb()
     await redis.aclose()
     return settings.model_copy(update={"cache_url": redis_server})

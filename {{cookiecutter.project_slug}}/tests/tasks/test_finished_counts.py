@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from redis.asyncio import Redis
 
 from app.config import Settings
 from app.core.metrics import Metrics
@@ -18,6 +17,7 @@ from app.state import AppState
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.status import TaskStatus
 from tests.prometheus_text import parse, value
+from tests.redis_cluster import admin_client
 from tests.tasks.helpers import enqueue, wait_final
 
 ACCEPTED = datetime(2026, 1, 1, tzinfo=UTC)
@@ -56,7 +56,7 @@ def ended(name: str, state: str, seconds: float) -> TaskStatus:
 
 
 async def test_durations_read_back_as_a_histogram_of_cumulative_buckets(redis_url: str) -> None:
-    redis = Redis.from_url(redis_url)
+    redis = admin_client(redis_url)
     counts = FinishedCounts(redis, "svc")
     durations = [0.004, 0.01, 0.3, 0.3, 42.0, 7200.0, -5.0]  # -5: a clock behind counts 0
     async with redis.pipeline(transaction=True) as pipe:

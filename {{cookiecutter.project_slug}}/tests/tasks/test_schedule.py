@@ -30,7 +30,7 @@ def test_every_needs_a_positive_interval() -> None:
 def test_runs_of_one_tick_share_a_lock_that_outlives_the_tick(schedule: Every | Cron) -> None:
     job = PeriodicJob("report", "add", schedule)
     key, lifetime_ms = tick_lock("svc", job, TEN)
-    assert key.startswith("svc:schedule:report:")
+    assert key.startswith("{svc:tasks}:schedule:report:")
     assert tick_lock("svc", job, TEN + timedelta(seconds=59))[0] == key
     assert tick_lock("svc", job, TEN + timedelta(seconds=60))[0] != key
     assert lifetime_ms == 120_000

@@ -3,9 +3,9 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from redis.asyncio import Redis
 
 from app.tasks.status import RedisStatusStore, TaskStatus
+from tests.redis_cluster import admin_client
 
 
 def status(task_id: str) -> TaskStatus:
@@ -15,7 +15,7 @@ def status(task_id: str) -> TaskStatus:
 
 async def test_a_status_that_cannot_be_read_counts_as_none(redis_url: str) -> None:
     # Written by hand or by an older version: a worker starts the task afresh, the API 404s.
-    redis = Redis.from_url(redis_url)
+    redis = admin_client(redis_url)
     try:
         store = RedisStatusStore(redis, "test", ttl=60)
         await store.save(status("good"))

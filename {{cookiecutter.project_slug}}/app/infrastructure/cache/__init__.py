@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 from app.config import Settings
 from app.infrastructure.cache.breaker import Breaker, probe_timeout
+from app.infrastructure.cache.epoch import ServerEpoch
 from app.infrastructure.cache.memory import MemoryCache
 from app.infrastructure.cache.protocol import (
     Cache,
@@ -18,7 +19,7 @@ from app.infrastructure.cache.protocol import (
     response_namespace,
 )
 from app.infrastructure.cache.redis import RedisCache
-from app.infrastructure.redis_client import blocking_redis_client, redis_client
+from app.infrastructure.redis_client import BlockingProbe, redis_client
 
 __all__ = [
     "Cache",
@@ -33,13 +34,11 @@ __all__ = [
     "response_namespace",
 ]
 
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
-
 
 def cache_from_url(
     url: str, *, settings: Settings, metrics: CacheMetrics
 ) -> RedisCache | MemoryCache:
-    """Build the cache `url` names: `memory://`, or `redis://` / `rediss://` / `unix://`."""
+    """Build the cache `url` names: `memory://`, or any Redis URL of `app.redis_urls`."""
     if url.startswith("memory://"):
         return MemoryCache(
             prefix=settings.cache_prefix,
@@ -50,16 +49,19 @@ def cache_from_url(
             max_value_bytes=settings.cache_max_value_bytes,
             metrics=metrics,
         )
-    if not url.startswith(REDIS_SCHEMES):
-        raise ValueError(f"unsupported CACHE_URL scheme: {url.split('://', 1)[0]!r}")
     timeout = settings.cache_socket_timeout
+    epoch = ServerEpoch()
     client = redis_client(
         url,
         max_connections=settings.cache_max_connections,
         timeout=timeout,
         bound_replies=False,  # RedisCache bounds each operation with one asyncio.timeout
+        sentinel_password=settings.redis_sentinel_password,
     )
-    probe = blocking_redis_client(url, timeout=probe_timeout(timeout))
+    epoch.watch(client)
+    probe = BlockingProbe(
+        url, timeout=probe_timeout(timeout), sentinel_password=settings.redis_sentinel_password
+    )
     return RedisCache(
         client,
         breaker=Breaker(probe, settings.cache_backoff_seconds),
@@ -70,6 +72,7 @@ def cache_from_url(
         max_value_bytes=settings.cache_max_value_bytes,
         timeout=timeout,
         metrics=metrics,
+        epoch=epoch,
     )
 
 

@@ -8,7 +8,7 @@ while none is out goes straight to Redis, so a quiet service pays nothing for th
 import asyncio
 from typing import Any, cast
 
-from redis.asyncio import Redis
+from app.infrastructure.redis_client import AsyncRedis
 
 _Waiter = tuple[tuple[str, ...], asyncio.Future[list[bytes | None]]]
 
@@ -20,7 +20,7 @@ class MgetBatcher:
     (its timeout, a client gone) never cancels the others' reads.
     """
 
-    def __init__(self, client: Redis, slots: asyncio.Semaphore, timeout: float) -> None:
+    def __init__(self, client: AsyncRedis, slots: asyncio.Semaphore, timeout: float) -> None:
         self.client = client
         self.slots = slots
         self.timeout = timeout
@@ -57,7 +57,8 @@ class MgetBatcher:
             async with asyncio.timeout(self.timeout), self.slots:
                 pipeline = self.client.pipeline(transaction=False)
                 for keys, _ in batch:
-                    pipeline.mget(*keys)
+                    # A cluster pipeline blocks `mget()`: its keys of one slot are fine here.
+                    pipeline.execute_command("MGET", *keys)
                 replies = await pipeline.execute()
         except Exception as error:  # each caller handles it as if it had sent its own MGET
             replies = [error] * len(batch)

@@ -12,9 +12,10 @@ import contextlib
 import logging
 import time
 
-from redis import Redis as SyncRedis
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from app.infrastructure.redis_client import RedisProbe
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def probe_timeout(timeout: float) -> float:
 class Breaker:
     """Open after Redis's own failure, for `backoff` seconds; `failing` until it answers again."""
 
-    def __init__(self, probe_client: SyncRedis, backoff: float) -> None:
+    def __init__(self, probe_client: RedisProbe, backoff: float) -> None:
         self.probe_client = probe_client  # blocking, used from a thread: see `_confirm`
         self.backoff = backoff
         self.failing = False

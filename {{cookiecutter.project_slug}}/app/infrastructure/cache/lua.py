@@ -1,11 +1,12 @@
 """The Lua scripts that make a lease, a fill and an invalidation atomic on Redis."""
 
 # KEYS[1] version key, KEYS[2] the entry's lease, KEYS[3] the entry. ARGV: token, lease ms,
-# '1' to refresh. Run after a miss: returns {version, 1 if the lease is ours, the lease's
-# token}, or {version, 2, payload} when the entry was filled since the miss was read (unless
-# refreshing). A lease is `{version}|{token}`; one taken under an older version is void (its
-# fill would be stamped with the old version) and is replaced. A missing version starts from
-# the server clock, so a lost version key never revives old entries.
+# '1' to refresh, the server epoch and ':' (`epoch`). Run after a miss: returns {stamp, 1 if
+# the lease is ours, the lease's token}, or {stamp, 2, payload} when the entry was filled since
+# the miss was read (unless refreshing); the stamp is `{epoch}:{version}`. A lease is
+# `{stamp}|{token}`; one taken under an older stamp is void (its fill would be stamped with
+# it) and is replaced. A missing version starts from the server clock, so a lost version key
+# never revives old entries.
 LEASE = """
 local version = redis.call('GET', KEYS[1])
 if not version then
@@ -13,6 +14,7 @@ if not version then
   version = now[1] .. string.format('%06d', now[2])
   redis.call('SET', KEYS[1], version)
 end
+version = ARGV[4] .. version
 local stamp = version .. '|'
 if ARGV[3] ~= '1' then
   local stored = redis.call('GET', KEYS[3])
@@ -38,7 +40,8 @@ redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
-# KEYS: version keys to bump, then entries and leases to delete. ARGV[1]: number of bumps.
+# KEYS (of one namespace, so one slot): its version key if it is bumped, then entries and
+# leases to delete. ARGV[1]: number of bumps (0 or 1).
 INVALIDATE = """
 local bumps = tonumber(ARGV[1])
 for i = 1, bumps do

@@ -1,6 +1,7 @@
 """The cache's protocol, the `Lookup` a versioned read returns, and how keys are written.
 
-Every key starts with `CACHE_PREFIX`. A cached read lives at `{prefix}:{namespace}:{key}`,
+Every key starts with `CACHE_PREFIX`. A cached read lives at `{prefix:namespace}:key` (the
+braces are Redis Cluster's hash tag: a namespace's version, entries and leases share a slot),
 stamped with the namespace version it was loaded under; invalidating a namespace bumps that
 version (one command, whatever the number of keys). A miss takes a short lease on the key,
 and a fill stores its value only while that lease holds, so a loader that read the database

@@ -12,24 +12,24 @@ import asyncio
 from collections.abc import Iterable
 from typing import cast
 
-from redis.asyncio import Redis
-
 from app.infrastructure.cache import lua
 from app.infrastructure.cache.batching import MgetBatcher
 from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker
+from app.infrastructure.cache.epoch import ServerEpoch
 from app.infrastructure.cache.outbox import InvalidationOutbox
 from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.infrastructure.cache.tracing import traced_lookup
 {%- endif %}
+from app.infrastructure.redis_client import AsyncRedis, check_redis
 
 
-def _unstamp(version: bytes | None, stored: bytes | None) -> bytes | None:
-    """The payload of an entry stored under `version`, or None when missing or stale."""
+def _unstamp(epoch: ServerEpoch, version: bytes | None, stored: bytes | None) -> bytes | None:
+    """The payload of an entry stored under `version` in this epoch, or None (missing, stale)."""
     if version is None or stored is None:
         return None
     stamp, _, payload = stored.partition(b"|")
-    return payload if stamp == version else None
+    return payload if stamp == epoch.stamp(version) else None
 
 
 class RedisCache:
@@ -42,7 +42,7 @@ class RedisCache:
 
     def __init__(
         self,
-        client: Redis,
+        client: AsyncRedis,
         *,
         breaker: Breaker,
         connections: int,
@@ -52,8 +52,11 @@ class RedisCache:
         max_value_bytes: int,
         timeout: float,
         metrics: CacheMetrics,
+        epoch: ServerEpoch,
     ) -> None:
+        """`epoch` must be the one whose `on_connect` `client`'s connections run."""
         self.client = client
+        self.epoch = epoch
         self.breaker = breaker
         self.slots = asyncio.Semaphore(connections)
         self.batcher = MgetBatcher(client, self.slots, timeout)
@@ -67,16 +70,16 @@ class RedisCache:
         self._lease_ms = str(max(1, int(lease_ttl * 1000)))
         self._lease_script = client.register_script(lua.LEASE)
         self._fill_script = client.register_script(lua.FILL)
-        self._invalidate_script = client.register_script(lua.INVALIDATE)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
 
     def _version_key(self, namespace: str) -> str:
-        return f"{self.prefix}:ns-version:{namespace}"
+        """The namespace's hash tag alone: its version lives on the slot of its entries."""
+        return "{" + f"{self.prefix}:{namespace}" + "}"
 
     def _entry_key(self, namespace: str, key: str) -> str:
-        return f"{self.prefix}:{namespace}:{key}"
+        return f"{self._version_key(namespace)}:{key}"
 
     def _bypassed(self) -> bool:
         """True while backing off after an error, and until missed invalidations are delivered."""
@@ -160,7 +163,7 @@ class RedisCache:
                     version, stored = await self.batcher.mget(
                         self._version_key(namespace), self._entry_key(namespace, key)
                     )
-                    value = _unstamp(version, stored)
+                    value = _unstamp(self.epoch, version, stored)
                 if value is None:
                     result = await self._lease(namespace, key, refresh)
                 else:
@@ -178,10 +181,13 @@ class RedisCache:
         """
         entry = self._entry_key(namespace, key)
         keys = (self._version_key(namespace), f"{entry}:lease", entry)
+        epoch = self.epoch.stamp(b"")
         async with self.slots:
             version, ours, token = await self._lease_script(
-                keys, (new_token(), self._lease_ms, "1" if refresh else "")
+                keys, (new_token(), self._lease_ms, "1" if refresh else "", epoch)
             )
+        if ours == 2 and epoch != self.epoch.stamp(b""):  # a new server since the call: stale
+            return Lookup(namespace, key, None, available=False)
         if ours == 2:
             return Lookup(namespace, key, token)
         if ours:
@@ -237,14 +243,25 @@ class RedisCache:
             self._keep(bumped, entries)
 
     async def _deliver(self, namespaces: list[str], entries: list[tuple[str, str]]) -> bool:
-        """Bump `namespaces` and delete `entries` with their leases; True if Redis took it."""
-        script_keys = [self._version_key(namespace) for namespace in namespaces]
+        """Bump `namespaces` and delete `entries` with their leases; True if Redis took it all.
+
+        One script per namespace, on its slot, all sent in one pipeline (EVAL, as a cluster
+        pipeline cannot load a missing script). Bumping again what a failed call delivered in
+        part (the outbox retries it all) only invalidates once more.
+        """
+        groups: dict[str, tuple[list[str], list[str]]] = {}
+        for namespace in namespaces:
+            groups.setdefault(namespace, ([], []))[0].append(self._version_key(namespace))
         for namespace, key in entries:
             entry = self._entry_key(namespace, key)
-            script_keys += [entry, f"{entry}:lease"]
+            groups.setdefault(namespace, ([], []))[1].extend((entry, f"{entry}:lease"))
         try:
             async with asyncio.timeout(self.timeout), self.slots:
-                await self._invalidate_script(script_keys, (len(namespaces),))
+                pipe = self.client.pipeline(transaction=False)
+                for bumps, deletes in groups.values():
+                    keys = [*bumps, *deletes]
+                    pipe.eval(lua.INVALIDATE, len(keys), *keys, len(bumps))
+                await pipe.execute()
         except CACHE_ERRORS as error:
             self._trip(namespaces[0] if namespaces else entries[0][0], error)
             return False
@@ -255,9 +272,13 @@ class RedisCache:
         self.outbox.keep(namespaces, entries)
 
     async def ping(self) -> None:
-        """Raise unless Redis answers PING within CACHE_SOCKET_TIMEOUT."""
+        """Raise unless Redis answers as the cache needs within CACHE_SOCKET_TIMEOUT.
+
+        On a cluster, every primary must answer and the cluster be ok; a one-node URL must
+        not name a cluster node (`check_redis`).
+        """
         async with asyncio.timeout(self.timeout), self.slots:
-            await self.client.ping()
+            await check_redis(self.client)
 
     async def close(self) -> None:
         """Stop the outbox and the probe, then close the clients."""

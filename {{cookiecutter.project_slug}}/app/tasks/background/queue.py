@@ -17,13 +17,13 @@ from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, RedisCache
+from app.infrastructure.redis_client import AsyncRedis
 from app.tasks.attempts import TaskAttempts
 from app.tasks.background.statuses import MemoryStatusStore
 from app.tasks.definitions import registry
@@ -163,7 +163,7 @@ def _add_periodic_jobs(
     scheduler: AsyncIOScheduler,
     queue: BackgroundTaskQueue,
     jobs: list[PeriodicJob],
-    redis: Redis | None,
+    redis: AsyncRedis | None,
     prefix: str,
 ) -> None:
     """Add every periodic job; with Redis, a lock per tick lets one API process run it.
@@ -196,11 +196,11 @@ async def open_task_queue(
 ) -> AsyncIterator[BackgroundTaskQueue]:
     """The in-process queue and its scheduler, for the app's lifespan.
 
-    Statuses go where the cache lives, through its client and its pool: Redis when
+    Statuses go where the cache lives, through its client and its pool: AsyncRedis when
     CACHE_URL is redis (every API process sees them), else this process's memory.
     """
     async with AsyncExitStack() as stack:
-        redis: Redis | None = None
+        redis: AsyncRedis | None = None
         statuses: MemoryStatusStore | RedisStatusStore
         if isinstance(cache, RedisCache):
             redis = cache.client

@@ -23,10 +23,10 @@ logger = logging.getLogger(__name__)
 class OncePerTickScheduler(beat.Scheduler):
     """Beat's scheduler, in memory, sending each job once per tick however many beats run.
 
-    Before it sends a job, a beat claims `<CACHE_PREFIX>:schedule:<job>:<tick>` in Redis with
-    `SET NX PX`; only the beat that set the key stores the task's `queued` status and then
-    publishes its message, as the API does, so a second beat (for availability) never doubles
-    a tick. There is no schedule file: like the other backends' schedulers, a beat does not
+    Before it sends a job, a beat claims `{<CACHE_PREFIX>:tasks}:schedule:<job>:<tick>` in
+    Redis with `SET NX PX`; only the beat that set the key stores the task's `queued` status
+    and then publishes its message, as the API does, so a second beat (for availability) never
+    doubles a tick. There is no schedule file: like the other backends' schedulers, a beat does not
     catch up on ticks it missed.
     """
 

@@ -8,13 +8,12 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from kombu.exceptions import OperationalError
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, WatchError
 
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.queue_redis import check_queue_redis, refuse_evicting_redis_at_start
-from app.infrastructure.redis_client import redis_client
+from app.infrastructure.redis_client import AsyncRedis, check_redis, redis_client
 from app.tasks.celery.backlog import Backlog
 from app.tasks.celery.publish import Publisher
 from app.tasks.celery.task_app import create_celery_app
@@ -43,7 +42,9 @@ class CeleryTaskQueue:
     even one that never existed, where this API answers 404.
     """
 
-    def __init__(self, publisher: Publisher, redis: Redis, settings: Settings, broker: str) -> None:
+    def __init__(
+        self, publisher: Publisher, redis: AsyncRedis, settings: Settings, broker: str
+    ) -> None:
         self.broker: str | None = broker
         self._publisher = publisher
         self._redis = redis
@@ -180,7 +181,7 @@ class CeleryTaskQueue:
             )
             with unavailable_as("task status store"):
                 async with self._redis.pipeline(transaction=True) as pipe:
-                    await self.dead.add_in(pipe, letter)
+                    self.dead.add_in(pipe, letter)
                     await pipe.execute()
             raise
         return status
@@ -188,6 +189,7 @@ class CeleryTaskQueue:
     async def ping(self) -> None:
         """Raise when the status store (Redis) or the broker cannot be reached, or the store
         may evict or refuses writes (OOM)."""
+        await check_redis(self._redis)
         allow = self._allow_eviction
         await check_queue_redis(self._redis, probe_key=self._probe_key, allow=allow)
         await self._publisher.ping()

@@ -13,12 +13,14 @@ import os
 from typing import Any, cast
 
 from celery import Celery, Task, signals
-from redis import Redis, WatchError
+from redis import WatchError
 from redis.exceptions import RedisError
 
 from app.config import Settings
 from app.core.logging import configure_logging
 from app.core.startup import freeze_startup_objects
+from app.infrastructure.redis_client import BlockingRedis, blocking_redis_client
+from app.redis_urls import parse_redis_url
 from app.tasks.celery.publish import RUN_TASK
 from app.tasks.celery.schedules import OnSchedule
 from app.tasks.celery.worker import (
@@ -46,7 +48,7 @@ class TaskApp(Celery):
         super().__init__("app", set_as_current=False, include=TASK_MODULES)
         self.settings = settings
         self._process: WorkerProcess | None = None
-        self._redis: tuple[int, Redis] | None = None
+        self._redis: tuple[int, BlockingRedis] | None = None
         signals.setup_logging.connect(self._setup_logging)
         signals.worker_process_init.connect(self._open_process)
         signals.worker_process_shutdown.connect(self._close_process)
@@ -59,11 +61,13 @@ class TaskApp(Celery):
             self._process = WorkerProcess(self.settings)
         return self._process
 
-    def status_redis(self) -> Redis:
+    def status_redis(self) -> BlockingRedis:
         """A blocking client of the status store for this process (beat, a worker's main one)."""
         if self._redis is None or self._redis[0] != os.getpid():
-            client = Redis.from_url(
-                self.settings.redis_url, socket_connect_timeout=2.0, socket_timeout=2.0
+            client = blocking_redis_client(
+                self.settings.redis_url,
+                timeout=2.0,
+                sentinel_password=self.settings.redis_sentinel_password,
             )
             self._redis = (os.getpid(), client)
         return self._redis[1]
@@ -82,7 +86,7 @@ class TaskApp(Celery):
         key = status_key(self.settings.cache_prefix, task_id)
         try:
             with self.status_redis().pipeline(transaction=True) as pipe:
-                pipe.watch(key)  # type: ignore[no-untyped-call]
+                pipe.watch(key)
                 raw = pipe.get(key)
                 status = TaskStatus(id=task_id, name=name)
                 if raw is not None:
@@ -141,8 +145,24 @@ def run_registered_task(task: Task[Any, Any], name: str, payload: dict[str, Any]
 
 
 def broker_url_of(settings: Settings) -> str:
-    """Celery's broker: CELERY_BROKER_URL, or REDIS_URL when it is not set."""
-    return settings.celery_broker_url or settings.redis_url
+    """Celery's broker: CELERY_BROKER_URL, or REDIS_URL when it is not set; never a cluster.
+
+    kombu's Redis transport has no Redis Cluster support: refused at start, saying what to use.
+    """
+    url = settings.celery_broker_url or settings.redis_url
+    if url.lower().startswith(("redis+cluster://", "rediss+cluster://")):
+        setting = "CELERY_BROKER_URL" if settings.celery_broker_url else "REDIS_URL (the broker)"
+        raise ValueError(
+            f"{setting}: kombu, Celery's Redis transport, cannot use Redis Cluster; set "
+            "CELERY_BROKER_URL to RabbitMQ (amqp://), a one-node Redis or Sentinel (statuses, "
+            "dead letters and the cache may stay on the cluster)"
+        )
+    return url
+
+
+def result_backend_of(settings: Settings) -> str | None:
+    """REDIS_URL as Celery's result backend (users' own tasks, chords), unless a cluster."""
+    return None if parse_redis_url(settings.redis_url).topology == "cluster" else settings.redis_url
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:
@@ -210,7 +230,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_connection_timeout": 2.0,
         "task_serializer": "json",
         "accept_content": ["json"],
-        "result_backend": settings.redis_url,
+        "result_backend": result_backend_of(settings),
         "result_expires": settings.task_status_ttl,
         "result_serializer": "json",
         "result_accept_content": ["json"],

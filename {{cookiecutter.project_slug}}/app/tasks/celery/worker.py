@@ -18,13 +18,12 @@ from typing import Any, TypeVar, cast
 from celery import bootsteps
 from celery.worker import state
 from celery.worker.consumer import Consumer
-from redis.asyncio import Redis
 
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
-from app.infrastructure.redis_client import redis_client
+from app.infrastructure.redis_client import AsyncRedis, redis_client
 from app.tasks.attempts import TaskAttempts
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.celery.tracing import start_worker_tracing
@@ -61,7 +60,7 @@ class TaskRunner:
     def __init__(
         self,
         settings: Settings,
-        redis: Redis,
+        redis: AsyncRedis,
         services: TaskServices,
     ) -> None:
         self._redis = redis
@@ -102,7 +101,7 @@ class TaskRunner:
             self.statuses.save_in(pipe, status)
             self.finished.count(pipe, status)
             if status.status == "failed":
-                await self.dead.add_in(pipe, DeadLetter.of(status, payload))
+                self.dead.add_in(pipe, DeadLetter.of(status, payload))
             await pipe.execute()
 
 

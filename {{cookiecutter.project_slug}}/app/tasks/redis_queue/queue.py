@@ -8,6 +8,8 @@ BacklogFullError until workers catch up.
 """
 
 import itertools
+import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -15,23 +17,30 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError
 from redis.typing import EncodableT, FieldT
 
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.queue_redis import check_queue_redis, refuse_evicting_redis_at_start
-from app.infrastructure.redis_client import redis_client
+from app.infrastructure.redis_client import (
+    AsyncPipeline,
+    AsyncRedis,
+    check_redis,
+    redis_client,
+)
+from app.infrastructure.replication import ReplicaAcks
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.origin import NO_ORIGIN, outgoing
 from app.tasks.queue import BacklogFullError, DeadLetter, unavailable_as
-from app.tasks.status import RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.tracing import traced_enqueue
 {%- endif %}
+
+logger = logging.getLogger(__name__)
 
 GROUP = "workers"
 # Unless TASK_MAX_BACKLOG tasks wait already, write the `queued` status and add the entry, in
@@ -45,36 +54,86 @@ end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
 """
+# With REDIS_REPLICA_ACKS >= 1 a task is held, invisible to workers, until replicas confirm
+# it: HOLD writes the `queued` status and parks the task in the delayed set, due in
+# HOLD_SECONDS (so that a failover that loses RELEASE delays the task, never loses it). Same
+# KEYS as ENQUEUE; ARGV: status, ttl, backlog bound, the delayed member, its due time.
+HOLD = """
+if redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
+  return false
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+"""
+# Confirmed: move the held task onto the stream (unless housekeeping already did). KEYS:
+# delayed, stream. ARGV: the member, then the entry's field/value pairs.
+RELEASE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+end
+return false
+"""
+# Not confirmed: take the held task back and delete its status, so that nothing of it is
+# left. KEYS: delayed, status. ARGV: the member. Returns 0 when it was released already.
+REFUSE = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
+HOLD_SECONDS = 5.0
 API_TIMEOUT = 1.0  # seconds: a Redis that is down answers POST /api/v1/tasks with a fast 503
 
 
 @dataclass(frozen=True, slots=True)
 class QueueKeys:
-    """Every Redis key the queue uses, under one prefix."""
+    """The queue's own Redis keys, on the task domain's slot (`tasks_key`)."""
 
     prefix: str
 
     @property
     def stream(self) -> str:
         """The stream of tasks ready to run."""
-        return f"{self.prefix}:tasks"
+        return tasks_key(self.prefix)
 
     @property
     def delayed(self) -> str:
         """Sorted set of retries, scored by the time they are due."""
-        return f"{self.prefix}:tasks:delayed"
+        return tasks_key(self.prefix, "delayed")
+
+    @property
+    def probe(self) -> str:
+        """A counter a worker bumps to WAIT for replicas after a MULTI (`ReplicaAcks.confirm`)."""
+        return tasks_key(self.prefix, "replication-probe")
 
 
-def connect(settings: Settings, *, timeout: float) -> Redis:
-    """A Redis client for the queue whose commands (and waits for a connection) end in `timeout`."""
+def connect(settings: Settings, *, timeout: float) -> AsyncRedis:
+    """A Redis client for the queue whose commands (and waits for a connection) end in `timeout`,
+    plus REDIS_REPLICA_ACK_TIMEOUT when replicas must confirm (a WAIT lasts that long)."""
+    wait = replica_acks(settings).timeout if settings.redis_replica_acks else 0.0
     return redis_client(
-        settings.redis_url, max_connections=settings.cache_max_connections, timeout=timeout
+        settings.redis_url, max_connections=settings.cache_max_connections, timeout=timeout + wait
     )
+
+
+def replica_acks(settings: Settings) -> ReplicaAcks:
+    """The replica confirmations REDIS_REPLICA_ACKS and REDIS_REPLICA_ACK_TIMEOUT ask for."""
+    return ReplicaAcks(settings.redis_replica_acks, settings.redis_replica_ack_timeout)
+
+
+Fields = dict[FieldT, EncodableT]
+
+
+def held_member(fields: Fields) -> bytes:
+    """The delayed-set member of a task, as the workers' PROMOTE_DUE reads it."""
+    text = {str(key): bytes(value).decode() for key, value in fields.items()}  # type: ignore[arg-type]
+    return orjson.dumps(text)
 
 
 def entry_fields(
     task_id: str, name: str, payload: dict[str, Any], origin: Mapping[str, str] = NO_ORIGIN
-) -> dict[FieldT, EncodableT]:
+) -> Fields:
     """The stream fields of one task (typed as redis-py's XADD takes them); `origin` is what
     it carries from the request that sent it (`app.tasks.origin`)."""
     return {
@@ -88,7 +147,7 @@ def entry_fields(
 class RedisTaskQueue:
     """Enqueue onto the stream and read statuses; workers run the tasks."""
 
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: AsyncRedis, settings: Settings) -> None:
         self.broker: str | None = "redis"
         self._redis = redis
         self._settings = settings
@@ -97,6 +156,10 @@ class RedisTaskQueue:
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
         self._enqueue = redis.register_script(ENQUEUE)
+        self.acks = replica_acks(settings)
+        self._hold = redis.register_script(HOLD)
+        self._release = redis.register_script(RELEASE)
+        self._refuse = redis.register_script(REFUSE)
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
 {% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
@@ -107,19 +170,54 @@ class RedisTaskQueue:
         parsed = registry.validate(name, payload)
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
         fields = entry_fields(status.id, name, parsed.model_dump(mode="json"), outgoing())
+        keys = [self.statuses.key(status.id), self.keys.stream, self.keys.delayed]
+        written: list[EncodableT] = [
+            status.model_dump_json(),
+            self.statuses.ttl,
+            self._settings.task_max_backlog,
+        ]
         with unavailable_as("task broker"):
-            added = await self._enqueue(
-                keys=[self.statuses.key(status.id), self.keys.stream, self.keys.delayed],
-                args=[
-                    status.model_dump_json(),
-                    self.statuses.ttl,
-                    self._settings.task_max_backlog,
-                    *itertools.chain.from_iterable(fields.items()),
-                ],
-            )
+            if self.acks.count:
+                added = await self._replicated_enqueue(status, keys, written, fields)
+            else:
+                flat = itertools.chain.from_iterable(fields.items())
+                added = await self._enqueue(keys=keys, args=[*written, *flat])
         if added is None:
             raise BacklogFullError(self._settings.task_max_backlog)
         return status
+
+    async def _replicated_enqueue(
+        self, status: TaskStatus, keys: list[str], written: list[EncodableT], fields: Fields
+    ) -> object:
+        """HOLD the task, WAIT on the same connection, then RELEASE it, or REFUSE it and raise
+        NotReplicatedError: a 202 means REDIS_REPLICA_ACKS replicas have the task."""
+        member = held_member(fields)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            due = time.time() + HOLD_SECONDS
+            hold = [*written, member, due]
+            await self._hold(keys=keys, args=hold, client=pipe)  # type: ignore[arg-type]
+            self.acks.wait_in(pipe)
+            try:
+                (held,) = self.acks.check(await pipe.execute())
+            except RedisError:  # not confirmed, or not known to be: nothing may run
+                await self._take_back(status.id, member)
+                raise
+        if held is None:
+            return None
+        flat = itertools.chain.from_iterable(fields.items())
+        await self._release(keys=[self.keys.delayed, self.keys.stream], args=[member, *flat])
+        return held
+
+    async def _take_back(self, task_id: str, member: bytes) -> None:
+        """REFUSE a held task that replicas did not confirm (logged when that fails too)."""
+        keys = [self.keys.delayed, self.statuses.key(task_id)]
+        try:
+            refused = await self._refuse(keys=keys, args=[member])
+        except RedisError as exc:
+            logger.warning("task %s (a 503) may run: it could not be refused: %s", task_id, exc)
+            return
+        if not refused:  # a stall past HOLD_SECONDS: housekeeping released it
+            logger.warning("task %s (a 503) runs: it was released before its refusal", task_id)
 
     async def dead_letters(self, limit: int) -> list[DeadLetter]:
         """The newest `limit` dead letters, newest first."""
@@ -145,7 +243,7 @@ class RedisTaskQueue:
             waiting, delayed = await pipe.execute()
         return int(waiting) + int(delayed)
 
-    def _push(self, pipe: Pipeline, status: TaskStatus, payload: dict[str, Any]) -> None:
+    def _push(self, pipe: AsyncPipeline, status: TaskStatus, payload: dict[str, Any]) -> None:
         """Add `status`'s task to the stream, inside the requeue's transaction."""
         pipe.xadd(self.keys.stream, entry_fields(status.id, status.name, payload))
 
@@ -155,7 +253,9 @@ class RedisTaskQueue:
             return await self.statuses.load(task_id)
 
     async def ping(self) -> None:
-        """Raise when Redis cannot be reached, may evict tasks, or refuses writes (OOM)."""
+        """Raise unless Redis answers as the queue needs (`check_redis`), never evicts tasks and
+        accepts writes (not OOM)."""
+        await check_redis(self._redis)
         probe_key = f"{self._settings.cache_prefix}:ready"
         allow = self._settings.redis_allow_eviction
         await check_queue_redis(self._redis, probe_key=probe_key, allow=allow)

@@ -16,11 +16,11 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from app.config import Settings
 from app.infrastructure.queue_redis import refuse_evicting_redis
+from app.infrastructure.redis_client import AsyncRedis
 from app.tasks.attempts import TaskAttempts
 from app.tasks.finished_counts import FinishedCounts, duration_fields
 from app.tasks.queue import DeadLetter
@@ -31,6 +31,7 @@ from app.tasks.redis_queue.worker_steps import (
     FINISH,
     PROMOTE_DUE,
     TRANSIENT,
+    confirm,
     consumer_name,
     finish_in,
     loop_died,
@@ -51,7 +52,7 @@ READ_BLOCK_MS = 500  # how long one XREADGROUP waits for new entries
 class Worker:
     """One worker process: reads, runs, retries, reclaims and schedules."""
 
-    redis: Redis
+    redis: AsyncRedis
     settings: Settings
     services: TaskServices
     concurrency: int
@@ -69,6 +70,7 @@ class Worker:
         self.promote = self.redis.register_script(PROMOTE_DUE)
         self.finish_script = self.redis.register_script(FINISH)
         self.claim_cursor = "0-0"
+        self.confirmed = functools.partial(confirm, self.queue.acks, self.redis, self.keys.probe)
 
     async def ensure_group(self) -> None:
         """Create the stream, its consumer group and this consumer if they do not exist yet."""
@@ -161,7 +163,9 @@ class Worker:
                     await self.bury_in(pipe, delivery.entry_id, letter, claim.status)
                 else:
                     remove_in(pipe, self.keys.stream, delivery.entry_id)
-            await pipe.execute()
+            if len(pipe):  # a cluster has no slot to send an empty transaction to
+                await pipe.execute()
+        await self.confirmed("claims")
         for delivery, status in starting:
             task = asyncio.create_task(self.handle(delivery, status))
             self.running[delivery.entry_id] = task
@@ -180,27 +184,30 @@ class Worker:
         """
         status = await self.attempts.attempt(running, delivery.payload, delivery.origin)
         try:
-            if status.status == "succeeded":
-                await self.succeed(delivery.entry_id, status)
-                return
-            async with self.redis.pipeline(transaction=True) as pipe:
-                if status.status == "retrying":
-                    self.retry_in(pipe, delivery, status)
-                else:
-                    letter = DeadLetter.of(status, delivery.payload)
-                    await self.bury_in(pipe, delivery.entry_id, letter, status)
-                await pipe.execute()
+            await (self.succeed if status.status == "succeeded" else self.record)(delivery, status)
+            await self.confirmed(f"task {status.id} {status.status}")
         except Exception:
             logger.exception("could not record task %s as %s", status.id, status.status)
 
-    async def succeed(self, entry_id: bytes, status: TaskStatus) -> None:
+    async def record(self, delivery: Delivery, status: TaskStatus) -> None:
+        """Record a `retrying` task in the delayed set, or bury a failed one (one MULTI)."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if status.status == "retrying":
+                self.retry_in(pipe, delivery, status)
+            else:
+                letter = DeadLetter.of(status, delivery.payload)
+                await self.bury_in(pipe, delivery.entry_id, letter, status)
+            await pipe.execute()
+
+    async def succeed(self, delivery: Delivery, status: TaskStatus) -> None:
         """Write the `succeeded` status, count it and its duration, XACK and XDEL: one script."""
         bucket, total, seconds = duration_fields(status)
         counts = [self.finished.key, self.finished.durations_key]
         written: list[str | float] = [status.model_dump_json(), self.statuses.ttl]
+        counted: list[str | float] = [self.finished.field(status), bucket, total, seconds]
         await self.finish_script(
             keys=[self.statuses.key(status.id), *counts, self.keys.stream],
-            args=[*written, self.finished.field(status), bucket, total, seconds, GROUP, entry_id],
+            args=[*written, *counted, GROUP, delivery.entry_id],
         )
 
     def retry_in(self, pipe: Any, delivery: Delivery, status: TaskStatus) -> None:
@@ -220,7 +227,7 @@ class Worker:
         self, pipe: Any, entry_id: bytes, letter: DeadLetter, status: TaskStatus | None
     ) -> None:
         """Keep `letter`, record the task `failed` (if it has a status) and drop its entry."""
-        await self.queue.dead.add_in(pipe, letter)
+        self.queue.dead.add_in(pipe, letter)
         if status is not None:
             finish_in(pipe, self.keys.stream, entry_id, self.statuses, self.finished, status)
         else:
@@ -269,6 +276,7 @@ class Worker:
                 letter = DeadLetter(id=lost_id(entry_id), name=None, payload=None, error=error)
                 await self.bury_in(pipe, entry_id, letter, None)
             await pipe.execute()
+        await self.confirmed("lost entries")
 
     async def claim_tick(self, job: PeriodicJob, run_at: datetime) -> bool:
         """Take the lock of `job`'s run at `run_at`; only one process in the fleet gets it."""

@@ -12,6 +12,8 @@ from redis.exceptions import BusyLoadingError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.infrastructure.redis_client import AsyncRedis
+from app.infrastructure.replication import NotReplicatedError, ReplicaAcks
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.redis_queue.queue import GROUP
 from app.tasks.status import RedisStatusStore, TaskStatus
@@ -102,6 +104,19 @@ def finish_in(
     statuses.save_in(pipe, status)
     finished.count(pipe, status)
     remove_in(pipe, stream, entry_id)
+
+
+async def confirm(acks: ReplicaAcks, redis: AsyncRedis, probe: str, what: str) -> None:
+    """Wait for REDIS_REPLICA_ACKS replicas to have this worker's writes so far (`what`).
+
+    Short of them the worker goes on, logging it: what a failover loses of its writes, the
+    stream still has (an entry is acknowledged only by the write that ends it), so the task
+    is delivered again (at least once); no final status is lost for good.
+    """
+    try:
+        await acks.confirm(redis, probe)
+    except NotReplicatedError as exc:
+        logger.warning("%s not confirmed by the replicas: %s", what, exc)
 
 
 def loop_died(loop: asyncio.Task[Any], stopping: asyncio.Event) -> bool:

@@ -3,7 +3,6 @@
 import asyncio
 
 import pytest
-from redis.asyncio import Redis
 
 from app.core.metrics import Metrics
 from app.infrastructure.cache import (
@@ -14,7 +13,9 @@ from app.infrastructure.cache import (
     escape_key_part,
     open_cache,
 )
+from app.infrastructure.redis_client import AsyncRedis
 from tests.infrastructure.conftest import cache_settings
+from tests.redis_cluster import admin_client
 
 
 async def test_set_get_delete_and_expiry(cache: Cache) -> None:
@@ -121,11 +122,11 @@ def test_memory_cache_evicts_the_least_recently_used_entry() -> None:
 
 
 async def test_unknown_scheme_is_refused() -> None:
-    with pytest.raises(ValueError, match="unsupported CACHE_URL"):
+    with pytest.raises(ValueError, match="unknown scheme"):
         cache_from_url("memcached://x", settings=cache_settings(), metrics=Metrics())
 
 
-async def clients_once_settled(observer: Redis, expected: int) -> int:
+async def clients_once_settled(observer: AsyncRedis, expected: int) -> int:
     """The server's client count, once it reaches `expected` or 10 s have passed.
 
     A closed socket leaves CLIENT LIST when the server has read its end, a moment later.
@@ -142,7 +143,7 @@ async def clients_once_settled(observer: Redis, expected: int) -> int:
 async def test_open_cache_yields_a_working_cache_and_closes_it(redis_url: str) -> None:
     settings = cache_settings(cache_url=redis_url)
 
-    observer = Redis.from_url(redis_url)
+    observer = admin_client(redis_url)
     async with open_cache(settings, Metrics()) as cache:
         await cache.ping()
         assert isinstance(cache, RedisCache)

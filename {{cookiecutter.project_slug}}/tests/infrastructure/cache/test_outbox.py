@@ -28,23 +28,28 @@ async def test_an_invalidation_redis_missed_is_delivered_once_it_answers_again(
         warm = await writer.lookup("ns", "k")
         await writer.fill(warm, b"before the write", 60)
         await writer.client.save()
+        version = await writer.client.get("{test:ns}")
         server.stop()
         await writer.invalidate(namespaces=["ns"])  # a write committed; Redis is down
         server.start()  # from its snapshot: the old entry is back
         # The writer does not read Redis while its invalidation is undelivered...
         assert not (await writer.lookup("ns", "k")).available
 
-        # ...and delivers it by itself, with no request asking, within REDELIVERY_INTERVAL.
+        # ...a restarted server is a new epoch, so no process takes the old entry as a hit...
+        assert (await reader.lookup("ns", "k")).value is None
+        # ...and it delivers it by itself, with no request asking, within REDELIVERY_INTERVAL.
         started = time.perf_counter()
-        while (await reader.lookup("ns", "k")).value is not None:
+        while not (after := await writer.lookup("ns", "k")).available:
             assert time.perf_counter() - started < REDELIVERY_INTERVAL + 1.0
             await asyncio.sleep(0.02)
-        after = await writer.lookup("ns", "k")
+        bumped = await writer.client.get("{test:ns}")
         await writer.close()
         await reader.close()
 
-    assert after.available
     assert after.value is None
+    assert bumped is not None
+    assert version is not None
+    assert int(bumped) == int(version) + 1
 
 
 def test_missed_single_entries_past_the_bound_become_their_namespaces() -> None:

@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from redis.asyncio import Redis
 
 from app.config import Settings
 from app.main import create_app
 from app.tasks.background.queue import ScheduleTrigger
 from app.tasks.cron import Cron
-from app.tasks.status import TaskStatus
+from app.tasks.status import TaskStatus, status_key
+from tests.redis_cluster import admin_client
 from tests.servers import RedisServer
 from tests.tasks.helpers import enqueue, serve, wait_final, wait_status
 
@@ -67,7 +67,7 @@ async def test_stopping_lets_running_tasks_finish_within_the_shutdown_timeout(
 async def test_tasks_and_the_cache_share_one_redis_pool(settings: Settings, redis_url: str) -> None:
     # One connection in the cache's pool: a second pool for the statuses would open a second.
     update = {"cache_url": redis_url, "cache_max_connections": 1}
-    observer = Redis.from_url(redis_url)
+    observer = admin_client(redis_url)
     async with serve(settings.model_copy(update=update)) as http:
         item = await http.post("/api/v1/items", json={"name": "pooled", "price": 1})
         assert (await http.get(f"/api/v1/items/{item.json()['id']}")).status_code == 200
@@ -115,9 +115,9 @@ async def test_periodic_job_runs_once_per_tick_with_two_apps(
             app = create_app(shared)
             await stack.enter_async_context(app.router.lifespan_context(app))
         await asyncio.sleep(3.5)
-    redis = Redis.from_url(redis_url)
+    redis = admin_client(redis_url)
     try:
-        keys = [key async for key in redis.scan_iter(f"{shared.cache_prefix}:task:*")]
+        keys = [key async for key in redis.scan_iter(status_key(shared.cache_prefix, "*"))]
         values = await redis.mget(keys)
     finally:
         await redis.aclose()

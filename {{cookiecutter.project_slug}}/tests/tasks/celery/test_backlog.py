@@ -18,6 +18,7 @@ from app.tasks.celery.backlog import ADMIT_SLOTS
 from app.tasks.celery.task_app import TaskApp, create_celery_app
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.queue import DeadLetter
+from app.tasks.status import status_key
 from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.helpers import enqueue, serve, wait_final
 
@@ -34,7 +35,7 @@ async def status_count(settings: Settings) -> int:
     """How many task statuses the status store holds."""
     redis = Redis.from_url(settings.redis_url)
     try:
-        return len([key async for key in redis.scan_iter(f"{settings.cache_prefix}:task:*")])
+        return len([key async for key in redis.scan_iter(status_key(settings.cache_prefix, "*"))])
     finally:
         await redis.aclose()
 
@@ -144,7 +145,7 @@ async def test_a_requeue_past_the_bound_is_503_and_keeps_the_dead_letter(
     try:
         dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
         async with redis.pipeline(transaction=True) as pipe:
-            await dead.add_in(pipe, letter)
+            dead.add_in(pipe, letter)
             await pipe.execute()
     finally:
         await redis.aclose()

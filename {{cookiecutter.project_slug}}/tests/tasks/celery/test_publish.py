@@ -17,7 +17,7 @@ from app.config import Settings
 from app.tasks.celery import queue as celery_queue
 from app.tasks.celery.publish import RUN_TASK
 from app.tasks.celery.task_app import TaskApp, broker_url_of
-from app.tasks.status import TaskStatus
+from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer, free_port
 from tests.tasks.celery.custom_app import (
     KEY_PREFIX,
@@ -45,7 +45,7 @@ async def statuses(settings: Settings) -> list[TaskStatus]:
     """Every task status in the status store."""
     redis = Redis.from_url(settings.redis_url)
     try:
-        keys = [key async for key in redis.scan_iter(f"{settings.cache_prefix}:task:*")]
+        keys = [key async for key in redis.scan_iter(status_key(settings.cache_prefix, "*"))]
         return [TaskStatus.model_validate_json(raw) for raw in await redis.mget(keys) if raw]
     finally:
         await redis.aclose()

@@ -1,5 +1,6 @@
 """The Celery app's configuration, its schedule, and one attempt, without worker processes."""
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,6 +35,31 @@ def test_messages_are_json_only_and_acknowledged_late(settings: Settings) -> Non
     options = conf.broker_transport_options
     assert options["visibility_timeout"] == settings.task_visibility_timeout
     assert options["unacked_restore_interval"] <= settings.task_visibility_timeout
+
+
+CLUSTER = "redis+cluster://127.0.0.1:7000,127.0.0.1:7001"
+
+
+@pytest.mark.parametrize(
+    ("update", "named"),
+    [
+        ({"redis_url": CLUSTER}, "REDIS_URL (the broker)"),
+        ({"celery_broker_url": CLUSTER}, "CELERY_BROKER_URL"),
+    ],
+)
+def test_a_cluster_as_the_broker_stops_the_start(update: dict[str, str], named: str) -> None:
+    settings = Settings.model_validate(update)
+    with pytest.raises(ValueError, match=re.escape(f"{named}: kombu, Celery's Redis transport")):
+        create_celery_app(settings)
+
+
+def test_statuses_on_a_cluster_with_the_broker_on_rabbitmq_leave_no_result_backend() -> None:
+    settings = Settings.model_validate(
+        {"redis_url": CLUSTER, "celery_broker_url": "amqp://guest@127.0.0.1:5672//"}
+    )
+    conf = create_celery_app(settings).conf
+    assert conf.broker_url == "amqp://guest@127.0.0.1:5672//"
+    assert conf.result_backend is None  # Celery's Redis result backend has no Cluster support
 
 
 def test_the_run_task_retries_with_backoff_up_to_the_attempts(settings: Settings) -> None:

@@ -162,7 +162,7 @@ async def test_periodic_job_runs_once_per_tick_with_two_beats_and_two_workers(
     await asyncio.sleep(1)  # let the workers finish the last tick
     redis = Redis.from_url(settings.redis_url)
     try:
-        keys = [key async for key in redis.scan_iter(f"{settings.cache_prefix}:task:*")]
+        keys = [key async for key in redis.scan_iter(status_key(settings.cache_prefix, "*"))]
         statuses = [TaskStatus.model_validate_json(raw) for raw in await redis.mget(keys) if raw]
     finally:
         await redis.aclose()

@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from redis.asyncio import Redis
 
 from app.config import Settings
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
+from tests.redis_cluster import admin_client
 from tests.tasks.helpers import settings_env
 
 __all__ = ["settings", "task_runner", "task_runners", "worker_output", "workers"]
@@ -53,7 +53,7 @@ class Workers:
 
     async def wait_consumers(self, count: int, within: float = 20.0) -> None:
         """Wait until `count` consumers have read from the group."""
-        redis = Redis.from_url(self.settings.redis_url)
+        redis = admin_client(self.settings.redis_url)
         stream = QueueKeys(self.settings.cache_prefix).stream
         deadline = time.monotonic() + within
         try:

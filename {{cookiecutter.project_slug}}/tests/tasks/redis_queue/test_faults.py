@@ -16,8 +16,10 @@ from redis.asyncio import Redis
 
 import tests.tasks.faulty_tasks  # noqa: F401 - registers exit_process and block_thread
 from app.config import Settings
+from app.infrastructure.redis_client import AsyncRedis
 from app.tasks.redis_queue.queue import GROUP, QueueKeys
 from app.tasks.status import TaskStatus, status_key
+from tests.redis_cluster import admin_client
 from tests.servers import RedisServer
 from tests.tasks.helpers import enqueue, serve, wait_final
 from tests.tasks.redis_queue.fixtures import Workers, spawn_logged_worker
@@ -29,9 +31,9 @@ BATCH = 20  # concurrent POSTs; fewer than CACHE_MAX_CONNECTIONS, so none waits 
 
 
 @pytest.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
+async def redis(settings: Settings) -> AsyncIterator[AsyncRedis]:
     """A client of the test's Redis, to inject faults with."""
-    client = Redis.from_url(settings.redis_url)
+    client = admin_client(settings.redis_url)
     try:
         yield client
     finally:

@@ -12,12 +12,12 @@ from datetime import datetime, timedelta
 
 import pytest
 from httpx import AsyncClient
-from redis.asyncio import Redis
 
 from app.config import Settings
 from app.tasks.redis_queue.queue import GROUP, QueueKeys, entry_fields
 from app.tasks.status import TaskStatus, status_key, utcnow
 from tests.prometheus_text import parse, value
+from tests.redis_cluster import admin_client
 from tests.servers import RedisServer
 from tests.tasks.helpers import enqueue, serve, settings_env, wait_final, wait_status
 from tests.tasks.redis_queue.fixtures import PROJECT_ROOT, Workers
@@ -94,7 +94,7 @@ async def test_an_entry_whose_task_already_finished_is_acked_not_run_again(
     # A worker that died after writing `succeeded` but before its XACK leaves such an entry.
     done = TaskStatus(id="finished-before", name="add", status="succeeded", result=3, attempts=1)
     keys = QueueKeys(settings.cache_prefix)
-    redis = Redis.from_url(settings.redis_url)
+    redis = admin_client(settings.redis_url)
     try:
         await redis.set(status_key(settings.cache_prefix, done.id), done.model_dump_json())
         await redis.xadd(keys.stream, entry_fields(done.id, "add", {"a": 1, "b": 2}))
@@ -119,7 +119,7 @@ async def test_a_status_from_a_clock_ahead_or_without_a_zone_counts_zero_seconds
         TaskStatus(id="ahead", name="add", created_at=ahead, updated_at=ahead),
         TaskStatus(id="naive", name="add", created_at=datetime(2026, 1, 1)),
     ]
-    redis = Redis.from_url(settings.redis_url)
+    redis = admin_client(settings.redis_url)
     try:
         for status in statuses:
             await redis.set(status_key(settings.cache_prefix, status.id), status.model_dump_json())
@@ -158,9 +158,9 @@ async def test_periodic_job_runs_once_per_tick_with_two_workers(
     await workers.start(task_heartbeat_interval=1)
     await workers.start(task_heartbeat_interval=1)
     await asyncio.sleep(3.5)
-    redis = Redis.from_url(settings.redis_url)
+    redis = admin_client(settings.redis_url)
     try:
-        keys = [key async for key in redis.scan_iter(f"{settings.cache_prefix}:task:*")]
+        keys = [key async for key in redis.scan_iter(status_key(settings.cache_prefix, "*"))]
         values = await redis.mget(keys)
         statuses = [TaskStatus.model_validate_json(raw) for raw in values if raw is not None]
     finally:

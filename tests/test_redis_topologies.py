@@ -1,0 +1,68 @@
+"""The generated suites on a real Redis Cluster (TEST_REDIS_URL=redis+cluster://...).
+
+The cluster is the generated project's own (`python -m tests.redis_cluster`: three masters
+on free loopback ports). The subset is every test of the cache (contract, batching, breaker,
+outbox, the services' history checker, the response cache), of statuses and finished counts,
+the task API end to end with real workers (redis_queue; in-process for background), and
+readiness on a cluster: what reads or writes Redis through the app's own clients. The rest of
+each suite tests one-node faults (a restarted or killed `redis-server`) and stays on one node.
+"""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Render
+from tests.test_generated_projects import SYNC, clean_env, run, skipped_count
+
+pytestmark = pytest.mark.slow
+
+ON_A_CLUSTER = [
+    "tests/infrastructure",
+    "tests/services",
+    "tests/middleware",
+    "tests/api/test_health_topologies.py",
+    "tests/tasks/test_status.py",
+    "tests/tasks/test_finished_counts.py",
+    "tests/tasks/test_api.py",
+]
+
+
+def suite_on_a_cluster(project: Path) -> str:
+    """Run the subset with TEST_REDIS_URL at a cluster the project starts; its output."""
+    cluster = subprocess.Popen(
+        ["uv", "run", "python", "-m", "tests.redis_cluster"],
+        cwd=project,
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert cluster.stdout is not None
+        url = cluster.stdout.readline().strip()
+        assert url.startswith("redis+cluster://"), "the project's cluster did not start"
+        result = subprocess.run(
+            ["uv", "run", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *ON_A_CLUSTER],
+            cwd=project,
+            env={**clean_env(), "TEST_REDIS_URL": url},
+            capture_output=True,
+            text=True,
+            timeout=1200,
+            check=False,
+        )
+    finally:
+        cluster.terminate()
+        cluster.wait(timeout=30)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"the suite failed on a cluster:\n{output[-8000:]}"
+    return output
+
+
+@pytest.mark.parametrize("backend", ["redis_queue", "background"])
+def test_the_generated_suite_passes_on_a_redis_cluster(render: Render, backend: str) -> None:
+    project = render(task_backend=backend, database="sqlite")
+    run(SYNC, project)
+    output = suite_on_a_cluster(project)
+    skipped = skipped_count(output.strip())
+    assert skipped == 0, f"{skipped} tests were skipped (missing servers?):\n{output[-4000:]}"

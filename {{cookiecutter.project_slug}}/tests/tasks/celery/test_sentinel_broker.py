@@ -1,0 +1,50 @@
+"""kombu's Sentinel broker: a real Celery worker takes its tasks from the primary a real
+Sentinel group names (`sentinel://h1:p1;sentinel://h2:p2` and `master_name`)."""
+
+from collections.abc import Iterator
+
+import pytest
+from httpx import AsyncClient
+from redis.asyncio import Redis
+
+from app.config import Settings
+from tests.redis_sentinel import SERVICE, SentinelGroup, running_sentinel_group
+from tests.tasks.celery.fixtures import CeleryProcesses
+from tests.tasks.helpers import enqueue, wait_final
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def group() -> Iterator[SentinelGroup]:
+    """A Sentinel group for the broker; the status store stays on the test's Redis."""
+    with running_sentinel_group() as sentinel_group:
+        yield sentinel_group
+
+
+@pytest.fixture
+def settings(settings: Settings, group: SentinelGroup) -> Settings:
+    """CELERY_BROKER_URL as kombu spells Sentinel, with the group's service name."""
+    sentinels = ";".join(f"sentinel://127.0.0.1:{port}" for port in group.sentinel_ports)
+    return settings.model_copy(
+        update={
+            "celery_broker_url": sentinels,
+            "celery_broker_transport_options": {"master_name": SERVICE},
+        }
+    )
+
+
+async def test_a_worker_on_the_sentinel_broker_finishes_tasks(
+    client: AsyncClient, celery_processes: CeleryProcesses, group: SentinelGroup
+) -> None:
+    await celery_processes.worker(concurrency=2)
+    added = await enqueue(client, "add", {"a": 2, "b": 3})
+    flaky = await enqueue(client, "flaky", {"fail_times": 1})
+    body = await wait_final(client, added, within=30)
+    assert (body["status"], body["result"]) == ("succeeded", 5)
+    body = await wait_final(client, flaky, within=30)
+    assert (body["status"], body["result"], body["attempts"]) == ("succeeded", 2, 2)
+    primary = Redis.from_url(group.direct_url(group.primary_port))
+    bindings = await primary.keys("_kombu.binding.*")  # the messages went through the group
+    await primary.aclose()
+    assert bindings
