@@ -4,7 +4,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+{% if cookiecutter.auth == "none" -%}
+from pydantic import Field, SecretStr
+{% else -%}
 from pydantic import Field
+{% endif -%}
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -38,6 +42,17 @@ class Settings(BaseSettings):
     # that /metrics sums them (README "Several processes"). Export it: prometheus-client reads
     # the environment variable itself, and the service refuses to start if only .env has it.
     prometheus_multiproc_dir: Path | None = None
+
+    # Access (README "Before you expose it")
+{%- if cookiecutter.auth == "oidc" %}
+    auth_issuer: str | None = None  # the provider's issuer URL, exactly as its tokens say `iss`
+    auth_audience: str | None = None  # the `aud` its tokens carry for this service
+    auth_jwks_url: str | None = None  # None: `jwks_uri` of the issuer's discovery document
+    auth_scopes_claim: str = "scope"  # space-separated or a list; `scp`, `realm_access.roles`
+    auth_jwks_refetch_interval: float = Field(default=30.0, gt=0)  # seconds between refetches
+{%- else %}
+    admin_token: SecretStr | None = None  # bearer secret of the operator routes; unset: 403
+{%- endif %}
 
     # Cache
     cache_url: str = "memory://"

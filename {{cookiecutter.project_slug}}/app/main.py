@@ -18,6 +18,10 @@ from app.core.tracing import REQUEST_TELEMETRY, start_tracing
 {%- endif %}
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
+{%- if cookiecutter.auth == "oidc" %}
+from app.infrastructure.oidc import OidcVerifier
+from app.middleware.authentication import AuthenticationMiddleware
+{%- endif %}
 from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.metrics import HttpMetricsMiddleware
@@ -35,6 +39,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the database, cache and task queue for the app's lifetime; close them in reverse."""
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
+{%- if cookiecutter.auth == "oidc" %}
+        await stack.enter_async_context(app.state.verifier.connected())
+{%- endif %}
         metrics = stack.enter_context(open_metrics(settings))
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
@@ -89,6 +96,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 {%- if cookiecutter.use_opentelemetry == "yes" %}
     trace_server_spans(app, templates)
 {%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
+    # Before routing, the rate limiter and the cache: each sees who asked (README "Access").
+    app.state.verifier = oidc_verifier(settings)
+    app.add_middleware(AuthenticationMiddleware, verifier=app.state.verifier)
+{%- endif %}
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
@@ -98,6 +110,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router, prefix="/api/v1")
     document_problems_as_problem_json(app)
     return app
+
+
+{%- if cookiecutter.auth == "oidc" %}
+
+
+def oidc_verifier(settings: Settings) -> OidcVerifier:
+    """The token verifier for AUTH_ISSUER and AUTH_AUDIENCE (the lifespan refuses them unset)."""
+    return OidcVerifier(
+        issuer=settings.auth_issuer or "",
+        audience=settings.auth_audience or "",
+        jwks_url=settings.auth_jwks_url,
+        scopes_claim=settings.auth_scopes_claim,
+        refetch_interval=settings.auth_jwks_refetch_interval,
+    )
+{%- endif %}
 
 
 @cache

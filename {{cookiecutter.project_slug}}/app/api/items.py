@@ -4,16 +4,28 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
+from app.api.access.{{ cookiecutter.auth }} import ITEMS_WRITE, PROBLEMS, requires
 from app.api.deps import ItemServiceDep
 from app.core.problems import problem_responses
 from app.schemas.item import ID_MAX, ItemCreate, ItemPage, ItemRead, ItemUpdate
 
-router = APIRouter(prefix="/items", tags=["items"], responses=problem_responses(422, 500, 503))
+router = APIRouter(
+    prefix="/items",
+    tags=["items"],
+    dependencies=[requires()],
+    responses=problem_responses(422, 500, 503) | PROBLEMS,
+)
+WRITE = [requires(ITEMS_WRITE)]
 
 ItemIdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(400, 409, 413))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=WRITE,
+    responses=problem_responses(400, 409, 413),
+)
 async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
     """Create an item."""
     return await service.create(data)
@@ -35,14 +47,17 @@ async def get_item(item_id: ItemIdPath, service: ItemServiceDep) -> ItemRead:
     return await service.get(item_id)
 
 
-@router.patch("/{item_id}", responses=problem_responses(400, 404, 409, 413))
+@router.patch("/{item_id}", dependencies=WRITE, responses=problem_responses(400, 404, 409, 413))
 async def update_item(item_id: ItemIdPath, data: ItemUpdate, service: ItemServiceDep) -> ItemRead:
     """Change some fields of an item, or 404."""
     return await service.update(item_id, data)
 
 
 @router.delete(
-    "/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
+    "/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=WRITE,
+    responses=problem_responses(404),
 )
 async def delete_item(item_id: ItemIdPath, service: ItemServiceDep) -> None:
     """Delete an item, or 404."""

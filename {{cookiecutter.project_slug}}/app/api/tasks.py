@@ -5,12 +5,25 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import WithJsonSchema
 
+from app.api.access.{{ cookiecutter.auth }} import (
+    ADMIN,
+    ADMIN_PROBLEMS,
+    PROBLEMS,
+    TASKS_READ,
+    TASKS_WRITE,
+    requires,
+)
 from app.api.deps import MetricsDep, TaskQueueDep
 from app.core.problems import problem_responses
 from app.schemas.task import DeadLetterRead, TaskAccepted, TaskCreate, TaskInfo, TaskRead
 from app.tasks.definitions import registry
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=problem_responses(500))
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    dependencies=[requires()],
+    responses=problem_responses(500) | PROBLEMS,
+)
 
 
 def _registered_tasks_schema() -> dict[str, Any]:
@@ -44,7 +57,10 @@ async def list_tasks() -> list[TaskInfo]:
 
 
 @router.post(
-    "", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(400, 413, 422, 503)
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[requires(TASKS_WRITE)],
+    responses=problem_responses(400, 413, 422, 503),
 )
 async def enqueue_task(
     body: TaskCreateBody, queue: TaskQueueDep, metrics: MetricsDep
@@ -55,7 +71,11 @@ async def enqueue_task(
     return TaskAccepted(id=accepted.id, status=accepted.status)
 
 
-@router.get("/dead-letters", responses=problem_responses(422, 503))
+@router.get(
+    "/dead-letters",
+    dependencies=[requires(ADMIN)],
+    responses=problem_responses(422, 503) | ADMIN_PROBLEMS,
+)
 async def list_dead_letters(
     queue: TaskQueueDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[DeadLetterRead]:
@@ -67,7 +87,8 @@ async def list_dead_letters(
 @router.post(
     "/dead-letters/{task_id}/requeue",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problem_responses(404, 409, 422, 503),
+    dependencies=[requires(ADMIN)],
+    responses=problem_responses(404, 409, 422, 503) | ADMIN_PROBLEMS,
 )
 async def requeue_dead_letter(task_id: str, queue: TaskQueueDep) -> TaskAccepted:
     """Run a dead letter again with fresh attempts: 404 unknown, 409 nothing readable to run."""
@@ -75,7 +96,11 @@ async def requeue_dead_letter(task_id: str, queue: TaskQueueDep) -> TaskAccepted
     return TaskAccepted(id=requeued.id, status=requeued.status)
 
 
-@router.get("/{task_id}", responses=problem_responses(404, 422, 503))
+@router.get(
+    "/{task_id}",
+    dependencies=[requires(TASKS_READ)],
+    responses=problem_responses(404, 422, 503),
+)
 async def read_task(task_id: str, queue: TaskQueueDep) -> TaskRead:
     """One task's status; 404 when unknown or expired."""
     found = await queue.get(task_id)

@@ -12,6 +12,8 @@ from app.core.tracing import TraceContextFilter
 
 # The id of the HTTP request being served (set by `RequestIdMiddleware`), None outside one.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Who asked: the verified token's subject (`auth=oidc`), None when no token was verified.
+subject: ContextVar[str | None] = ContextVar("subject", default=None)
 
 # Attributes every LogRecord has (and uvicorn's terminal-only copy of the message);
 # anything else came through `extra=` and is logged as a field.
