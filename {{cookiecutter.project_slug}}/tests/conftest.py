@@ -6,11 +6,15 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+{%- if cookiecutter.auth == "none" %}
+from pydantic import SecretStr
+{%- endif %}
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -19,12 +23,18 @@ from app.config import Settings
 from app.main import create_app
 from app.models import Base
 from app.state import AppState
+{%- if cookiecutter.auth == "oidc" %}
+from tests.identity_provider import AUDIENCE, IdentityProvider, running_identity_provider
+{%- endif %}
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from tests.otlp_receiver import no_ambient_tracing, otlp_receiver  # noqa: F401
 {%- endif %}
 from tests.servers import RedisServer, running_postgres, running_redis
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+{%- if cookiecutter.auth == "none" %}
+ADMIN_TOKEN = "test-admin-token"
+{%- endif %}
 USES_POSTGRES = str(Settings.model_fields["database_url"].default).startswith("postgresql")
 
 
@@ -115,10 +125,62 @@ async def database_url(migrated_database_url: str, tmp_path: Path) -> str:
     return migrated_database_url
 
 
+{%- if cookiecutter.auth == "oidc" %}
+
+
+@pytest.fixture(scope="session")
+def running_provider() -> Iterator[IdentityProvider]:
+    """The tests' OpenID Connect provider, serving on loopback for the whole run."""
+    with running_identity_provider() as provider:
+        yield provider
+
+
+@pytest.fixture
+def identity_provider(running_provider: IdentityProvider) -> IdentityProvider:
+    """The provider as it starts: its keys published, answering, no fetch counted."""
+    running_provider.published = list(running_provider.keys)
+    running_provider.answering = True
+    running_provider.jwks_fetches = 0
+    return running_provider
+{%- endif %}
+
+
+@pytest.fixture(autouse=True)
+def credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Authorization every test's httpx client sends where the service asks for one
+    (`auth=oidc`: all of /api/; `auth=none`: the operator routes), unless the request sets its
+    own: the suite exercises the service, `tests/api/test_oidc.py` / `test_admin_token.py` access.
+    """
+{%- if cookiecutter.auth == "oidc" %}
+    provider: IdentityProvider = request.getfixturevalue("identity_provider")
+    value, needs = f"Bearer {provider.token()}", "/api/"
+{%- else %}
+    value, needs = f"Bearer {ADMIN_TOKEN}", "/dead-letters"
+{%- endif %}
+    send = httpx.AsyncClient.send
+
+    async def send_with_credentials(
+        client: httpx.AsyncClient, sent: httpx.Request, **options: object
+    ) -> httpx.Response:
+        if needs in sent.url.path and "authorization" not in sent.headers:
+            sent.headers["Authorization"] = value
+        return await send(client, sent, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", send_with_credentials)
+    return value
+
+
 @pytest.fixture
 def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     """Settings for one test: fresh database, in-process cache, the test's Redis as broker."""
     settings = Settings(database_url=database_url, cache_url="memory://", log_format="console")
+{%- if cookiecutter.auth == "oidc" %}
+    provider: IdentityProvider = request.getfixturevalue("identity_provider")
+    access = {"auth_issuer": provider.issuer, "auth_audience": AUDIENCE}
+{%- else %}
+    access = {"admin_token": SecretStr(ADMIN_TOKEN)}
+{%- endif %}
+    settings = settings.model_copy(update=access)
     if "redis_url" not in Settings.model_fields:  # the background backend has no broker
         return settings
     return settings.model_copy(update={"redis_url": request.getfixturevalue("redis_url")})

@@ -44,11 +44,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class RequestIdFilter(logging.Filter):
-    """Add the current request's id (or None outside a request) to every record."""
+    """Add the current request's id (or None outside a request) and caller to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Stamp the record; never drop it."""
         record.request_id = request_id.get()
+        caller = subject.get()
+        if caller is not None:  # who asked (auth=oidc), in the API and in the task's worker
+            record.subject = caller
         return True
 
 

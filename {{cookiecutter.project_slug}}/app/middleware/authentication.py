@@ -32,7 +32,7 @@ class AuthenticationMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Record the token's subject and scopes (or why it failed), then pass the request on."""
         header = Headers(scope=scope).get("authorization") if scope["type"] == "http" else None
-        if header is None or not str(scope["path"]).startswith(self.prefix):
+        if not header or not str(scope["path"]).startswith(self.prefix):  # empty: none sent
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})

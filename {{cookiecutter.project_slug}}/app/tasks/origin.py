@@ -5,7 +5,8 @@ Every backend sends `outgoing()` along with the task (in the stream entry, in Ce
 headers, or in the asyncio task's own context for `background`) and hands what arrived to
 `TaskAttempts.attempt`, which runs each attempt under `incoming(origin)`: the lines the worker
 logs for that task carry the id of the request that enqueued it, retries included, and
-`requested_by()` names the caller, so a task can act on their behalf.
+`app.core.logging.subject` names the caller (and their log lines do), so a task can act on
+their behalf.
 """
 
 from collections.abc import Iterator, Mapping
@@ -47,8 +48,3 @@ def incoming(origin: Mapping[str, str]) -> Iterator[None]:
     finally:
         subject.reset(subject_token)
         request_id.reset(id_token)
-
-
-def requested_by() -> str | None:
-    """The subject of the token that enqueued the running task (None: no verified caller)."""
-    return subject.get()
