@@ -7,7 +7,6 @@ template of the route they were meant for; paths and methods no route knows shar
 from uuid import uuid4
 
 import pytest
-
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from httpx import AsyncClient
