@@ -150,7 +150,7 @@ def running_provider() -> Iterator[IdentityProvider]:
 @pytest.fixture
 def identity_provider(running_provider: IdentityProvider) -> IdentityProvider:
     """The provider as it starts: its keys published, answering, no fetch counted."""
-    running_provider.published = list(running_provider.keys)
+    running_provider.published = [key.jwk for key in running_provider.keys]
     running_provider.answering = True
     running_provider.jwks_fetches = 0
     return running_provider

@@ -42,7 +42,7 @@ class IdentityProvider:
 
     def __init__(self) -> None:
         self.keys = [SigningKey("RSA"), SigningKey("EC")]
-        self.published = list(self.keys)
+        self.published: list[dict[str, Any]] = [key.jwk for key in self.keys]
         self.answering = True
         self.jwks_fetches = 0
         self.issuer = ""
@@ -81,7 +81,7 @@ class IdentityProvider:
             return {"issuer": self.issuer, "jwks_uri": f"{self.issuer}/jwks"}
         if path == "/jwks":
             self.jwks_fetches += 1
-            return {"keys": [key.jwk for key in self.published]}
+            return {"keys": self.published}
         return None
 
 

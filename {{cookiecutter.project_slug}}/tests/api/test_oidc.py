@@ -186,7 +186,7 @@ async def test_a_rotated_key_is_fetched_when_a_token_names_it(
     async with serving(settings, auth_jwks_refetch_interval=0.05) as http:
         assert (await http.get("/api/v1/items", headers=identity_provider.headers())).is_success
         rotated = SigningKey()
-        identity_provider.published = [rotated]
+        identity_provider.published = [rotated.jwk]
         await asyncio.sleep(0.1)  # past the refetch interval
         answer = await http.get("/api/v1/items", headers=identity_provider.headers(key=rotated))
         assert answer.status_code == 200, answer.text
@@ -248,3 +248,21 @@ async def test_the_openapi_document_declares_the_scheme_and_each_routes_scopes(
     requeue = document["paths"]["/api/v1/tasks/dead-letters/{task_id}/requeue"]["post"]
     assert {"bearer": ["admin"]} in requeue["security"]
     assert "401" in create["responses"]
+
+
+async def test_a_symmetric_key_in_the_jwks_is_never_used(
+    client: AsyncClient, identity_provider: IdentityProvider
+) -> None:
+    secret = b"a-secret-published-by-mistake-0123456789"
+    oct_key = {"kty": "oct", "kid": "shared", "k": b64(secret), "alg": "HS256"}
+    identity_provider.published = [*identity_provider.published, oct_key]
+    claims = jwt.decode(identity_provider.token(), options={"verify_signature": False})
+    token = jwt.encode(claims, secret, algorithm="HS256", headers={"kid": "shared"})
+    assert_problem(await client.get("/api/v1/items", headers=bearer(token)), 401, "Bearer error")
+
+
+async def test_the_service_refuses_to_start_without_issuer_or_audience(settings: Settings) -> None:
+    for missing in ("auth_issuer", "auth_audience"):
+        with pytest.raises(RuntimeError, match="AUTH_ISSUER and AUTH_AUDIENCE"):
+            async with serving(settings, **{missing: None}):
+                pass
