@@ -25,6 +25,7 @@ from app.middleware.authentication import AuthenticationMiddleware
 from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.metrics import HttpMetricsMiddleware
+from app.middleware.raw_path import RawPathMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.route_templates import RouteTemplates
 {%- if cookiecutter.use_opentelemetry == "yes" %}
@@ -101,6 +102,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.verifier = oidc_verifier(settings)
     app.add_middleware(AuthenticationMiddleware, verifier=app.state.verifier)
 {%- endif %}
+    # Before anything reads the path: what is routed is what a proxy in front of it saw.
+    app.add_middleware(RawPathMiddleware)
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)
