@@ -67,7 +67,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "app/middleware/authentication.py",
             "tests/identity_provider.py",
             "tests/api/test_oidc.py",
-            "tests/infrastructure/test_oidc.py",
+            "tests/tasks/test_subject.py",
         ),
     },
 }

@@ -46,11 +46,20 @@ class Settings(BaseSettings):
     # Access (README "Before you expose it")
 {%- if cookiecutter.auth == "oidc" %}
     auth_issuer: str | None = None  # the provider's issuer URL, exactly as its tokens say `iss`
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
     auth_audience: str | None = None  # the `aud` its tokens carry for this service
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
     auth_jwks_url: str | None = None  # None: `jwks_uri` of the issuer's discovery document
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
     auth_scopes_claim: str = "scope"  # space-separated or a list; `scp`, `realm_access.roles`
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
     auth_jwks_refetch_interval: float = Field(default=30.0, gt=0)  # seconds between refetches
-{%- else %}
+{%- endif %}
+{%- if cookiecutter.auth == "none" %}
     admin_token: SecretStr | None = None  # bearer secret of the operator routes; unset: 403
 {%- endif %}
 

@@ -19,7 +19,9 @@ from app.core.tracing import REQUEST_TELEMETRY, start_tracing
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
 {%- if cookiecutter.auth == "oidc" %}
-from app.infrastructure.oidc import OidcVerifier
+from app.infrastructure.oidc import oidc_verifier
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
 from app.middleware.authentication import AuthenticationMiddleware
 {%- endif %}
 from app.middleware.body_limit import RequestBodyLimitMiddleware
@@ -98,9 +100,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     trace_server_spans(app, templates)
 {%- endif %}
 {%- if cookiecutter.auth == "oidc" %}
-    # Before routing, the rate limiter and the cache: each sees who asked (README "Access").
-    app.state.verifier = oidc_verifier(settings)
-    app.add_middleware(AuthenticationMiddleware, verifier=app.state.verifier)
+    app.state.verifier = oidc_verifier(settings)  # its lifespan: `lifespan` above
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
+    app.add_middleware(AuthenticationMiddleware, verifier=app.state.verifier)  # before routing
 {%- endif %}
     # Before anything reads the path: what is routed is what a proxy in front of it saw.
     app.add_middleware(RawPathMiddleware)
@@ -113,21 +116,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(tasks.router, prefix="/api/v1")
     document_problems_as_problem_json(app)
     return app
-
-
-{%- if cookiecutter.auth == "oidc" %}
-
-
-def oidc_verifier(settings: Settings) -> OidcVerifier:
-    """The token verifier for AUTH_ISSUER and AUTH_AUDIENCE (the lifespan refuses them unset)."""
-    return OidcVerifier(
-        issuer=settings.auth_issuer or "",
-        audience=settings.auth_audience or "",
-        jwks_url=settings.auth_jwks_url,
-        scopes_claim=settings.auth_scopes_claim,
-        refetch_interval=settings.auth_jwks_refetch_interval,
-    )
-{%- endif %}
 
 
 @cache

@@ -24,7 +24,7 @@ from app.main import create_app
 from app.models import Base
 from app.state import AppState
 {%- if cookiecutter.auth == "oidc" %}
-from tests.identity_provider import AUDIENCE, IdentityProvider, running_identity_provider
+from tests.identity_provider import identity_provider, running_provider  # noqa: F401
 {%- endif %}
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from tests.otlp_receiver import no_ambient_tracing, otlp_receiver  # noqa: F401
@@ -137,26 +137,6 @@ async def database_url(migrated_database_url: str, tmp_path: Path) -> str:
     return migrated_database_url
 
 
-{%- if cookiecutter.auth == "oidc" %}
-
-
-@pytest.fixture(scope="session")
-def running_provider() -> Iterator[IdentityProvider]:
-    """The tests' OpenID Connect provider, serving on loopback for the whole run."""
-    with running_identity_provider() as provider:
-        yield provider
-
-
-@pytest.fixture
-def identity_provider(running_provider: IdentityProvider) -> IdentityProvider:
-    """The provider as it starts: its keys published, answering, no fetch counted."""
-    running_provider.published = [key.jwk for key in running_provider.keys]
-    running_provider.answering = True
-    running_provider.jwks_fetches = 0
-    return running_provider
-{%- endif %}
-
-
 def _guarded(client: httpx.AsyncClient) -> bool:
     """Whether `client` calls the service (a real server, or an app of `create_app`), not an
     app a test assembled without access control (the response-cache middleware tests)."""
@@ -173,8 +153,7 @@ def credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     own: the suite exercises the service, `tests/api/test_oidc.py` / `test_admin_token.py` access.
     """
 {%- if cookiecutter.auth == "oidc" %}
-    provider: IdentityProvider = request.getfixturevalue("identity_provider")
-    value, needs = f"Bearer {provider.token()}", "/api/"
+    value, needs = f"Bearer {request.getfixturevalue('identity_provider').token()}", "/api/"
 {%- else %}
     value, needs = f"Bearer {ADMIN_TOKEN}", "/dead-letters"
 {%- endif %}
@@ -196,8 +175,7 @@ def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     """Settings for one test: fresh database, in-process cache, the test's Redis as broker."""
     settings = Settings(database_url=database_url, cache_url="memory://", log_format="console")
 {%- if cookiecutter.auth == "oidc" %}
-    provider: IdentityProvider = request.getfixturevalue("identity_provider")
-    access = {"auth_issuer": provider.issuer, "auth_audience": AUDIENCE}
+    access = request.getfixturevalue("identity_provider").settings()
 {%- else %}
     access = {"admin_token": SecretStr(ADMIN_TOKEN)}
 {%- endif %}

@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 AUDIENCE = "my-service-api"
@@ -71,6 +72,10 @@ class IdentityProvider:
         headers = {"kid": signer.kid}
         return jwt.encode(body, signer.private, algorithm=signer.algorithm, headers=headers)
 
+    def settings(self) -> dict[str, Any]:
+        """The settings that point the service at this provider."""
+        return {"auth_issuer": self.issuer, "auth_audience": AUDIENCE}
+
     def headers(self, **options: Any) -> dict[str, str]:
         """An Authorization header carrying `token(**options)`."""
         return {"Authorization": f"Bearer {self.token(**options)}"}
@@ -120,3 +125,19 @@ def running_identity_provider() -> Iterator[IdentityProvider]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def running_provider() -> Iterator[IdentityProvider]:
+    """The tests' OpenID Connect provider, serving on loopback for the whole run."""
+    with running_identity_provider() as provider:
+        yield provider
+
+
+@pytest.fixture
+def identity_provider(running_provider: IdentityProvider) -> IdentityProvider:
+    """The provider as it starts: its keys published, answering, no fetch counted."""
+    running_provider.published = [key.jwk for key in running_provider.keys]
+    running_provider.answering = True
+    running_provider.jwks_fetches = 0
+    return running_provider

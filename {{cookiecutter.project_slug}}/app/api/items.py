@@ -13,7 +13,7 @@ router = APIRouter(
     prefix="/items",
     tags=["items"],
     dependencies=[requires()],
-    responses=problem_responses(422, 500, 503) | PROBLEMS,
+    responses=problem_responses(400, 422, 500, 503) | PROBLEMS,  # 400: an encoded '/' in the path
 )
 WRITE = [requires(ITEMS_WRITE)]
 

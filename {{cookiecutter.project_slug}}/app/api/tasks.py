@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import WithJsonSchema
 
 from app.api.access.{{ cookiecutter.auth }} import (
@@ -22,8 +22,11 @@ router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
     dependencies=[requires()],
-    responses=problem_responses(500) | PROBLEMS,
+    responses=problem_responses(400, 500) | PROBLEMS,  # 400: an encoded '/' in the path
 )
+# A task id's shape (ours are 32 hex digits): anything else is a 422, never a lookup or a log
+# line that a client shapes (CR/LF, 65,000 characters).
+TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 def _registered_tasks_schema() -> dict[str, Any]:
@@ -90,7 +93,7 @@ async def list_dead_letters(
     dependencies=[requires(ADMIN)],
     responses=problem_responses(404, 409, 422, 503) | ADMIN_PROBLEMS,
 )
-async def requeue_dead_letter(task_id: str, queue: TaskQueueDep) -> TaskAccepted:
+async def requeue_dead_letter(task_id: TaskIdPath, queue: TaskQueueDep) -> TaskAccepted:
     """Run a dead letter again with fresh attempts: 404 unknown, 409 nothing readable to run."""
     requeued = await queue.requeue(task_id)
     return TaskAccepted(id=requeued.id, status=requeued.status)
@@ -101,7 +104,7 @@ async def requeue_dead_letter(task_id: str, queue: TaskQueueDep) -> TaskAccepted
     dependencies=[requires(TASKS_READ)],
     responses=problem_responses(404, 422, 503),
 )
-async def read_task(task_id: str, queue: TaskQueueDep) -> TaskRead:
+async def read_task(task_id: TaskIdPath, queue: TaskQueueDep) -> TaskRead:
     """One task's status; 404 when unknown or expired."""
     found = await queue.get(task_id)
     if found is None:

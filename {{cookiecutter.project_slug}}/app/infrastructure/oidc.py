@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import jwt
 
+from app.config import Settings
+
 logger = logging.getLogger(__name__)
 
 ALGORITHMS = frozenset(
@@ -223,3 +225,14 @@ class OidcVerifier:
         if not isinstance(document, dict):
             raise ValueError(f"{url} did not answer a JSON object")
         return document
+
+
+def oidc_verifier(settings: Settings) -> OidcVerifier:
+    """The token verifier for AUTH_ISSUER and AUTH_AUDIENCE (the lifespan refuses them unset)."""
+    return OidcVerifier(
+        issuer=settings.auth_issuer or "",
+        audience=settings.auth_audience or "",
+        jwks_url=settings.auth_jwks_url,
+        scopes_claim=settings.auth_scopes_claim,
+        refetch_interval=settings.auth_jwks_refetch_interval,
+    )

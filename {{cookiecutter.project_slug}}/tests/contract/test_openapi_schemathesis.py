@@ -73,17 +73,10 @@ schema = schemathesis.openapi.from_dict(
 @schema.parametrize()
 @hypothesis.settings(suppress_health_check=list(HealthCheck), deadline=None)
 def test_every_operation_keeps_its_contract(
-    case: Case[Any],
-    live_server: str,
-{%- if cookiecutter.auth == "oidc" %}
-    credentials: str,
-{%- endif %}
+    case: Case[Any], live_server: str, credentials: str
 ) -> None:
-{%- if cookiecutter.auth == "oidc" %}
+    # With the suite's credentials (a token with every scope, or ADMIN_TOKEN): every route.
     case.call_and_validate(base_url=live_server, headers={"Authorization": credentials})
-{%- else %}
-    case.call_and_validate(base_url=live_server)  # open routes; the operator ones answer 401
-{%- endif %}
 
 
 async def _empty(database_url: str, redis_url: str) -> None:
@@ -105,12 +98,7 @@ async def _empty(database_url: str, redis_url: str) -> None:
 
 
 def test_sequences_of_operations_keep_their_contract(
-    live_server: str,
-    settings: Settings,
-    redis_url: str,
-{%- if cookiecutter.auth == "oidc" %}
-    credentials: str,
-{%- endif %}
+    live_server: str, settings: Settings, redis_url: str, credentials: str
 ) -> None:
     served = from_url(f"{live_server}/openapi.json", config=SchemathesisConfig.from_dict(CONFIG))
 
@@ -120,12 +108,10 @@ def test_sequences_of_operations_keep_their_contract(
 
         def setup(self) -> None:
             asyncio.run(_empty(settings.database_url, redis_url))
-{%- if cookiecutter.auth == "oidc" %}
 
         def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
-            """Every call with a token holding every scope (auth=oidc)."""
+            """Every call with the suite's credentials."""
             return {"headers": {"Authorization": credentials}}
-{%- endif %}
 
     Workflow.run(
         settings=hypothesis.settings(

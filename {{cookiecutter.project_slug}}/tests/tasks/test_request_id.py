@@ -11,11 +11,6 @@ import pytest
 from httpx import AsyncClient
 
 from app.config import Settings
-{%- if cookiecutter.auth == "oidc" %}
-from tests.identity_provider import IdentityProvider
-{%- else %}
-from app.core.logging import subject
-{%- endif %}
 from tests.tasks.helpers import json_lines, wait_final
 
 REQUEST_ID = "enqueued-by-req-42"
@@ -45,31 +40,3 @@ async def test_the_workers_lines_for_a_task_carry_the_request_id_that_enqueued_i
     ]
     assert len(failed) == 2  # the first two attempts fail, each logged once by the worker
     assert {line["request_id"] for line in failed} == {REQUEST_ID}
-
-
-async def test_the_worker_sees_who_enqueued_the_task(
-    worker_output: Callable[[], str],
-    client: AsyncClient,
-{%- if cookiecutter.auth == "oidc" %}
-    identity_provider: IdentityProvider,
-{%- endif %}
-) -> None:
-{%- if cookiecutter.auth == "oidc" %}
-    caller = identity_provider.headers(sub="bob@example.com")
-{%- else %}
-    caller: dict[str, str] = {}
-    subject.set("bob@example.com")  # auth=none verifies no token: set who asked by hand
-{%- endif %}
-    answer = await client.post(
-        "/api/v1/tasks", json={"name": "flaky", "payload": {"fail_times": 1}}, headers=caller
-    )
-    task_id = answer.json()["id"]
-    assert (await wait_final(client, task_id, within=60))["status"] == "succeeded"
-
-    attempts = [
-        line
-        for line in json_lines(worker_output())
-        if line.get("message", "").startswith(f"task {task_id} (flaky) attempt")
-    ]
-    assert attempts  # the failed first attempt, logged by the worker
-    assert {line.get("subject") for line in attempts} == {"bob@example.com"}
