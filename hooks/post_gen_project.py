@@ -60,6 +60,20 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "tests/**/test_tracing*.py",
         )
     },
+    "auth": {
+        "none": (
+            "app/api/access/none.py",
+            "tests/api/test_admin_token.py",
+        ),
+        "oidc": (
+            "app/api/access/oidc.py",
+            "app/infrastructure/oidc.py",
+            "app/middleware/authentication.py",
+            "tests/identity_provider.py",
+            "tests/api/test_oidc.py",
+            "tests/tasks/test_subject.py",
+        ),
+    },
 }
 
 WORKER_COMMANDS: dict[str, tuple[str, ...]] = {

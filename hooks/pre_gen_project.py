@@ -18,6 +18,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "use_docker": ("yes", "no"),
     "use_github_actions": ("yes", "no"),
     "use_opentelemetry": ("yes", "no"),
+    "auth": ("none", "oidc"),
 }
 
 # Import names the generated service depends on or owns: a project named like one of them
@@ -33,6 +34,8 @@ RESERVED_NAMES = frozenset(
         "celery",
         "fastapi",
         "httpx",
+        "cryptography",
+        "jwt",
         "kombu",
         "migrations",
         "mypy",

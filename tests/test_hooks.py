@@ -27,6 +27,7 @@ GOOD_ANSWERS = {
     "use_docker": "yes",
     "use_github_actions": "yes",
     "use_opentelemetry": "yes",
+    "auth": "none",
 }
 
 

@@ -5,7 +5,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import parse
+{% if cookiecutter.auth == "none" -%}
+from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
+{% else -%}
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator
+{% endif -%}
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.redis_urls import check_redis_url
@@ -50,6 +54,26 @@ class Settings(BaseSettings):
     # that /metrics sums them (README "Several processes"). Export it: prometheus-client reads
     # the environment variable itself, and the service refuses to start if only .env has it.
     prometheus_multiproc_dir: Path | None = None
+
+    # Access (README "Before you expose it")
+{%- if cookiecutter.auth == "oidc" %}
+    auth_issuer: str | None = None  # the provider's issuer URL, exactly as its tokens say `iss`
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
+    auth_audience: str | None = None  # the `aud` its tokens carry for this service
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
+    auth_jwks_url: str | None = None  # None: `jwks_uri` of the issuer's discovery document
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
+    auth_scopes_claim: str = "scope"  # space-separated or a list; `scp`, `realm_access.roles`
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
+    auth_jwks_refetch_interval: float = Field(default=30.0, gt=0)  # seconds between refetches
+{%- endif %}
+{%- if cookiecutter.auth == "none" %}
+    admin_token: SecretStr | None = None  # bearer secret of the operator routes; unset: 403
+{%- endif %}
 
     # Cache
     cache_url: str = "memory://"

@@ -18,11 +18,18 @@ from app.core.tracing import REQUEST_TELEMETRY, start_tracing
 {%- endif %}
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
+{%- if cookiecutter.auth == "oidc" %}
+from app.infrastructure.oidc import oidc_verifier
+{%- endif %}
 from app.infrastructure.rate_limits import open_rate_limiter
+{%- if cookiecutter.auth == "oidc" %}
+from app.middleware.authentication import AuthenticationMiddleware
+{%- endif %}
 from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.metrics import HttpMetricsMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware, RoutePolicy
+from app.middleware.raw_path import RawPathMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.route_templates import RouteTemplates
 from app.middleware.shared_routes import SharedRoutes
@@ -38,6 +45,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Open the database, cache and task queue for the app's lifetime; close them in reverse."""
     settings: Settings = app.state.settings
     async with AsyncExitStack() as stack:
+{%- if cookiecutter.auth == "oidc" %}
+        await stack.enter_async_context(app.state.verifier.connected())
+{%- endif %}
         metrics = stack.enter_context(open_metrics(settings))
         engine = create_engine(settings)
         stack.push_async_callback(engine.dispose)
@@ -101,6 +111,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 {%- if cookiecutter.use_opentelemetry == "yes" %}
     trace_server_spans(app, templates)
 {%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
+    app.state.verifier = oidc_verifier(settings)  # its lifespan: `lifespan` above
+{%- endif %}
+{%- if cookiecutter.auth == "oidc" %}
+    app.add_middleware(AuthenticationMiddleware, verifier=app.state.verifier)  # before routing
+{%- endif %}
+    # Before anything reads the path: what is routed is what a proxy in front of it saw.
+    app.add_middleware(RawPathMiddleware)
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
     app.add_middleware(RequestIdMiddleware)
     install_error_handlers(app)

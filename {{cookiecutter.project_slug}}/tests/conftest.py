@@ -6,11 +6,16 @@ import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+{%- if cookiecutter.auth == "none" %}
+from pydantic import SecretStr
+{%- endif %}
+from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -19,6 +24,9 @@ from app.infrastructure.redis_client import redis_client
 from app.main import create_app
 from app.models import Base
 from app.state import AppState
+{%- if cookiecutter.auth == "oidc" %}
+from tests.identity_provider import identity_provider, running_provider  # noqa: F401
+{%- endif %}
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from tests.otlp_receiver import no_ambient_tracing, otlp_receiver  # noqa: F401
 {%- endif %}
@@ -26,7 +34,22 @@ from tests.redis_cluster import RedisCluster, running_cluster
 from tests.servers import RedisServer, running_postgres, running_redis
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+{%- if cookiecutter.auth == "none" %}
+ADMIN_TOKEN = "test-admin-token"
+{%- endif %}
+# With auth=oidc every /api/v1 request carries a token, and the shared response cache never
+# answers a credentialed request (README "Access"): its tests do not apply and are left out.
+SHARED_RESPONSE_CACHE = {{ cookiecutter.auth == "none" }}
 USES_POSTGRES = str(Settings.model_fields["database_url"].default).startswith("postgresql")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave out the tests of shared response-cache answers where no request can get one."""
+    if SHARED_RESPONSE_CACHE:
+        return
+    left_out = [item for item in items if item.get_closest_marker("shared_response_cache")]
+    config.hook.pytest_deselected(items=left_out)
+    items[:] = [item for item in items if item not in left_out]
 
 
 def alembic_config(database_url: str) -> Config:
@@ -127,10 +150,49 @@ async def database_url(migrated_database_url: str, tmp_path: Path) -> str:
     return migrated_database_url
 
 
+def _guarded(client: httpx.AsyncClient) -> bool:
+    """Whether `client` calls the service (a real server, or an app of `create_app`), not an
+    app a test assembled without access control (the response-cache middleware tests)."""
+    transport = client._transport
+    if not isinstance(transport, ASGITransport):
+        return True
+    return hasattr(getattr(transport.app, "state", None), "settings")
+
+
+@pytest.fixture(autouse=True)
+def credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The Authorization every test's httpx client sends where the service asks for one
+    (`auth=oidc`: all of /api/; `auth=none`: the operator routes), unless the request sets its
+    own: the suite exercises the service, `tests/api/test_oidc.py` / `test_admin_token.py` access.
+    """
+{%- if cookiecutter.auth == "oidc" %}
+    value, needs = f"Bearer {request.getfixturevalue('identity_provider').token()}", "/api/"
+{%- else %}
+    value, needs = f"Bearer {ADMIN_TOKEN}", "/dead-letters"
+{%- endif %}
+    send = httpx.AsyncClient.send
+
+    async def send_with_credentials(
+        client: httpx.AsyncClient, sent: httpx.Request, **options: object
+    ) -> httpx.Response:
+        if needs in sent.url.path and "authorization" not in sent.headers and _guarded(client):
+            sent.headers["Authorization"] = value
+        return await send(client, sent, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(httpx.AsyncClient, "send", send_with_credentials)
+    return value
+
+
 @pytest.fixture
 def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     """Settings for one test: fresh database, in-process cache, the test's Redis as broker."""
     settings = Settings(database_url=database_url, cache_url="memory://", log_format="console")
+{%- if cookiecutter.auth == "oidc" %}
+    access = request.getfixturevalue("identity_provider").settings()
+{%- else %}
+    access = {"admin_token": SecretStr(ADMIN_TOKEN)}
+{%- endif %}
+    settings = settings.model_copy(update=access)
     if "redis_url" not in Settings.model_fields:  # the background backend has no broker
         return settings
     return settings.model_copy(update={"redis_url": request.getfixturevalue("redis_url")})

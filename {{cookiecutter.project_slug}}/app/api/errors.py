@@ -25,6 +25,9 @@ from app.core.problems import (
     problem_response,
 )
 from app.infrastructure.database import DATABASE_UNAVAILABLE_ERRORS, is_unavailable
+{%- if cookiecutter.auth == "oidc" %}
+from app.infrastructure.oidc import KeysUnavailableError
+{%- endif %}
 from app.services.errors import NotFoundError
 from app.tasks.queue import (
     BacklogFullError,
@@ -115,6 +118,9 @@ async def _unavailable(request: Request, exc: Exception) -> ProblemResponse:
     """A dependency that is down, locked or slower than its timeout: 503, the cause in the log."""
     retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     what = "task broker" if isinstance(exc, BrokerUnavailableError) else "database"
+{%- if cookiecutter.auth == "oidc" %}
+    what = "identity provider" if isinstance(exc, KeysUnavailableError) else what
+{%- endif %}
     # The cause may name hosts and ports: the log has it, the client does not.
     return _answer(503, f"the {what} is unavailable; retry later", cause=exc, headers=retry)
 
@@ -140,5 +146,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, _conflict)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(BrokerUnavailableError, _unavailable)
+{%- if cookiecutter.auth == "oidc" %}
+    app.add_exception_handler(KeysUnavailableError, _unavailable)
+{%- endif %}
     for error in DATABASE_UNAVAILABLE_ERRORS:
         app.add_exception_handler(error, _unavailable)

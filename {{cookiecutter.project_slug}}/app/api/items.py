@@ -4,24 +4,40 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
+from app.api.access.{{ cookiecutter.auth }} import ITEMS_WRITE, PROBLEMS, requires
 from app.api.deps import ItemServiceDep
 from app.core.problems import problem_responses
+{%- if cookiecutter.auth == "none" %}
 from app.middleware.shared_routes import public_cacheable
+{%- endif %}
 from app.schemas.item import ID_MAX, LIST_MAX_OFFSET, ItemCreate, ItemPage, ItemRead, ItemUpdate
 
-router = APIRouter(prefix="/items", tags=["items"], responses=problem_responses(422, 500, 503))
+router = APIRouter(
+    prefix="/items",
+    tags=["items"],
+    dependencies=[requires()],
+    responses=problem_responses(400, 422, 500, 503) | PROBLEMS,  # 400: an encoded '/' in the path
+)
+WRITE = [requires(ITEMS_WRITE)]
 
 ItemIdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(400, 409, 413))
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=WRITE,
+    responses=problem_responses(400, 409, 413),
+)
 async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
     """Create an item."""
     return await service.create(data)
 
 
 @router.get("")
+{%- if cookiecutter.auth == "none" %}
 @public_cacheable("items")  # the same page for every caller; item writes drop it
+{%- endif %}
 async def list_items(
     service: ItemServiceDep,
     offset: Annotated[int, Query(ge=0, le=LIST_MAX_OFFSET)] = 0,
@@ -32,20 +48,25 @@ async def list_items(
 
 
 @router.get("/{item_id}", responses=problem_responses(404))
+{%- if cookiecutter.auth == "none" %}
 @public_cacheable("items")
+{%- endif %}
 async def get_item(item_id: ItemIdPath, service: ItemServiceDep) -> ItemRead:
     """Return one item, or 404."""
     return await service.get(item_id)
 
 
-@router.patch("/{item_id}", responses=problem_responses(400, 404, 409, 413))
+@router.patch("/{item_id}", dependencies=WRITE, responses=problem_responses(400, 404, 409, 413))
 async def update_item(item_id: ItemIdPath, data: ItemUpdate, service: ItemServiceDep) -> ItemRead:
     """Change some fields of an item, or 404."""
     return await service.update(item_id, data)
 
 
 @router.delete(
-    "/{item_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(404)
+    "/{item_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=WRITE,
+    responses=problem_responses(404),
 )
 async def delete_item(item_id: ItemIdPath, service: ItemServiceDep) -> None:
     """Delete an item, or 404."""

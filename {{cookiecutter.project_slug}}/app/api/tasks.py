@@ -2,15 +2,31 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import WithJsonSchema
 
+from app.api.access.{{ cookiecutter.auth }} import (
+    ADMIN,
+    ADMIN_PROBLEMS,
+    PROBLEMS,
+    TASKS_READ,
+    TASKS_WRITE,
+    requires,
+)
 from app.api.deps import MetricsDep, TaskQueueDep
 from app.core.problems import problem_responses
 from app.schemas.task import DeadLetterRead, TaskAccepted, TaskCreate, TaskInfo, TaskRead
 from app.tasks.definitions import registry
 
-router = APIRouter(prefix="/tasks", tags=["tasks"], responses=problem_responses(500))
+router = APIRouter(
+    prefix="/tasks",
+    tags=["tasks"],
+    dependencies=[requires()],
+    responses=problem_responses(400, 500) | PROBLEMS,  # 400: an encoded '/' in the path
+)
+# A task id's shape (ours are 32 hex digits): anything else is a 422, never a lookup or a log
+# line that a client shapes (CR/LF, 65,000 characters).
+TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
 def _registered_tasks_schema() -> dict[str, Any]:
@@ -44,7 +60,10 @@ async def list_tasks() -> list[TaskInfo]:
 
 
 @router.post(
-    "", status_code=status.HTTP_202_ACCEPTED, responses=problem_responses(400, 413, 422, 503)
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[requires(TASKS_WRITE)],
+    responses=problem_responses(400, 413, 422, 503),
 )
 async def enqueue_task(
     body: TaskCreateBody, queue: TaskQueueDep, metrics: MetricsDep
@@ -55,7 +74,11 @@ async def enqueue_task(
     return TaskAccepted(id=accepted.id, status=accepted.status)
 
 
-@router.get("/dead-letters", responses=problem_responses(422, 503))
+@router.get(
+    "/dead-letters",
+    dependencies=[requires(ADMIN)],
+    responses=problem_responses(422, 503) | ADMIN_PROBLEMS,
+)
 async def list_dead_letters(
     queue: TaskQueueDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[DeadLetterRead]:
@@ -67,16 +90,21 @@ async def list_dead_letters(
 @router.post(
     "/dead-letters/{task_id}/requeue",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problem_responses(404, 409, 422, 503),
+    dependencies=[requires(ADMIN)],
+    responses=problem_responses(404, 409, 422, 503) | ADMIN_PROBLEMS,
 )
-async def requeue_dead_letter(task_id: str, queue: TaskQueueDep) -> TaskAccepted:
+async def requeue_dead_letter(task_id: TaskIdPath, queue: TaskQueueDep) -> TaskAccepted:
     """Run a dead letter again with fresh attempts: 404 unknown, 409 nothing readable to run."""
     requeued = await queue.requeue(task_id)
     return TaskAccepted(id=requeued.id, status=requeued.status)
 
 
-@router.get("/{task_id}", responses=problem_responses(404, 422, 503))
-async def read_task(task_id: str, queue: TaskQueueDep) -> TaskRead:
+@router.get(
+    "/{task_id}",
+    dependencies=[requires(TASKS_READ)],
+    responses=problem_responses(404, 422, 503),
+)
+async def read_task(task_id: TaskIdPath, queue: TaskQueueDep) -> TaskRead:
     """One task's status; 404 when unknown or expired."""
     found = await queue.get(task_id)
     if found is None:

@@ -12,6 +12,8 @@ from app.core.tracing import TraceContextFilter
 
 # The id of the HTTP request being served (set by `RequestIdMiddleware`), None outside one.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# Who asked: the verified token's subject (`auth=oidc`), None when no token was verified.
+subject: ContextVar[str | None] = ContextVar("subject", default=None)
 
 # Attributes every LogRecord has (and uvicorn's terminal-only copy of the message);
 # anything else came through `extra=` and is logged as a field.
@@ -42,11 +44,14 @@ class JsonFormatter(logging.Formatter):
 
 
 class RequestIdFilter(logging.Filter):
-    """Add the current request's id (or None outside a request) to every record."""
+    """Add the current request's id (or None outside a request) and caller to every record."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Stamp the record; never drop it."""
         record.request_id = request_id.get()
+        caller = subject.get()
+        if caller is not None:  # who asked (auth=oidc), in the API and in the task's worker
+            record.subject = caller
         return True
 
 

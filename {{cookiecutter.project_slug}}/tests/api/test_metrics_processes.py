@@ -52,6 +52,7 @@ def without_scrapes(samples: Samples) -> Samples:
     }
 
 
+@pytest.mark.shared_response_cache
 async def test_metrics_from_either_process_are_the_exact_sums(servers: list[Server]) -> None:
     first, second = servers
     outcomes: Counter[str] = Counter()

@@ -64,6 +64,13 @@ def live_server(settings: Settings, redis_url: str) -> Iterator[str]:
     thread.join(timeout=30)
 
 
+def valid_credentials(case: Case[Any], credentials: str) -> dict[str, str]:
+    """The suite's credentials (a token with every scope, or ADMIN_TOKEN) in place of the ones
+    the case made up; none where it sends none (a negative case: the 401 is what it tests)."""
+    sent = {name.lower() for name in case.headers or {}}
+    return {"Authorization": credentials} if "authorization" in sent else {}
+
+
 # Built from the document alone (no lifespan, no server): collection needs the operations.
 schema = schemathesis.openapi.from_dict(
     create_app(Settings()).openapi(), config=SchemathesisConfig.from_dict(CONFIG)
@@ -72,8 +79,10 @@ schema = schemathesis.openapi.from_dict(
 
 @schema.parametrize()
 @hypothesis.settings(suppress_health_check=list(HealthCheck), deadline=None)
-def test_every_operation_keeps_its_contract(case: Case[Any], live_server: str) -> None:
-    case.call_and_validate(base_url=live_server)
+def test_every_operation_keeps_its_contract(
+    case: Case[Any], live_server: str, credentials: str
+) -> None:
+    case.call_and_validate(base_url=live_server, headers=valid_credentials(case, credentials))
 
 
 async def _empty(database_url: str, redis_url: str) -> None:
@@ -95,7 +104,7 @@ async def _empty(database_url: str, redis_url: str) -> None:
 
 
 def test_sequences_of_operations_keep_their_contract(
-    live_server: str, settings: Settings, redis_url: str
+    live_server: str, settings: Settings, redis_url: str, credentials: str
 ) -> None:
     served = from_url(f"{live_server}/openapi.json", config=SchemathesisConfig.from_dict(CONFIG))
 
@@ -105,6 +114,10 @@ def test_sequences_of_operations_keep_their_contract(
 
         def setup(self) -> None:
             asyncio.run(_empty(settings.database_url, redis_url))
+
+        def get_call_kwargs(self, case: Case[Any]) -> dict[str, Any]:
+            """Every call that sends credentials sends the suite's."""
+            return {"headers": valid_credentials(case, credentials)}
 
     Workflow.run(
         settings=hypothesis.settings(

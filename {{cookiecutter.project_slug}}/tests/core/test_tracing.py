@@ -78,6 +78,7 @@ POST_ITEM = "POST /api/v1/items"
 NO_STORE = {"Cache-Control": "no-store"}  # past the response cache: the database every time
 
 
+@pytest.mark.shared_response_cache
 async def test_a_read_is_one_trace_with_its_cache_lookups_and_the_database(
     otlp_receiver: OtlpReceiver, traced_client: AsyncClient
 ) -> None:
@@ -99,6 +100,7 @@ async def test_a_read_is_one_trace_with_its_cache_lookups_and_the_database(
     assert all(span.parent_id in ids for span in trace_spans if span is not root)
 
 
+@pytest.mark.shared_response_cache
 async def test_a_response_cache_hit_is_a_trace_without_the_database(
     otlp_receiver: OtlpReceiver, traced_client: AsyncClient
 ) -> None:
@@ -132,6 +134,7 @@ async def test_a_request_with_credentials_records_a_bypass(
     assert ("http:items", "bypass") in lookups(in_trace(spans, root))
 
 
+@pytest.mark.shared_response_cache
 async def test_a_cache_that_is_down_records_failed_open(
     otlp_receiver: OtlpReceiver, settings: Settings
 ) -> None:
@@ -150,6 +153,7 @@ async def test_a_cache_that_is_down_records_failed_open(
     assert ("http:items", "failed_open") in lookups(in_trace(spans, root))
 
 
+@pytest.mark.shared_response_cache
 async def test_requests_answered_before_routing_are_named_by_their_route(
     otlp_receiver: OtlpReceiver, traced_client: AsyncClient, settings: Settings
 ) -> None:

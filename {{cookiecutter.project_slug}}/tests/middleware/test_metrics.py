@@ -6,6 +6,7 @@ template of the route they were meant for; paths and methods no route knows shar
 
 from uuid import uuid4
 
+import pytest
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from httpx import AsyncClient
@@ -25,6 +26,7 @@ async def scrape(client: AsyncClient) -> Samples:
     return parse(response.text)
 
 
+@pytest.mark.shared_response_cache
 async def test_requests_are_counted_by_route_template_cache_hits_included(
     client: AsyncClient,
 ) -> None:

@@ -35,6 +35,7 @@ async def read(http: AsyncClient, path: str, **headers: str) -> tuple[int, Any, 
     return response.status_code, response.json(), response.headers.get("x-cache", "")
 
 
+@pytest.mark.shared_response_cache
 async def test_every_write_is_visible_to_the_next_read(http: AsyncClient) -> None:
     assert (await read(http, "/api/v1/items/1"))[0] == 404  # "missing" is cached too
 
@@ -99,6 +100,7 @@ async def test_a_read_served_by_the_service_cache_opens_no_database_session(
     assert len(opened) == 1  # the miss loaded from the database; the hit did not open a session
 
 
+@pytest.mark.shared_response_cache
 @pytest.mark.slow
 async def test_a_write_made_while_redis_is_down_is_not_read_back_when_it_returns(
     settings: Settings, tmp_path: Path
@@ -135,6 +137,7 @@ async def test_a_write_made_while_redis_is_down_is_not_read_back_when_it_returns
     assert last[2] == "HIT"  # the cache is used again, with the new item
 
 
+@pytest.mark.shared_response_cache
 async def test_head_answers_the_same_cold_or_warm(http: AsyncClient) -> None:
     created = (await http.post("/api/v1/items", json={"name": "a", "price": 1})).json()
     path = f"/api/v1/items/{created['id']}"

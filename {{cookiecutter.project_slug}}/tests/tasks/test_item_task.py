@@ -20,6 +20,7 @@ def settings(settings: Settings, redis_url: str) -> Settings:
     return settings.model_copy(update={"cache_url": redis_url})
 
 
+@pytest.mark.shared_response_cache
 async def test_a_task_write_is_seen_by_the_next_read_of_both_caches(client: AsyncClient) -> None:
     item = (await client.post("/api/v1/items", json={"name": "pen", "price": "1.50"})).json()
     path = f"/api/v1/items/{item['id']}"

@@ -77,6 +77,7 @@ def one(spans: list[ReceivedSpan], name: str, **attributes: object) -> ReceivedS
     return found[0]
 
 
+@pytest.mark.shared_response_cache
 @pytest.mark.usefixtures("task_runner")
 async def test_the_request_the_cache_the_database_the_enqueue_and_the_worker_are_one_trace(
     otlp_receiver: OtlpReceiver, traced_client: AsyncClient

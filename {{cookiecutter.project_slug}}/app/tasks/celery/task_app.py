@@ -30,7 +30,7 @@ from app.tasks.celery.worker import (
     WorkerProcess,
 )
 from app.tasks.finished_counts import count_in
-from app.tasks.origin import NO_ORIGIN, REQUEST_ID
+from app.tasks.origin import REQUEST_ID, SUBJECT
 from app.tasks.schedule import periodic_jobs
 from app.tasks.status import FINAL_STATES, TaskStatus, status_key
 
@@ -139,8 +139,9 @@ def run_registered_task(task: Task[Any, Any], name: str, payload: dict[str, Any]
     """Run the next attempt of registry task `name`; the message id is the status id."""
     app = cast(TaskApp, task.app)
     process = app.worker_process()
-    request_id = getattr(task.request, REQUEST_ID, None)  # a header `send_registered_task` set
-    origin = {REQUEST_ID: str(request_id)} if request_id else NO_ORIGIN
+    # The headers `send_registered_task` set: the request id and the caller it was sent for.
+    carried = {key: getattr(task.request, key, None) for key in (REQUEST_ID, SUBJECT)}
+    origin = {key: str(value) for key, value in carried.items() if value}
     return process.run(process.runner.attempt(str(task.request.id), name, payload, origin))
 
 

@@ -1,0 +1,54 @@
+"""Route access with `auth=none`: every route is open except the operator routes.
+
+`requires(ADMIN)` asks for `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time;
+while `ADMIN_TOKEN` is unset the operator routes answer 403 to everyone. Any other scope is
+granted: with `auth=none` the service trusts its network (README "Before you expose it").
+"""
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from app.api.deps import StateDep
+from app.core.problems import problem_responses
+
+ITEMS_WRITE = "items:write"
+TASKS_WRITE = "tasks:write"
+TASKS_READ = "tasks:read"
+ADMIN = "admin"
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {}  # open routes answer no access problem
+ADMIN_PROBLEMS = problem_responses(401, 403)
+
+bearer = HTTPBearer(
+    scheme_name="admin_token",
+    description="ADMIN_TOKEN, for the operator routes (dead letters).",
+    auto_error=False,
+)
+
+
+async def operator(
+    state: StateDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Let the request through only with `Authorization: Bearer <ADMIN_TOKEN>`."""
+    expected = state.settings.admin_token
+    if expected is None:
+        detail = "ADMIN_TOKEN is not set: the operator routes are off"
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail)
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+        detail = "the operator routes need Authorization: Bearer <ADMIN_TOKEN>"
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=headers)
+
+
+async def anyone() -> None:
+    """Let every request through."""
+
+
+def requires(*scopes: str) -> Any:
+    """A route dependency: open, except `requires(ADMIN)`."""
+    return Security(operator, scopes=[ADMIN]) if ADMIN in scopes else Depends(anyone)

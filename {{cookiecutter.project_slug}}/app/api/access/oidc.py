@@ -1,0 +1,74 @@
+"""Route access with `auth=oidc`: a valid bearer token, and the scopes each route names.
+
+`AuthenticationMiddleware` verified the token before routing; these dependencies read what it
+recorded and answer as RFC 6750 says: no token 401 `WWW-Authenticate: Bearer`; a bad one 401
+`error="invalid_token"`; a missing scope 403 `error="insufficient_scope"`; keys that cannot
+be fetched 503 (`KeysUnavailableError`, `app.api.errors`). They also declare the bearer
+scheme and each route's scopes in the OpenAPI document, so `/docs` can authorise.
+"""
+
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+
+from app.core.problems import problem_responses
+from app.infrastructure.oidc import KeysUnavailableError, TokenRejectedError, VerifiedToken
+from app.middleware.authentication import REJECTION, VERIFIED
+
+ITEMS_WRITE = "items:write"
+TASKS_WRITE = "tasks:write"
+TASKS_READ = "tasks:read"
+ADMIN = "admin"
+
+# Every route that needs a token may answer these.
+PROBLEMS = problem_responses(401, 403, 503)
+ADMIN_PROBLEMS: dict[int | str, dict[str, Any]] = {}  # PROBLEMS already has them
+
+bearer = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="An access token from the OpenID Connect provider (AUTH_ISSUER).",
+    auto_error=False,  # the answers below are RFC 6750's, as problem documents
+)
+
+
+def _challenge(**params: str) -> dict[str, str]:
+    """The `WWW-Authenticate` header of a 401 or 403 (RFC 6750 section 3)."""
+    quoted = ", ".join(f'{name}="{value}"' for name, value in params.items())
+    return {"WWW-Authenticate": f"Bearer {quoted}" if quoted else "Bearer"}
+
+
+async def verified_token(
+    request: Request,
+    required: SecurityScopes,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> VerifiedToken:
+    """The caller's verified token, holding every scope the route requires."""
+    state = request.scope.get("state", {})
+    token: VerifiedToken | None = state.get(VERIFIED)
+    if token is None:
+        error = state.get(REJECTION)
+        if isinstance(error, KeysUnavailableError):
+            raise error
+        if isinstance(error, TokenRejectedError):
+            detail = f"the bearer token is not valid: {error}"
+            headers = _challenge(error="invalid_token", error_description="the token is not valid")
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=headers)
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "a bearer token is required", headers=_challenge()
+        )
+    missing = [scope for scope in required.scopes if scope not in token.scopes]
+    if missing:
+        detail = f"the token lacks the scope {' '.join(missing)}"
+        headers = _challenge(error="insufficient_scope", scope=" ".join(required.scopes))
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail, headers=headers)
+    return token
+
+
+def requires(*scopes: str) -> Any:
+    """A route dependency: a valid token with `scopes` (none: any valid token)."""
+    return Security(verified_token, scopes=list(scopes))
+
+
+CallerDep = Annotated[VerifiedToken, Security(verified_token)]

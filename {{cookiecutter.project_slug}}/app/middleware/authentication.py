@@ -1,0 +1,53 @@
+"""Verify the bearer token once per request, before routing, and record what it says.
+
+The outcome goes into the request's state for what runs after: `scope["state"]["subject"]`
+(the verified `sub`, a str; absent without a valid token) keys the rate limiter, and the
+route dependencies of `app.api.access.oidc` read `VERIFIED` / `REJECTION` to answer 401, 403
+or 503. Nothing is answered here: routes outside `/api/` (health, metrics) ignore tokens.
+"""
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.core.logging import subject
+from app.infrastructure.oidc import (
+    KeysUnavailableError,
+    OidcVerifier,
+    TokenRejectedError,
+)
+
+SUBJECT = "subject"  # scope["state"] key: the verified subject
+VERIFIED = "verified_token"  # scope["state"] key: the VerifiedToken
+REJECTION = "token_rejection"  # scope["state"] key: why the token was not accepted
+
+
+class AuthenticationMiddleware:
+    """Pure ASGI: verify `Authorization: Bearer <JWT>` on requests under `prefix`."""
+
+    def __init__(self, app: ASGIApp, *, verifier: OidcVerifier, prefix: str = "/api/") -> None:
+        self.app = app
+        self.verifier = verifier
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Record the token's subject and scopes (or why it failed), then pass the request on."""
+        header = Headers(scope=scope).get("authorization") if scope["type"] == "http" else None
+        if not header or not str(scope["path"]).startswith(self.prefix):  # empty: none sent
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        scheme, _, token = header.partition(" ")
+        try:
+            if scheme.lower() != "bearer" or not token.strip():
+                raise TokenRejectedError("the Authorization header is not `Bearer <token>`")
+            verified = await self.verifier.verify(token.strip())
+        except (TokenRejectedError, KeysUnavailableError) as error:
+            state[REJECTION] = error
+            await self.app(scope, receive, send)
+            return
+        state[SUBJECT], state[VERIFIED] = verified.subject, verified
+        reset = subject.set(verified.subject)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            subject.reset(reset)
