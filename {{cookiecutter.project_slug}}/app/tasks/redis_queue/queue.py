@@ -70,7 +70,10 @@ class QueueKeys:
 def connect(settings: Settings, *, timeout: float) -> AsyncRedis:
     """A Redis client for the queue whose commands (and waits for a connection) end in `timeout`."""
     return redis_client(
-        settings.redis_url, max_connections=settings.cache_max_connections, timeout=timeout
+        settings.redis_url,
+        max_connections=settings.cache_max_connections,
+        timeout=timeout,
+        sentinel_password=settings.redis_sentinel_password,
     )
 
 
