@@ -15,7 +15,6 @@ from httpx import ASGITransport, AsyncClient
 {%- if cookiecutter.auth == "none" %}
 from pydantic import SecretStr
 {%- endif %}
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 

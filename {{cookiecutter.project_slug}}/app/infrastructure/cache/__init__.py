@@ -80,6 +80,8 @@ def cache_from_url(
 async def open_cache(settings: Settings, metrics: CacheMetrics) -> AsyncIterator[Cache]:
     """The app's cache for the lifespan; its connections are closed on the way out."""
     cache = cache_from_url(settings.cache_url, settings=settings, metrics=metrics)
+    if isinstance(cache, RedisCache):
+        await cache.connect()
     try:
         yield cache
     finally:

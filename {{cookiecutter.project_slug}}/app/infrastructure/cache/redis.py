@@ -9,12 +9,15 @@ are never stored, so one large value cannot slow the cache down for everyone.
 """
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import cast
 
+from redis.asyncio import RedisCluster
+
 from app.infrastructure.cache import lua
 from app.infrastructure.cache.batching import MgetBatcher
-from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker
+from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker, probe_timeout
 from app.infrastructure.cache.epoch import ServerEpoch
 from app.infrastructure.cache.outbox import InvalidationOutbox
 from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
@@ -270,6 +273,17 @@ class RedisCache:
     def _keep(self, namespaces: list[str], entries: list[tuple[str, str]]) -> None:
         self.breaker.hold()
         self.outbox.keep(namespaces, entries)
+
+    async def connect(self) -> None:
+        """On a cluster, learn its slots before the first request, within the probe's budget.
+
+        Otherwise the first lookups would spend their CACHE_SOCKET_TIMEOUT on that and fail
+        open. A cluster that does not answer is left to the lookups, which fail open anyway.
+        """
+        if isinstance(self.client, RedisCluster):
+            with contextlib.suppress(*CACHE_ERRORS):
+                async with asyncio.timeout(probe_timeout(self.timeout)):
+                    await self.client.ping()
 
     async def ping(self) -> None:
         """Raise unless Redis answers as the cache needs within CACHE_SOCKET_TIMEOUT.

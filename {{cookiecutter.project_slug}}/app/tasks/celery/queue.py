@@ -214,7 +214,10 @@ async def open_task_queue(settings: Settings) -> AsyncIterator[CeleryTaskQueue]:
     celery.set_default()
     publisher = Publisher(celery)
     redis = redis_client(
-        settings.redis_url, max_connections=settings.cache_max_connections, timeout=1.0
+        settings.redis_url,
+        max_connections=settings.cache_max_connections,
+        timeout=1.0,
+        sentinel_password=settings.redis_sentinel_password,
     )
     broker = celery.conf.broker_url.partition("://")[0]
     queue = CeleryTaskQueue(publisher, redis, settings, broker)

@@ -116,7 +116,10 @@ class WorkerProcess:
         self._tracing = start_worker_tracing(self._engine)
 {%- endif %}
         self._redis = redis_client(
-            settings.redis_url, max_connections=settings.cache_max_connections, timeout=5.0
+            settings.redis_url,
+            max_connections=settings.cache_max_connections,
+            timeout=5.0,
+            sentinel_password=settings.redis_sentinel_password,
         )
         self._cache = cache_from_url(settings.cache_url, settings=settings, metrics=Metrics())
         sessions = create_session_factory(self._engine)

@@ -113,7 +113,10 @@ def connect(settings: Settings, *, timeout: float) -> AsyncRedis:
     plus REDIS_REPLICA_ACK_TIMEOUT when replicas must confirm (a WAIT lasts that long)."""
     wait = replica_acks(settings).timeout if settings.redis_replica_acks else 0.0
     return redis_client(
-        settings.redis_url, max_connections=settings.cache_max_connections, timeout=timeout + wait
+        settings.redis_url,
+        max_connections=settings.cache_max_connections,
+        timeout=timeout + wait,
+        sentinel_password=settings.redis_sentinel_password,
     )
 
 
