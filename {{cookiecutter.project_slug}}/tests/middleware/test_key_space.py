@@ -34,7 +34,7 @@ class Service:
             return len(cache), cache.size
         count = size = 0
         async for key in self.redis.scan_iter(match="*http:items*"):
-            if key.endswith(b":lease") or b"ns-version" in key:
+            if key.endswith((b":lease", b"}")):  # a lease, or the namespace's version key
                 continue
             count += 1
             size += await self.redis.memory_usage(key) or 0
