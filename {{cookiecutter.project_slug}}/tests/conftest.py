@@ -37,16 +37,21 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 {%- endif %}
 # With auth=oidc every /api/v1 request carries a token, and the shared response cache never
-# answers a credentialed request (README "Access"): its tests do not apply and are left out.
+# answers a credentialed request (README "Access"): its tests do not apply and are left out,
+# and so are the tests that count anonymous callers by address (rate limits) or change the
+# item reads' access (the declared shared routes): the auth=none projects run them.
 SHARED_RESPONSE_CACHE = {{ cookiecutter.auth == "none" }}
+OPEN_ROUTES_ONLY = ("shared_response_cache", "anonymous_callers")
 USES_POSTGRES = str(Settings.model_fields["database_url"].default).startswith("postgresql")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Leave out the tests of shared response-cache answers where no request can get one."""
+    """Leave out the tests of open routes (`OPEN_ROUTES_ONLY` markers) where none are open."""
     if SHARED_RESPONSE_CACHE:
         return
-    left_out = [item for item in items if item.get_closest_marker("shared_response_cache")]
+    left_out = [
+        item for item in items if any(item.get_closest_marker(name) for name in OPEN_ROUTES_ONLY)
+    ]
     config.hook.pytest_deselected(items=left_out)
     items[:] = [item for item in items if item not in left_out]
 

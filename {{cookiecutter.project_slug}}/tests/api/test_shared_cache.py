@@ -27,6 +27,8 @@ from app.middleware.shared_routes import (
 )
 from app.schemas.item import ItemRead
 
+pytestmark = pytest.mark.shared_response_cache
+
 API_KEY = "s3cret"
 ALLOWED_IP = "10.0.0.1"
 

@@ -118,6 +118,7 @@ async def test_a_response_cache_hit_is_a_trace_without_the_database(
     assert not any(is_database(span) for span in trace_spans)
 
 
+@pytest.mark.shared_response_cache
 async def test_a_request_with_credentials_records_a_bypass(
     otlp_receiver: OtlpReceiver, traced_client: AsyncClient
 ) -> None:

@@ -18,6 +18,8 @@ from app.infrastructure.cache import MemoryCache
 from app.main import create_app
 from app.state import AppState
 
+pytestmark = pytest.mark.shared_response_cache
+
 
 @dataclass
 class Service:

@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.config import Settings
 from app.main import create_app
 
+pytestmark = pytest.mark.anonymous_callers
+
 LIMIT = 5
 ITEM = "/api/v1/items/1"
 

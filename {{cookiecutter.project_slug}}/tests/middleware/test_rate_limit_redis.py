@@ -24,7 +24,7 @@ from app.state import AppState
 from tests.servers import RedisServer
 from tests.uvicorn_servers import Server, running_servers
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.anonymous_callers]
 LIMIT = 30
 ITEM = "/api/v1/items/1"
 BUDGET = 2.0  # seconds a request may take while Redis fails: a generous bound on a busy box

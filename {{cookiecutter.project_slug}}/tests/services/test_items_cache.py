@@ -60,6 +60,7 @@ async def test_every_write_is_visible_to_the_next_read(http: AsyncClient) -> Non
     assert (page["total"], page["items"]) == (0, [])
 
 
+@pytest.mark.shared_response_cache
 async def test_the_service_cache_serves_repeated_reads_and_drops_them_on_write(
     http: AsyncClient,
 ) -> None:
