@@ -11,6 +11,7 @@ from harness.render import environment, export_pins, render, sync
 from harness.results import Row
 
 BENCH = Path(__file__).resolve().parents[1]
+ADMIN_TOKEN = "bench-admin-token"  # auth=none projects: the operator routes' bearer
 SCRIPTS = BENCH / "scripts"
 # What users would pick instead, pinned so that runs compare like with like.
 # jinja2: fastapi-cache2 imports starlette.templating without declaring it.
@@ -113,6 +114,7 @@ class Bench:
             "RESPONSE_CACHE_TTL": "3600",
             "TASK_VISIBILITY_TIMEOUT": str(self.sizes.visibility_timeout),
             "RATE_LIMIT_ENABLED": "false",  # the existing rows measure without limits
+            "ADMIN_TOKEN": ADMIN_TOKEN,  # the operator routes (dead letters) need it
             "PYTHONPATH": f"{self.project(backend)}{os.pathsep}{SCRIPTS}",
             **extra,
         }

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from harness.context import Bench
+from harness.context import ADMIN_TOKEN, Bench
 from harness.results import Row, judge
 
 SECTION = "6. Tasks"
@@ -107,7 +107,7 @@ def _backlog(bench: Bench, env: dict[str, str], client: httpx.Client) -> tuple[R
 
 def _unreadable(bench: Bench, client: httpx.Client, worker: Any) -> Row:
     """Write unreadable entries straight into the stream, then enqueue tasks behind them."""
-    stream = f"{PREFIX}:tasks"
+    stream = "{" + PREFIX + ":tasks}"  # the queue's stream: the task domain's hash tag
     bad = [
         *(("id", f"bad-json-{n}", "name", "add", "payload", "{nope") for n in range(10)),
         *(("name", "add", "payload", "{}") for _ in range(5)),
@@ -119,7 +119,9 @@ def _unreadable(bench: Bench, client: httpx.Client, worker: Any) -> Row:
     posts = [client.post("/api/v1/tasks", json={"name": "add", "payload": {"a": n, "b": 1}}) for n in range(100)]
     ids = [response.json()["id"] for response in posts]
     done_in = _wait_succeeded(client, ids, within=60)
-    letters = client.get("/api/v1/tasks/dead-letters", params={"limit": 1000}).json()
+    operator = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+    listed = client.get("/api/v1/tasks/dead-letters", params={"limit": 1000}, headers=operator)
+    letters = listed.json()
     buried = sum(1 for letter in letters if "unreadable" in letter["error"])
     lost = 100 if done_in is None else 0
     row = Row(
