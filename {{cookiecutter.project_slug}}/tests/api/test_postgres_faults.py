@@ -17,7 +17,7 @@ from httpx import ASGITransport, AsyncClient
 
 from app.config import Settings
 from app.main import create_app
-from tests.conftest import _create_database, migrate
+from tests.conftest import create_database, migrate
 from tests.servers import PostgresServer, running_postgres_server
 
 TIMEOUT = 1.0  # each of connect, statement and pool checkout
@@ -37,7 +37,7 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture
 async def fault_client(postgres: PostgresServer, settings: Settings) -> AsyncIterator[AsyncClient]:
     """A client of an app over `postgres`, with every database wait bounded by TIMEOUT."""
-    await _create_database(postgres.url, "faults")
+    await create_database(postgres.url, "faults")
     url = postgres.url.rpartition("/")[0] + "/faults"
     await asyncio.to_thread(migrate, url)
     timeouts = {

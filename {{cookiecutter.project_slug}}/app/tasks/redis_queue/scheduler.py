@@ -5,7 +5,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from app.tasks.schedule import OutageLog, PeriodicJob
+from app.config import Settings
+from app.infrastructure.redis_client import AsyncRedis
+from app.tasks.schedule import OutageLog, PeriodicJob, tick_lock
 
 MAX_IDLE_SECONDS = 1.0  # the loop looks at the clock at least this often (clock changes)
 
@@ -51,3 +53,11 @@ async def run_schedule(
             await asyncio.wait_for(stop.wait(), timeout=min(max(idle, 0.01), MAX_IDLE_SECONDS))
         except TimeoutError:
             continue
+
+
+async def claim_tick(
+    redis: AsyncRedis, settings: Settings, holder: str, job: PeriodicJob, run_at: datetime
+) -> bool:
+    """Take the lock of `job`'s run at `run_at`; only one process in the fleet gets it."""
+    key, lifetime_ms = tick_lock(settings.cache_prefix, job, run_at)
+    return bool(await redis.set(key, holder, nx=True, px=lifetime_ms))

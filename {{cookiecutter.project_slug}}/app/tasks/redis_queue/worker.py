@@ -12,7 +12,6 @@ import functools
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -26,7 +25,7 @@ from app.tasks.finished_counts import FinishedCounts, duration_fields
 from app.tasks.queue import DeadLetter
 from app.tasks.redis_queue.entries import Delivery, Entry, as_entries, lost_id, read_entry
 from app.tasks.redis_queue.queue import GROUP, RedisTaskQueue
-from app.tasks.redis_queue.scheduler import run_schedule
+from app.tasks.redis_queue.scheduler import claim_tick, run_schedule
 from app.tasks.redis_queue.worker_steps import (
     FINISH,
     PROMOTE_DUE,
@@ -39,7 +38,7 @@ from app.tasks.redis_queue.worker_steps import (
     remove_in,
     wait_for_redis,
 )
-from app.tasks.schedule import PeriodicJob, periodic_jobs, tick_lock
+from app.tasks.schedule import periodic_jobs
 from app.tasks.services import TaskServices
 from app.tasks.status import TaskStatus
 
@@ -89,7 +88,7 @@ class Worker:
             asyncio.create_task(
                 run_schedule(
                     periodic_jobs(self.settings),
-                    claim=self.claim_tick,
+                    claim=functools.partial(claim_tick, self.redis, self.settings, self.name),
                     enqueue=self.queue.enqueue,
                     stop=self.stopping,
                 ),
@@ -277,11 +276,6 @@ class Worker:
                 await self.bury_in(pipe, entry_id, letter, None)
             await pipe.execute()
         await self.confirmed("lost entries")
-
-    async def claim_tick(self, job: PeriodicJob, run_at: datetime) -> bool:
-        """Take the lock of `job`'s run at `run_at`; only one process in the fleet gets it."""
-        key, lifetime_ms = tick_lock(self.settings.cache_prefix, job, run_at)
-        return bool(await self.redis.set(key, self.name, nx=True, px=lifetime_ms))
 
     async def drain(self) -> None:
         """Wait for running tasks up to the deadline; cancel the rest (they stay unacked)."""
