@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-from redis.asyncio import Redis
 
 from app.config import Settings
 from app.infrastructure.cache import MemoryCache
+from app.infrastructure.redis_client import AsyncRedis
 from app.main import create_app
 from app.state import AppState
+from tests.redis_cluster import admin_client
 
 pytestmark = pytest.mark.shared_response_cache
 
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.shared_response_cache
 class Service:
     http: AsyncClient
     state: AppState
-    redis: Redis | None  # the cache's Redis, None on memory://
+    redis: AsyncRedis | None  # the cache's Redis, None on memory://
 
     async def entries(self) -> tuple[int, int]:
         """Entries and bytes: on Redis the cached responses; on memory:// every entry (the
@@ -45,15 +46,14 @@ class Service:
 
 @pytest.fixture(params=["memory", "redis"])
 async def service(
-    request: pytest.FixtureRequest, settings: Settings, redis_server: str
+    request: pytest.FixtureRequest, settings: Settings, redis_url: str
 ) -> AsyncIterator[Service]:
     """The app on memory:// or on the real Redis (emptied), with one item."""
     redis = None
     settings = settings.model_copy(update={"rate_limit_enabled": False})  # one client floods
     if request.param == "redis":
-        settings = settings.model_copy(update={"cache_url": redis_server})
-        redis = Redis.from_url(redis_server)
-        await redis.flushdb()
+        settings = settings.model_copy(update={"cache_url": redis_url})
+        redis = admin_client(redis_url)
     app: FastAPI = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = ASGITransport(app=app)
