@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     cache_memory_max_entries: int = Field(default=10_000, ge=1)  # memory://, LRU beyond
     cache_memory_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1)  # memory://, LRU beyond
     cache_max_value_bytes: int = Field(default=1024 * 1024, ge=1)  # longer values are not stored
+    cache_local_max_entries: int = Field(default=10_000, ge=0)  # in-process tier; 0 turns it off
+    cache_local_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)  # the tier's LRU bound
     # Request headers in the key, each reduced to the variants the service can produce.
     response_cache_vary: list[Literal["accept", "accept-encoding"]] = ["accept", "accept-encoding"]
     # A request's no-cache / max-age / min-fresh: false serves it from the cache like any other.

@@ -40,15 +40,20 @@ class Server:
                 self.process.wait()
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """`settings` as the environment variables a process of the service reads them from."""
+    return {
+        key.upper(): value if isinstance(value, str) else json.dumps(value)
+        for key, value in settings.model_dump(mode="json", exclude_none=True).items()
+    }
+
+
 @contextmanager
 def running_servers(
     settings: Settings, multiproc_dir: Path, count: int = 2
 ) -> Iterator[list[Server]]:
     """`count` servers with `settings`, sharing `multiproc_dir` (which must be empty)."""
-    env = {
-        key.upper(): value if isinstance(value, str) else json.dumps(value)
-        for key, value in settings.model_dump(mode="json", exclude_none=True).items()
-    }
+    env = settings_env(settings)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
     started = [Server({**os.environ, **env}) for _ in range(count)]
     try:

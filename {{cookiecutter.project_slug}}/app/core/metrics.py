@@ -76,6 +76,17 @@ class Metrics:
         self.cache_errors = self._counter(
             "cache_errors", "Cache operations that failed (the cache failed open)."
         )
+        self.cache_local_hits = self._counter(
+            "cache_local_hits", "Cache hits served by the in-process tier, without Redis."
+        )
+        self.cache_local_invalidations = self._counter(
+            "cache_local_invalidations", "Invalidations Redis sent the in-process tier."
+        )
+        self.cache_local_resets = Counter(
+            "cache_local_resets",
+            "Times the in-process tier was emptied: its channel broke, went silent or moved.",
+            registry=self.registry,
+        )
         self.cache_load_seconds = Histogram(
             "cache_load_seconds",
             "Time spent in loaders after a miss.",
@@ -149,6 +160,8 @@ class Metrics:
                 hits=self.cache_hits.labels(namespace),
                 misses=self.cache_misses.labels(namespace),
                 errors=self.cache_errors.labels(namespace),
+                local_hits=self.cache_local_hits.labels(namespace),
+                invalidations=self.cache_local_invalidations.labels(namespace),
                 load_seconds=self.cache_load_seconds.labels(namespace),
             )
             self._namespaces[namespace] = collectors

@@ -15,7 +15,6 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
@@ -27,6 +26,7 @@ from app.api.deps import StateDep, get_item_service
 from app.config import Settings
 from app.main import create_app
 from app.services.items import ItemService
+from tests.services.history import History, Read, Write
 
 pytestmark = pytest.mark.slow
 
@@ -77,52 +77,6 @@ def with_slow_reads(app: FastAPI) -> None:
         return ItemService(cast(async_sessionmaker[AsyncSession], sessions), state.cache)
 
     app.dependency_overrides[get_item_service] = slow_item_service
-
-
-@dataclass(frozen=True)
-class Write:
-    item_id: int
-    name: str
-    start: float
-    end: float
-
-
-@dataclass(frozen=True)
-class Read:
-    path: str
-    seen: dict[int, str]  # item id -> name
-    start: float
-    end: float
-
-
-@dataclass
-class History:
-    writes: list[Write] = field(default_factory=list)
-    reads: list[Read] = field(default_factory=list)
-
-    def stale_reads(self) -> list[str]:
-        """Every read that saw a name some write it came after had certainly replaced."""
-        by_name = {(write.item_id, write.name): write for write in self.writes}
-        problems = []
-        for read in self.reads:
-            for item_id, name in read.seen.items():
-                seen = by_name.get((item_id, name))
-                if seen is None:
-                    problems.append(f"{read.path} saw {name!r}, which nobody wrote")
-                    continue
-                for newer in self.writes:
-                    if (
-                        newer.item_id == item_id
-                        and newer.end < read.start
-                        and seen.end < newer.start
-                    ):
-                        problems.append(
-                            f"{read.path} [{read.start:.4f}-{read.end:.4f}] saw {name!r}"
-                            f" (written by {newer.end - seen.end:.4f}s older write) after"
-                            f" {newer.name!r} had completed at {newer.end:.4f}"
-                        )
-                        break
-        return problems
 
 
 @pytest.fixture

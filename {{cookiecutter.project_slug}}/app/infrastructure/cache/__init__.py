@@ -6,9 +6,13 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from redis.asyncio import RedisCluster
+
 from app.config import Settings
 from app.infrastructure.cache.breaker import Breaker, probe_timeout
 from app.infrastructure.cache.epoch import ServerEpoch
+from app.infrastructure.cache.keeper import TierKeeper
+from app.infrastructure.cache.local import LocalTier
 from app.infrastructure.cache.memory import MemoryCache
 from app.infrastructure.cache.protocol import (
     Cache,
@@ -19,7 +23,8 @@ from app.infrastructure.cache.protocol import (
     response_namespace,
 )
 from app.infrastructure.cache.redis import RedisCache
-from app.infrastructure.redis_client import BlockingProbe, redis_client
+from app.infrastructure.cache.tracking import InvalidationChannel, open_channel
+from app.infrastructure.redis_client import AsyncRedis, BlockingProbe, redis_client
 
 __all__ = [
     "Cache",
@@ -59,6 +64,9 @@ def cache_from_url(
         sentinel_password=settings.redis_sentinel_password,
     )
     epoch.watch(client)
+    keeper = None
+    if settings.cache_local_max_entries:
+        keeper = local_tier(url, client, epoch, settings=settings, metrics=metrics)
     probe = BlockingProbe(
         url, timeout=probe_timeout(timeout), sentinel_password=settings.redis_sentinel_password
     )
@@ -73,7 +81,35 @@ def cache_from_url(
         timeout=timeout,
         metrics=metrics,
         epoch=epoch,
+        local=keeper,
     )
+
+
+def local_tier(
+    url: str, client: AsyncRedis, epoch: ServerEpoch, *, settings: Settings, metrics: CacheMetrics
+) -> TierKeeper:
+    """The in-process tier in front of the Redis `url` names, and the keeper of its channel."""
+    tier = LocalTier(
+        prefix=settings.cache_prefix,
+        max_entries=settings.cache_local_max_entries,
+        max_bytes=settings.cache_local_max_bytes,
+        metrics=metrics,
+    )
+
+    def channel() -> InvalidationChannel:
+        return open_channel(
+            url,
+            prefix=settings.cache_prefix,
+            timeout=probe_timeout(settings.cache_socket_timeout),
+            sentinel_password=settings.redis_sentinel_password,
+        )
+
+    def primaries() -> frozenset[str]:
+        assert isinstance(client, RedisCluster)
+        return frozenset(node.name for node in client.get_primaries())
+
+    cluster = isinstance(client, RedisCluster)
+    return TierKeeper(tier, channel, epoch, primaries if cluster else None)
 
 
 @asynccontextmanager

@@ -44,10 +44,14 @@ class NamespaceMetrics:
     misses: Counter
     errors: Counter
     load_seconds: Histogram
+    local_hits: Counter  # of `hits`: served by the in-process tier
+    invalidations: Counter  # sent to the in-process tier by Redis
 
 
 class CacheMetrics(Protocol):
     """Where the cache counts its work (the app's `Metrics`), so it need not import the app."""
+
+    cache_local_resets: Counter  # the in-process tier emptied (its channel broke or went silent)
 
     def cache_namespace(self, namespace: str) -> NamespaceMetrics:
         """The collectors of `namespace`."""

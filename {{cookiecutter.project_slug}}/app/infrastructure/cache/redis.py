@@ -19,6 +19,8 @@ from app.infrastructure.cache import lua
 from app.infrastructure.cache.batching import MgetBatcher
 from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker, probe_timeout
 from app.infrastructure.cache.epoch import ServerEpoch
+from app.infrastructure.cache.keeper import TierKeeper
+from app.infrastructure.cache.local import LocalTier, Since
 from app.infrastructure.cache.outbox import InvalidationOutbox
 from app.infrastructure.cache.protocol import CacheMetrics, Lookup, new_token
 {%- if cookiecutter.use_opentelemetry == "yes" %}
@@ -56,10 +58,14 @@ class RedisCache:
         timeout: float,
         metrics: CacheMetrics,
         epoch: ServerEpoch,
+        local: TierKeeper | None = None,
     ) -> None:
-        """`epoch` must be the one whose `on_connect` `client`'s connections run."""
+        """`epoch` must be the one whose `on_connect` `client`'s connections run; `local`
+        keeps the in-process tier in front of Redis (CACHE_LOCAL_MAX_ENTRIES)."""
         self.client = client
         self.epoch = epoch
+        self.keeper = local
+        self.local: LocalTier | None = None if local is None else local.tier
         self.breaker = breaker
         self.slots = asyncio.Semaphore(connections)
         self.batcher = MgetBatcher(client, self.slots, timeout)
@@ -159,6 +165,11 @@ class RedisCache:
         """
         if self._bypassed():
             return Lookup(namespace, key, None, available=False)
+        since = None
+        if self.local is not None and not refresh:
+            value, since = self.local.lookup(namespace, key, self.epoch.value)
+            if value is not None:
+                return Lookup(namespace, key, value)
         try:
             async with asyncio.timeout(self.timeout):
                 value = None
@@ -171,11 +182,30 @@ class RedisCache:
                     result = await self._lease(namespace, key, refresh)
                 else:
                     result = Lookup(namespace, key, value)
+                    if since is not None:
+                        await self._keep_local(namespace, key, value, since)
         except CACHE_ERRORS as error:
             self._trip(namespace, error)
             return Lookup(namespace, key, None, available=False)
         self._recovered()
         return result
+
+    async def _keep_local(self, namespace: str, key: str, value: bytes, since: Since) -> None:
+        """Offer a Redis hit to the local tier, to expire with the entry's Redis TTL."""
+        assert self.local is not None
+        async with self.slots:
+            ttl_ms: int = await self.client.pttl(self._entry_key(namespace, key))
+        if ttl_ms > 0 and self._tracked(namespace):
+            self.local.offer(namespace, key, value, ttl_ms / 1000, since, self.epoch.value)
+
+    def _tracked(self, namespace: str) -> bool:
+        """On a cluster: the primary holding the namespace is one the channel listens to."""
+        if not isinstance(self.client, RedisCluster) or self.local is None:
+            return True
+        channel = self.local.channel
+        slot = self.client.keyslot(self._version_key(namespace))
+        node = self.client.nodes_manager.get_node_from_slot(slot)
+        return channel is not None and node.name in channel.nodes
 
     async def _lease(self, namespace: str, key: str, refresh: bool) -> Lookup:
         """After a miss: the current version, and the key's lease if nobody else holds it.
@@ -232,6 +262,13 @@ class RedisCache:
         entries = list(keys)
         if not bumped and not entries:
             return
+        try:
+            await self._invalidate(bumped, entries)
+        finally:  # delivered or not: this process serves none of it from its own tier
+            if self.local is not None:
+                self.local.forget(bumped, entries)
+
+    async def _invalidate(self, bumped: list[str], entries: list[tuple[str, str]]) -> None:
         if self._bypassed():
             self._keep(bumped, entries)
             return
@@ -275,15 +312,19 @@ class RedisCache:
         self.outbox.keep(namespaces, entries)
 
     async def connect(self) -> None:
-        """On a cluster, learn its slots before the first request, within the probe's budget.
+        """Connect before the first request, within the probe's budget; start the local tier.
 
-        Otherwise the first lookups would spend their CACHE_SOCKET_TIMEOUT on that and fail
-        open. A cluster that does not answer is left to the lookups, which fail open anyway.
+        On a cluster the first lookups would otherwise spend their CACHE_SOCKET_TIMEOUT
+        learning the slots and fail open; the local tier's channel is opened in the epoch
+        this learns. A Redis that does not answer is left to the lookups (they fail open)
+        and to the tier's keeper (it retries).
         """
-        if isinstance(self.client, RedisCluster):
+        if isinstance(self.client, RedisCluster) or self.keeper is not None:
             with contextlib.suppress(*CACHE_ERRORS):
                 async with asyncio.timeout(probe_timeout(self.timeout)):
-                    await self.client.ping()
+                    await self.client.ping()  # the tier's channel starts in this epoch
+        if self.keeper is not None:
+            self.keeper.start()
 
     async def ping(self) -> None:
         """Raise unless Redis answers as the cache needs within CACHE_SOCKET_TIMEOUT.
@@ -295,7 +336,9 @@ class RedisCache:
             await check_redis(self.client)
 
     async def close(self) -> None:
-        """Stop the outbox and the probe, then close the clients."""
+        """Stop the outbox, the probe and the local tier, then close the clients."""
+        if self.keeper is not None:
+            await self.keeper.stop()
         await self.outbox.close()
         await self.breaker.stop()
         await self.client.aclose()

@@ -141,7 +141,7 @@ async def clients_once_settled(observer: AsyncRedis, expected: int) -> int:
 
 
 async def test_open_cache_yields_a_working_cache_and_closes_it(redis_url: str) -> None:
-    settings = cache_settings(cache_url=redis_url)
+    settings = cache_settings(cache_url=redis_url, cache_local_max_entries=0)  # one pool only
 
     observer = admin_client(redis_url)
     async with open_cache(settings, Metrics()) as cache:

@@ -23,7 +23,8 @@ from redis.asyncio import Redis
 from app.config import Settings
 from app.main import create_app
 from tests.redis_sentinel import SentinelGroup, running_sentinel_group
-from tests.services.test_history import History, Read, Write, timed, with_slow_reads
+from tests.services.history import History, Read, Write
+from tests.services.test_history import timed, with_slow_reads
 from tests.tasks.helpers import wait_final
 from tests.tasks.redis_queue.fixtures import Workers
 
