@@ -129,11 +129,12 @@ async def test_no_process_reads_what_a_write_in_another_replaced(
 
     script = script_writes(shared, ids)
     urls = [server.url for server in servers]
-    *_, killed = await asyncio.gather(
+    cutting = asyncio.create_task(cut_channels(redis_url))
+    await asyncio.gather(
         *(write_through(urls[n % 2], n, ids, history) for n in range(2)),
         *(read_through(urls[n % 2], n, ids, history) for n in range(8)),
-        cut_channels(redis_url),
     )
+    killed = await cutting
     output, _ = await asyncio.to_thread(script.communicate, timeout=120)
     assert script.returncode == 0
     for line in output.splitlines():
