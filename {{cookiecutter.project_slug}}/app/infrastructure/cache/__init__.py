@@ -104,9 +104,9 @@ def local_tier(
             sentinel_password=settings.redis_sentinel_password,
         )
 
-    def primaries() -> frozenset[str]:
+    def primaries() -> frozenset[str]:  # those that hold slots, as the client knows them
         assert isinstance(client, RedisCluster)
-        return frozenset(node.name for node in client.get_primaries())
+        return frozenset(nodes[0].name for nodes in client.nodes_manager.slots_cache.values())
 
     cluster = isinstance(client, RedisCluster)
     return TierKeeper(tier, channel, epoch, primaries if cluster else None)

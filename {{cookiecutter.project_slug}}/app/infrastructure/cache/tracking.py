@@ -109,8 +109,9 @@ def open_channel(
     finder = blocking_redis_client(url, timeout=timeout, sentinel_password=sentinel_password)
     try:
         if isinstance(finder, SyncRedisCluster):
-            primaries = finder.get_primaries()  # type: ignore[no-untyped-call]
-            pools = [node.redis_connection.connection_pool for node in primaries]
+            # The primaries that hold slots: a failed seed node may linger in the node list.
+            owners = {nodes[0].name: nodes[0] for nodes in finder.nodes_manager.slots_cache.values()}
+            pools = [node.redis_connection.connection_pool for node in owners.values()]
         else:
             pools = [finder.connection_pool]
         connections = [_tracking_connection(pool, "{" + prefix + ":") for pool in pools]
