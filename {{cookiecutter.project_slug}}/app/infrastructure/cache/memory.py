@@ -1,6 +1,5 @@
 """The cache in this process, for `memory://` (development, tests, a single process)."""
 
-import fnmatch
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -90,27 +89,6 @@ class MemoryCache:
 
     def _versioned_key(self, namespace: str, version: int | str, key: str) -> str:
         return f"{self.prefix}:{namespace}:v{version}:{key}"
-
-    async def get(self, key: str) -> bytes | None:
-        """Return the raw value stored at `{prefix}:{key}`, or None."""
-        return self._read(f"{self.prefix}:{key}")
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        """Store `value` at `{prefix}:{key}` for `ttl` seconds."""
-        self._write(f"{self.prefix}:{key}", value, ttl)
-
-    async def delete(self, *keys: str) -> None:
-        """Delete `{prefix}:{key}` for every key given."""
-        for key in keys:
-            self._drop(f"{self.prefix}:{key}")
-
-    async def delete_pattern(self, pattern: str) -> int:
-        """Delete every key matching `{prefix}:{pattern}` (glob, as Redis MATCH)."""
-        full = f"{self.prefix}:{pattern}"
-        matched = [key for key in self._entries if fnmatch.fnmatchcase(key, full)]
-        for key in matched:
-            self._drop(key)
-        return len(matched)
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_lookup
 {% endif %}    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:

@@ -80,22 +80,6 @@ class Cache(Protocol):
     max_value_bytes: int
     metrics: CacheMetrics
 
-    async def get(self, key: str) -> bytes | None:
-        """Return the raw value stored at `{prefix}:{key}`, or None."""
-        ...
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        """Store `value` at `{prefix}:{key}` for `ttl` seconds."""
-        ...
-
-    async def delete(self, *keys: str) -> None:
-        """Delete `{prefix}:{key}` for every key given."""
-        ...
-
-    async def delete_pattern(self, pattern: str) -> int:
-        """Delete every key matching `{prefix}:{pattern}` with SCAN (operators, not requests)."""
-        ...
-
     async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
         """Read a versioned entry; on a miss (or with `refresh`), take the key's lease if free."""
         ...

@@ -11,7 +11,6 @@ are never stored, so one large value cannot slow the cache down for everyone.
 import asyncio
 import contextlib
 from collections.abc import Iterable
-from typing import cast
 
 from redis.asyncio import RedisCluster
 
@@ -80,9 +79,6 @@ class RedisCache:
         self._lease_script = client.register_script(lua.LEASE)
         self._fill_script = client.register_script(lua.FILL)
 
-    def _key(self, key: str) -> str:
-        return f"{self.prefix}:{key}"
-
     def _version_key(self, namespace: str) -> str:
         """The namespace's hash tag alone: its version lives on the slot of its entries."""
         return "{" + f"{self.prefix}:{namespace}" + "}"
@@ -102,60 +98,6 @@ class RedisCache:
         """Count the error and let the breaker judge it."""
         self.metrics.cache_namespace(namespace).errors.inc()
         self.breaker.trip(error, may_probe=not self._bypassed())
-
-    async def get(self, key: str) -> bytes | None:
-        """Return the raw value stored at `{prefix}:{key}`, or None (also when Redis is down)."""
-        if self._bypassed():
-            return None
-        try:
-            async with asyncio.timeout(self.timeout), self.slots:
-                value = cast(bytes | None, await self.client.get(self._key(key)))
-        except CACHE_ERRORS as error:
-            self._trip("-", error)
-            return None
-        self._recovered()
-        return value
-
-    async def set(self, key: str, value: bytes, ttl: float) -> None:
-        """Store `value` at `{prefix}:{key}` for `ttl` seconds."""
-        if self._bypassed():
-            return
-        try:
-            async with asyncio.timeout(self.timeout), self.slots:
-                await self.client.set(self._key(key), value, px=max(1, int(ttl * 1000)))
-        except CACHE_ERRORS as error:
-            self._trip("-", error)
-            return
-        self._recovered()
-
-    async def delete(self, *keys: str) -> None:
-        """Delete `{prefix}:{key}` for every key given, in one command."""
-        if not keys or self._bypassed():
-            return
-        try:
-            async with asyncio.timeout(self.timeout), self.slots:
-                await self.client.delete(*(self._key(key) for key in keys))
-        except CACHE_ERRORS as error:
-            self._trip("-", error)
-            return
-        self._recovered()
-
-    async def delete_pattern(self, pattern: str) -> int:
-        """Delete every key matching `{prefix}:{pattern}` with SCAN + UNLINK (operators only).
-
-        This walks the whole keyspace; request paths use `invalidate` instead. Errors raise.
-        """
-        deleted = 0
-        batch: list[bytes] = []
-        async with self.slots:  # one command at a time: one connection
-            async for key in self.client.scan_iter(match=self._key(pattern), count=1000):
-                batch.append(key)
-                if len(batch) >= 1000:
-                    deleted += await self.client.unlink(*batch)
-                    batch.clear()
-            if batch:
-                deleted += await self.client.unlink(*batch)
-        return deleted
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_lookup
 {% endif %}    async def lookup(self, namespace: str, key: str, *, refresh: bool = False) -> Lookup:
@@ -182,21 +124,25 @@ class RedisCache:
                     result = await self._lease(namespace, key, refresh)
                 else:
                     result = Lookup(namespace, key, value)
-                    if since is not None:
-                        await self._keep_local(namespace, key, value, since)
         except CACHE_ERRORS as error:
             self._trip(namespace, error)
             return Lookup(namespace, key, None, available=False)
         self._recovered()
+        if since is not None and result.value is not None:
+            await self._keep_local(namespace, key, result.value, since)
         return result
 
     async def _keep_local(self, namespace: str, key: str, value: bytes, since: Since) -> None:
-        """Offer a Redis hit to the local tier, to expire with the entry's Redis TTL."""
+        """Offer a value read from Redis to the local tier, to expire with its Redis TTL.
+
+        A PTTL that fails only leaves the value out of the tier: the hit stands.
+        """
         assert self.local is not None
-        async with self.slots:
-            ttl_ms: int = await self.client.pttl(self._entry_key(namespace, key))
-        if ttl_ms > 0 and self._tracked(namespace):
-            self.local.offer(namespace, key, value, ttl_ms / 1000, since, self.epoch.value)
+        with contextlib.suppress(*CACHE_ERRORS):
+            async with asyncio.timeout(self.timeout), self.slots:
+                ttl_ms: int = await self.client.pttl(self._entry_key(namespace, key))
+            if ttl_ms > 0 and self._tracked(namespace):
+                self.local.offer(namespace, key, value, ttl_ms / 1000, since, self.epoch.value)
 
     def _tracked(self, namespace: str) -> bool:
         """On a cluster: the primary holding the namespace is one the channel listens to."""

@@ -110,7 +110,8 @@ def open_channel(
     try:
         if isinstance(finder, SyncRedisCluster):
             # The primaries that hold slots: a failed seed node may linger in the node list.
-            owners = {nodes[0].name: nodes[0] for nodes in finder.nodes_manager.slots_cache.values()}
+            slots = finder.nodes_manager.slots_cache.values()
+            owners = {nodes[0].name: nodes[0] for nodes in slots}
             pools = [node.redis_connection.connection_pool for node in owners.values()]
         else:
             pools = [finder.connection_pool]

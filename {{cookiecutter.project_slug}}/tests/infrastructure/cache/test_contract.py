@@ -18,18 +18,13 @@ from tests.infrastructure.conftest import cache_settings
 from tests.redis_cluster import admin_client
 
 
-async def test_set_get_delete_and_expiry(cache: Cache) -> None:
-    await cache.set("a", b"1", ttl=60)
-    await cache.set("b", b"2", ttl=0.05)
-    await cache.set("c", b"3", ttl=60)
-
-    assert await cache.get("a") == b"1"
-    await cache.delete("a", "c")
+async def test_an_entry_lives_for_its_ttl(cache: Cache) -> None:
+    await cache.fill(await cache.lookup("ns", "long"), b"1", 60)
+    await cache.fill(await cache.lookup("ns", "short"), b"2", 0.05)
     await asyncio.sleep(0.1)
 
-    assert await cache.get("a") is None
-    assert await cache.get("b") is None
-    assert await cache.get("c") is None
+    assert (await cache.lookup("ns", "long")).value == b"1"
+    assert (await cache.lookup("ns", "short")).value is None
 
 
 async def test_a_miss_leases_the_key_and_the_lease_holder_fills_it(cache: Cache) -> None:
@@ -88,17 +83,6 @@ def test_key_parts_are_escaped_so_they_cannot_act_as_patterns_or_separators() ->
     assert not set(escaped) & set(":*?[]\\ ")
 
 
-async def test_delete_pattern_with_an_escaped_id_matches_only_that_id(cache: Cache) -> None:
-    for user in ("1", "1*", "12"):
-        await cache.set(f"orders:{escape_key_part(user)}:x", b"v", 60)
-
-    deleted = await cache.delete_pattern(f"orders:{escape_key_part('1*')}:*")
-
-    assert deleted == 1
-    assert await cache.get("orders:1:x") == b"v"
-    assert await cache.get("orders:12:x") == b"v"
-
-
 def test_memory_cache_evicts_the_least_recently_used_entry() -> None:
     async def scenario() -> MemoryCache:
         cache = MemoryCache(
@@ -110,15 +94,16 @@ def test_memory_cache_evicts_the_least_recently_used_entry() -> None:
             max_value_bytes=64,
             metrics=Metrics(),
         )
-        await cache.set("a", b"1", 60)
-        await cache.set("b", b"2", 60)
-        await cache.get("a")  # "b" is now the least recently used
-        await cache.set("c", b"3", 60)
+        for key, value in (("a", b"1"), ("b", b"2")):
+            await cache.fill(await cache.lookup("ns", key), value, 60)
+        await cache.lookup("ns", "a")  # "b" is now the least recently used
+        await cache.fill(await cache.lookup("ns", "c"), b"3", 60)
         return cache
 
     cache = asyncio.run(scenario())
 
-    assert [asyncio.run(cache.get(key)) for key in "abc"] == [b"1", None, b"3"]
+    found = [asyncio.run(cache.lookup("ns", key)).value for key in "abc"]
+    assert found == [b"1", None, b"3"]
 
 
 async def test_unknown_scheme_is_refused() -> None:
