@@ -49,4 +49,6 @@ def run(bench: Bench) -> list[Row]:
     for name, fraction in (("p50", 0.5), ("p99", 0.99), ("max", 1.0)):
         value = percentile(latencies, fraction)
         rows.append(measured(SECTION, f"write in A → first read in B showing it, {name}", [value], "ms", detail=detail))
+    coherent = found["stale_after_5ms"] == 0 and found["unseen"] == 0
+    rows[-1].target, rows[-1].passed = "no read > 5 ms after a write misses it", coherent
     return rows
