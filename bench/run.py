@@ -24,7 +24,7 @@ from harness import machine, report
 from harness.context import BENCH, Bench, Sizes
 from harness.procs import RedisServer, processes
 from harness.results import Row
-from harness.sections import decorator, http, invalidation, stampede, tasks, template, tracing
+from harness.sections import decorator, http, invalidation, stampede, tasks, template, tracing, visibility
 
 SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "http": http.run,
@@ -33,6 +33,7 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "stampede": stampede.run,
     "tasks": tasks.run,
     "tracing": tracing.run,
+    "visibility": visibility.run,
     "template": template.run,
 }
 COMMAND = "uv run --project bench python bench/run.py"

@@ -14,7 +14,7 @@ from app.core.metrics import open_metrics
 from app.core.problems import document_problems_as_problem_json, problem_responses
 from app.core.startup import freeze_startup_objects
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-from app.core.tracing import REQUEST_TELEMETRY, start_tracing
+from app.core.tracing import request_telemetry, start_tracing
 {%- endif %}
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         redirect_slashes=False,
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-        telemetry=REQUEST_TELEMETRY,
+        telemetry=request_telemetry(),
 {%- endif %}
         openapi_url="/openapi.json" if docs else None,
         docs_url="/docs" if docs else None,

@@ -14,6 +14,8 @@ API lifespan and each worker process call, and flushed when they stop.
 import logging
 import os
 from collections.abc import Mapping, MutableMapping
+from contextvars import ContextVar
+from functools import lru_cache
 from typing import Any
 
 from fastapi.telemetry import TelemetryConfig
@@ -22,10 +24,15 @@ from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.propagators.textmap import Getter, TextMapPropagator
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.sdk.trace.sampling import Decision
+from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import Headers
 
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 _PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -57,6 +64,83 @@ def untraced(scope: MutableMapping[str, Any]) -> bool:
     return path == "/metrics" or path.startswith("/health/")
 
 
+# The scope key under which `skipped` leaves the context of a request the sampler dropped.
+DROPPED = "app.tracing.dropped"
+# The trace id `skipped` sampled a request's server span on, until the span takes it.
+_DECIDED: ContextVar[int | None] = ContextVar("decided_trace_id", default=None)
+_SDK_SAMPLERS = "opentelemetry.sdk.trace.sampling"  # each decides by the parent and trace id alone
+
+
+class _DecidedIds(RandomIdGenerator):
+    """Random ids, except that a request's server span gets the trace id it was sampled on."""
+
+    def generate_trace_id(self) -> int:
+        """The id `skipped` decided on (once), else a random one."""
+        trace_id = _DECIDED.get()
+        if trace_id is None:
+            return super().generate_trace_id()
+        _DECIDED.set(None)
+        return trace_id
+
+
+def skipped(scope: MutableMapping[str, Any]) -> bool:
+    """Whether FastAPI builds no server span: a probe, or a request the sampler drops.
+
+    FastAPI would build a span, its attributes and its context for every request, only for
+    the sampler to drop most of them. The sampler is asked here instead, with the parent the
+    request carries and a trace id drawn here, exactly as the SDK asks it: a dropped request
+    gets the non-recording span the SDK would have made (`DROPPED`, attached with
+    instrumentation suppressed by `ServerSpanMiddleware`), a sampled one gets its span with
+    that trace id (`_DecidedIds`). A sampler of another package is left to FastAPI.
+    """
+    if untraced(scope):
+        return True
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider) or (
+        type(provider.sampler).__module__ != _SDK_SAMPLERS
+    ):
+        return False
+    parent = Context()  # what extracting from headers without a propagated field gives
+    if not _fields(propagate.get_global_textmap()).isdisjoint(n for n, _ in scope["headers"]):
+        parent = propagate.extract(Headers(scope=scope), getter=_HEADERS)
+    parent_span = trace.get_current_span(parent).get_span_context()
+    ids = provider.id_generator
+    root = not parent_span.is_valid
+    trace_id = ids.generate_trace_id() if root else parent_span.trace_id
+    method = str(scope.get("method", "HTTP"))
+    result = provider.sampler.should_sample(parent, trace_id, method, SpanKind.SERVER)
+    if result.decision is not Decision.DROP:
+        if root:
+            _DECIDED.set(trace_id)
+        return False
+    random = ids.is_trace_id_random() if root else parent_span.trace_flags.random_trace_id
+    flags = TraceFlags(TraceFlags.RANDOM_TRACE_ID if random else TraceFlags.DEFAULT)
+    span = SpanContext(trace_id, ids.generate_span_id(), False, flags, result.trace_state)
+    scope[DROPPED] = trace.set_span_in_context(NonRecordingSpan(span), parent)
+    return True
+
+
+@lru_cache(maxsize=1)
+def _fields(propagator: TextMapPropagator) -> frozenset[bytes]:
+    """The header names the propagator reads (`traceparent`, `tracestate`, `baggage`)."""
+    return frozenset(name.lower().encode("latin-1") for name in propagator.fields)
+
+
+class _HeadersGetter(Getter[Headers]):
+    """Read propagation fields from request headers, every value of a repeated one."""
+
+    def get(self, carrier: Headers, key: str) -> list[str] | None:
+        """The header's values, or None when absent."""
+        return carrier.getlist(key) or None
+
+    def keys(self, carrier: Headers) -> list[str]:
+        """Every header name."""
+        return carrier.keys()
+
+
+_HEADERS = _HeadersGetter()
+
+
 # FastAPI's own request telemetry (`FastAPI(telemetry=...)`): a server span per request, named
 # by its route template, under the tracer provider `start_tracing` sets (none: no span), whose
 # exporter is the only one (FASTAPI_OTEL_AUTO_CONFIGURE would add a second). HTTP metrics are
@@ -67,8 +151,16 @@ REQUEST_TELEMETRY: TelemetryConfig = {
     "logs": False,
     "operation_spans": False,
     "auto_configure": False,
-    "exclude": untraced,
+    "exclude": skipped,
 }
+# With tracing not requested, FastAPI would still ask the OpenTelemetry API for a tracer provider
+# (an environment read) on every request to learn that none is set: it is switched off instead.
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
+def request_telemetry() -> TelemetryConfig:
+    """FastAPI's request telemetry for this environment (above): off unless traces are asked for."""
+    return REQUEST_TELEMETRY if tracing_requested() else _NO_TELEMETRY
 
 
 class Tracing:
@@ -104,7 +196,7 @@ def start_tracing(engine: AsyncEngine | None = None, *, redis: bool = True) -> T
     polls Redis would make a trace of every poll); a no-op when tracing is not requested."""
     if not tracing_requested():
         return Tracing(None)
-    provider = TracerProvider(resource=_resource())
+    provider = TracerProvider(resource=_resource(), id_generator=_DecidedIds())
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
     trace.set_tracer_provider(provider)
     if redis:

@@ -2,7 +2,6 @@
 
 import logging
 
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,7 +26,7 @@ class RequestBodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = Headers(scope=scope).get("content-length", "")
+        declared = next((v for n, v in scope["headers"] if n == b"content-length"), b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
             logger.info("answered 413: %s", self.detail, extra={"status": 413})
             await problem_response(413, self.detail)(scope, receive, send)

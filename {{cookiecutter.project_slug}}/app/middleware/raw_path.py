@@ -7,6 +7,7 @@ after decoding, so routing on it would let a request past rules written for
 """
 
 import logging
+import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -14,7 +15,7 @@ from app.core.problems import problem_response
 
 logger = logging.getLogger(__name__)
 
-_AMBIGUOUS = (b"%2f", b"%5c", b"%00", b"\\")
+_AMBIGUOUS = re.compile(rb"%(?:2f|5c|00)|\\", re.IGNORECASE)
 DETAIL = "the path holds an encoded '/', '\\' or NUL: send the path as it is meant to be routed"
 
 
@@ -28,8 +29,7 @@ class RawPathMiddleware:
         """Answer 400, or pass the request on untouched."""
         if scope["type"] == "http":
             raw: bytes = scope.get("raw_path") or str(scope["path"]).encode("utf-8", "replace")
-            path = raw.partition(b"?")[0].lower()
-            if any(part in path for part in _AMBIGUOUS):
+            if _AMBIGUOUS.search(raw.partition(b"?")[0]):
                 logger.info("answered 400: %s", DETAIL, extra={"status": 400})
                 await problem_response(400, DETAIL)(scope, receive, send)
                 return

@@ -5,16 +5,16 @@ This is the outermost middleware, so it also answers the errors nothing else han
 """
 
 import logging
+import os
 import re
-from uuid import uuid4
 
-from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.logging import request_id
 from app.core.problems import problem_response
 
 HEADER = "X-Request-ID"
+_NAME = b"x-request-id"
 # A client-sent id is reused only if it is short and plain, so it cannot forge log lines.
 _SAFE_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -32,15 +32,20 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get(HEADER, "")
-        current = incoming if _SAFE_ID.fullmatch(incoming) else uuid4().hex
+        incoming = next((value for name, value in scope["headers"] if name == _NAME), b"")
+        current = incoming.decode("latin-1")
+        if not _SAFE_ID.fullmatch(current):
+            current = os.urandom(16).hex()  # 128 random bits, as uuid4().hex, minus the UUID object
+        header = (_NAME, current.encode())
         started = False
 
         async def send_with_request_id(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message)[HEADER] = current
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != _NAME]
+                headers.append(header)
+                message["headers"] = headers
             await send(message)
 
         token = request_id.set(current)

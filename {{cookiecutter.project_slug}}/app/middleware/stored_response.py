@@ -61,8 +61,7 @@ async def send_entry(
     if_none_match: bytes | None,
 ) -> None:
     """A stored response, or 304 when the client's copy is the same."""
-    etag = dict(headers).get(b"etag", b"")
-    if if_none_match is not None and matches(if_none_match, etag):
+    if if_none_match is not None and matches(if_none_match, dict(headers).get(b"etag", b"")):
         await send_not_modified(send, headers)
         return
     await send({"type": "http.response.start", "status": status, "headers": headers})

@@ -8,11 +8,11 @@ would otherwise start a trace of its own.
 """
 
 from fastapi import FastAPI
-from opentelemetry import trace
+from opentelemetry import context, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.tracing import tracing_requested, untraced
+from app.core.tracing import DROPPED, tracing_requested, untraced
 from app.middleware.metrics import METHODS
 from app.middleware.route_templates import UNMATCHED, RouteTemplates
 
@@ -35,6 +35,15 @@ class ServerSpanMiddleware:
         """Run the request, naming its span when it starts its response unrouted."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        dropped = scope.get(DROPPED)
+        if dropped is not None:  # the sampler dropped it: its Redis and SQL calls are dropped too
+            token = context.attach(dropped)
+            try:
+                with suppress_instrumentation():
+                    await self.app(scope, receive, send)
+            finally:
+                context.detach(token)
             return
         if untraced(scope):
             with suppress_instrumentation():
