@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 
-from app.schemas.item import LIST_MAX_OFFSET
+from app.schemas.resource import LIST_MAX_OFFSET
 
 ITEM = {"name": "Widget", "description": "A useful widget", "price": 9.99}
 
