@@ -116,18 +116,6 @@ async def test_list_rejects_bad_paging(client: AsyncClient, params: dict[str, in
     assert response.status_code == 422
 
 
-async def test_ids_are_never_reused(client: AsyncClient) -> None:
-    first = await create(client)
-    assert (await client.delete(f"/api/v1/items/{first['id']}")).status_code == 204
-
-    second = await create(client)
-    retried_delete = await client.delete(f"/api/v1/items/{first['id']}")
-
-    assert second["id"] > first["id"]
-    assert retried_delete.status_code == 404
-    assert (await client.get(f"/api/v1/items/{second['id']}")).status_code == 200
-
-
 async def test_an_offset_past_list_max_offset_is_422(client: AsyncClient) -> None:
     deepest = await client.get(f"/api/v1/items?offset={LIST_MAX_OFFSET}")
     deeper = await client.get(f"/api/v1/items?offset={LIST_MAX_OFFSET + 1}")
