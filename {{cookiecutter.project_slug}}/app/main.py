@@ -77,6 +77,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
 
+def _limit_rates(
+    app: FastAPI, settings: Settings, templates: RouteTemplates, opened: OpenedState
+) -> None:
+    """Count each /api/v1 request against its route's policy (RateLimitMiddleware)."""
+    # Per-route policies, by (method, route template); every other /api/v1 route: default.
+    policies = {("POST", "/api/v1/tasks"): RoutePolicy("tasks", settings.rate_limit_tasks)}
+    app.add_middleware(
+        RateLimitMiddleware,
+        settings=settings,
+        templates=templates,
+        policies=policies,
+        opened=opened,
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an app; tests pass their own settings, production reads the environment."""
     settings = settings or get_settings()
@@ -105,15 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Route templates, found once per path for every middleware that names a request's route.
     templates = RouteTemplates(app.router)
     if settings.rate_limit_enabled:  # outside the cache: a cache hit counts too
-        # Per-route policies, by (method, route template); every other /api/v1 route: default.
-        policies = {("POST", "/api/v1/tasks"): RoutePolicy("tasks", settings.rate_limit_tasks)}
-        app.add_middleware(
-            RateLimitMiddleware,
-            settings=settings,
-            templates=templates,
-            policies=policies,
-            opened=opened,
-        )
+        _limit_rates(app, settings, templates, opened)
     # Counts what the cache and the body limit answer too, with the status the client got.
     app.add_middleware(HttpMetricsMiddleware, templates=templates, opened=opened)
 {%- if cookiecutter.use_opentelemetry == "yes" %}
