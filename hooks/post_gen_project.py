@@ -45,7 +45,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
     },
     "database": {
         "postgresql": ("tests/api/test_postgres_faults.py",),
-        "sqlite": ("tests/api/test_sqlite_faults.py",),
+        "sqlite": ("tests/api/test_sqlite_faults.py", "tests/api/test_sqlite_ids.py"),
     },
     "use_docker": {"yes": ("Dockerfile", "compose.yaml", ".dockerignore")},
     "use_github_actions": {"yes": (".github",)},

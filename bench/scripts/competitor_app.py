@@ -14,7 +14,8 @@ from app.api.deps import StateDep
 from app.config import Settings
 from app.core.startup import freeze_startup_objects
 from app.main import create_app
-from app.repositories.items import ItemRepository
+from app.models import Item
+from app.repositories.rows import Rows
 from app.schemas.item import ItemRead
 from cashews import cache as cashews_cache
 from fastapi import APIRouter, Depends, FastAPI, HTTPException
@@ -50,7 +51,7 @@ def _fc2_key(
 
 
 async def _read(session: SessionDep, item_id: int) -> ItemRead:
-    item = await ItemRepository(session).get(item_id)
+    item = await Rows(session, Item).get(item_id)
     if item is None:
         raise HTTPException(404, f"item {item_id} not found")
     return ItemRead.model_validate(item)

@@ -1,7 +1,7 @@
 """Cost of invalidating the items namespace next to N unrelated keys: ours vs SCAN delete_pattern.
 
 argv: repeats, then keyspace sizes. Env: CACHE_URL. Prints JSON {size: {"ours": [ms], "scan": [ms]}}.
-"ours" is the real write path (`ItemCacheInvalidator.item_changed`: two namespace bumps and one
+"ours" is the real write path (`ResourceCacheInvalidator.changed` for items: two namespace bumps and one
 entry delete); "scan" is `Cache.delete_pattern("items:pages:*")`, the tutorial way.
 """
 
@@ -14,7 +14,8 @@ import time
 from app.config import Settings
 from app.core.metrics import Metrics
 from app.infrastructure.cache import RedisCache, cache_from_url
-from app.services.invalidation import ITEM_PAGES, ItemCacheInvalidator
+from app.services.invalidation import ResourceCacheInvalidator
+from app.services.items import ITEMS
 from redis.asyncio import Redis
 
 CACHED_PAGES = 100
@@ -23,13 +24,13 @@ CALLS_PER_SAMPLE = 50
 
 async def fill_versioned(cache: RedisCache) -> None:
     for page in range(CACHED_PAGES):
-        found = await cache.lookup(ITEM_PAGES, f"page-{page}")
+        found = await cache.lookup(ITEMS.pages, f"page-{page}")
         await cache.fill(found, b'{"items": []}', 3600)
 
 
 async def fill_plain(cache: RedisCache) -> None:
     for page in range(CACHED_PAGES):
-        await cache.set(f"{ITEM_PAGES}:page-{page}", b'{"items": []}', 3600)
+        await cache.set(f"{ITEMS.pages}:page-{page}", b'{"items": []}', 3600)
 
 
 async def measure(
@@ -39,22 +40,22 @@ async def measure(
     if size:
         await raw.execute_command("DEBUG", "POPULATE", size, "bench-unrelated")
     assert await raw.dbsize() >= size
-    invalidator = ItemCacheInvalidator(cache)
+    invalidator = ResourceCacheInvalidator(cache, ITEMS)
     ours = []
     for _ in range(repeats):
         await fill_versioned(cache)
         started = time.perf_counter()
         for item_id in range(CALLS_PER_SAMPLE):
-            await invalidator.item_changed(item_id)
+            await invalidator.changed(item_id)
         ours.append((time.perf_counter() - started) / CALLS_PER_SAMPLE * 1000)
-    stale = await cache.lookup(ITEM_PAGES, "page-0")
+    stale = await cache.lookup(ITEMS.pages, "page-0")
     if stale.value is not None:
         raise AssertionError("a page survived the invalidation")
     scan = []
     for _ in range(scan_repeats):
         await fill_plain(scan_cache)
         started = time.perf_counter()
-        deleted = await scan_cache.delete_pattern(f"{ITEM_PAGES}:*")
+        deleted = await scan_cache.delete_pattern(f"{ITEMS.pages}:*")
         scan.append((time.perf_counter() - started) * 1000)
         if deleted != CACHED_PAGES:
             raise AssertionError(f"delete_pattern deleted {deleted}, expected {CACHED_PAGES}")

@@ -36,7 +36,7 @@ from app.middleware.shared_routes import SharedRoutes
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.middleware.tracing import trace_server_spans
 {%- endif %}
-from app.state import AppState
+from app.state import AppState, OpenedState
 from app.tasks.{{ cookiecutter.task_backend }}.queue import open_task_queue
 
 
@@ -73,7 +73,23 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task_queue=task_queue,
             rate_limiter=rate_limiter,
         )
+        app.state.opened.open(app.state.resources)  # what the middleware read (`OpenedState`)
         yield
+
+
+def _limit_rates(
+    app: FastAPI, settings: Settings, templates: RouteTemplates, opened: OpenedState
+) -> None:
+    """Count each /api/v1 request against its route's policy (RateLimitMiddleware)."""
+    # Per-route policies, by (method, route template); every other /api/v1 route: default.
+    policies = {("POST", "/api/v1/tasks"): RoutePolicy("tasks", settings.rate_limit_tasks)}
+    app.add_middleware(
+        RateLimitMiddleware,
+        settings=settings,
+        templates=templates,
+        policies=policies,
+        opened=opened,
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -95,19 +111,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url="/redoc" if docs else None,
     )
     app.state.settings = settings
+    opened = app.state.opened = OpenedState()  # the lifespan's clients, for the middleware
     shared_routes = SharedRoutes()  # the @public_cacheable routes, read below
-    app.add_middleware(ResponseCacheMiddleware, settings=settings, routes=shared_routes)
+    app.add_middleware(
+        ResponseCacheMiddleware, settings=settings, routes=shared_routes, opened=opened
+    )
     app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.request_max_body)
     # Route templates, found once per path for every middleware that names a request's route.
     templates = RouteTemplates(app.router)
     if settings.rate_limit_enabled:  # outside the cache: a cache hit counts too
-        # Per-route policies, by (method, route template); every other /api/v1 route: default.
-        policies = {("POST", "/api/v1/tasks"): RoutePolicy("tasks", settings.rate_limit_tasks)}
-        app.add_middleware(
-            RateLimitMiddleware, settings=settings, templates=templates, policies=policies
-        )
+        _limit_rates(app, settings, templates, opened)
     # Counts what the cache and the body limit answer too, with the status the client got.
-    app.add_middleware(HttpMetricsMiddleware, templates=templates)
+    app.add_middleware(HttpMetricsMiddleware, templates=templates, opened=opened)
 {%- if cookiecutter.use_opentelemetry == "yes" %}
     trace_server_spans(app, templates)
 {%- endif %}

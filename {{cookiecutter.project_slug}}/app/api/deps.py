@@ -7,15 +7,20 @@ They are `async def` even where nothing is awaited: FastAPI runs a plain `def` d
 its thread pool, a hand-off to another thread and back on every request that uses it.
 """
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.metrics import Metrics
+from app.infrastructure.cache import Cache
 from app.middleware.shared_routes import ignores_caller
 from app.services.items import ItemService
 from app.state import AppState
 from app.tasks.queue import TaskQueue
+
+Service = TypeVar("Service")
 
 
 @ignores_caller  # it reads the app, never who asks: a public_cacheable route may use it
@@ -42,9 +47,16 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 TaskQueueDep = Annotated[TaskQueue, Depends(get_task_queue)]
 
 
-async def get_item_service(state: StateDep) -> ItemService:
-    """An item service over the session factory and the shared cache."""
-    return ItemService(state.sessions, state.cache)
+def service_of(
+    kind: Callable[[async_sessionmaker[AsyncSession], Cache], Service],
+) -> Callable[[AppState], Coroutine[Any, Any, Service]]:
+    """A dependency that builds a `kind` per request over the lifespan's sessions and cache."""
+
+    async def build(state: StateDep) -> Service:
+        return kind(state.sessions, state.cache)
+
+    return build
 
 
+get_item_service = service_of(ItemService)
 ItemServiceDep = Annotated[ItemService, Depends(get_item_service)]

@@ -1,16 +1,15 @@
 """The items API: thin handlers that validate input and hand off to the service."""
 
-from typing import Annotated
-
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, status
 
 from app.api.access.{{ cookiecutter.auth }} import ITEMS_WRITE, PROBLEMS, requires
 from app.api.deps import ItemServiceDep
+from app.api.params import DEFAULT_LIMIT, IdPath, Limit, Offset
 from app.core.problems import problem_responses
 {%- if cookiecutter.auth == "none" %}
 from app.middleware.shared_routes import public_cacheable
 {%- endif %}
-from app.schemas.item import ID_MAX, LIST_MAX_OFFSET, ItemCreate, ItemPage, ItemRead, ItemUpdate
+from app.schemas.item import ItemCreate, ItemPage, ItemRead, ItemUpdate
 
 router = APIRouter(
     prefix="/items",
@@ -19,8 +18,6 @@ router = APIRouter(
     responses=problem_responses(400, 422, 500, 503) | PROBLEMS,  # 400: an encoded '/' in the path
 )
 WRITE = [requires(ITEMS_WRITE)]
-
-ItemIdPath = Annotated[int, Path(ge=1, le=ID_MAX)]
 
 
 @router.post(
@@ -40,8 +37,8 @@ async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
 {%- endif %}
 async def list_items(
     service: ItemServiceDep,
-    offset: Annotated[int, Query(ge=0, le=LIST_MAX_OFFSET)] = 0,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Offset = 0,
+    limit: Limit = DEFAULT_LIMIT,
 ) -> ItemPage:
     """List items, newest first."""
     return await service.list(offset=offset, limit=limit)
@@ -51,13 +48,13 @@ async def list_items(
 {%- if cookiecutter.auth == "none" %}
 @public_cacheable("items")
 {%- endif %}
-async def get_item(item_id: ItemIdPath, service: ItemServiceDep) -> ItemRead:
+async def get_item(item_id: IdPath, service: ItemServiceDep) -> ItemRead:
     """Return one item, or 404."""
     return await service.get(item_id)
 
 
 @router.patch("/{item_id}", dependencies=WRITE, responses=problem_responses(400, 404, 409, 413))
-async def update_item(item_id: ItemIdPath, data: ItemUpdate, service: ItemServiceDep) -> ItemRead:
+async def update_item(item_id: IdPath, data: ItemUpdate, service: ItemServiceDep) -> ItemRead:
     """Change some fields of an item, or 404."""
     return await service.update(item_id, data)
 
@@ -66,8 +63,8 @@ async def update_item(item_id: ItemIdPath, data: ItemUpdate, service: ItemServic
     "/{item_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=WRITE,
-    responses=problem_responses(404),
+    responses=problem_responses(404, 409),  # 409: a row of another table refers to it
 )
-async def delete_item(item_id: ItemIdPath, service: ItemServiceDep) -> None:
-    """Delete an item, or 404."""
+async def delete_item(item_id: IdPath, service: ItemServiceDep) -> None:
+    """Delete an item, or 404; 409 while something refers to it (a foreign key)."""
     await service.delete(item_id)

@@ -27,7 +27,7 @@ from app.middleware.freshness import ANY, RequestRules, request_rules
 from app.middleware.shared_routes import SharedRoutes
 from app.middleware.stored_response import ResponseRecorder, decode_entry, send_entry
 from app.middleware.variants import REDUCERS
-from app.state import AppState
+from app.state import AppState, OpenedState
 
 HIT, BYPASS = b"HIT", b"BYPASS"
 CREDENTIALS = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
@@ -37,8 +37,11 @@ _REQUEST_HEADERS = CREDENTIALS | {b"cache-control", b"pragma", b"if-none-match"}
 class ResponseCacheMiddleware:
     """Serve and store whole responses in the app's cache (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, settings: Settings, routes: SharedRoutes) -> None:
+    def __init__(
+        self, app: ASGIApp, *, settings: Settings, routes: SharedRoutes, opened: OpenedState
+    ) -> None:
         self.app = app
+        self.opened = opened  # the cache and metrics, once the lifespan opened them
         self.ttl = settings.response_cache_ttl
         self.max_body = settings.response_cache_max_body
         self.honour_request_rules = settings.response_cache_honour_request_no_cache
@@ -71,7 +74,7 @@ class ResponseCacheMiddleware:
         if scope["method"] == "HEAD":  # the app answers GET; the client gets no body
             scope = {**scope, "method": "GET"}
             send = _without_body(send)
-        state: AppState = scope["app"].state.resources
+        state = self.opened.current
         rules = ANY
         if b"cache-control" in headers or b"pragma" in headers:
             rules = request_rules(headers.get(b"cache-control"), headers.get(b"pragma"))

@@ -12,7 +12,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.middleware.route_templates import RouteTemplates
-from app.state import AppState
+from app.state import OpenedState
 
 OTHER_METHOD = "other"
 METHODS = frozenset(
@@ -23,8 +23,9 @@ METHODS = frozenset(
 class HttpMetricsMiddleware:
     """Observe every HTTP request into the app's `Metrics` (see the module docstring)."""
 
-    def __init__(self, app: ASGIApp, *, templates: RouteTemplates) -> None:
+    def __init__(self, app: ASGIApp, *, templates: RouteTemplates, opened: OpenedState) -> None:
         self.app = app
+        self.opened = opened  # the metrics, once the lifespan opened them
         self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -32,8 +33,7 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        state: AppState = scope["app"].state.resources
-        metrics = state.metrics
+        metrics = self.opened.current.metrics
         response = _ResponseStatus(send)
         metrics.http_requests_in_progress.inc()
         started = time.perf_counter()

@@ -23,7 +23,7 @@ from app.config import Settings
 from app.core.problems import RETRY_AFTER_SECONDS, problem_response
 from app.infrastructure.rate_limits import Decision, RateLimitUnavailableError
 from app.middleware.route_templates import RouteTemplates
-from app.state import AppState
+from app.state import AppState, OpenedState
 
 PREFIX = "/api/v1/"
 logger = logging.getLogger(__name__)
@@ -76,8 +76,10 @@ class RateLimitMiddleware:
         settings: Settings,
         templates: RouteTemplates,
         policies: Mapping[tuple[str, str], RoutePolicy],
+        opened: OpenedState,
     ) -> None:
         self.app = app
+        self.opened = opened  # the rate limiter and metrics, once the lifespan opened them
         self.default = RoutePolicy("default", settings.rate_limit_default)
         self.policies = dict(policies)  # (method, route template) -> its own policy
         self.templates = templates
@@ -94,7 +96,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         policy = self._policy(scope)
-        state: AppState = scope["app"].state.resources
+        state = self.opened.current
         try:
             decision = await state.rate_limiter.acquire(policy.item, policy.name, client_key(scope))
         except RateLimitUnavailableError as error:

@@ -23,13 +23,8 @@ from pydantic.json_schema import SkipJsonSchema
 
 from app.models.item import DESCRIPTION_MAX_LENGTH, NAME_MAX_LENGTH
 from app.schemas.json_types import a_number
+from app.schemas.resource import Page
 
-# Ids and offsets fit the smallest integer column of the supported databases (PostgreSQL's
-# 32-bit INTEGER); SQLite's 64-bit one holds them too.
-ID_MAX = 2**31 - 1
-# The deepest `offset` of a list: the database reads and skips every row before a page, so a
-# deeper one would cost a scan per request (README: "LIST_MAX_OFFSET").
-LIST_MAX_OFFSET = 10_000
 # No database stores a NUL character (SQLite would, and PostgreSQL would refuse it), and no
 # UTF-8 encoder a lone surrogate: both are refused. The pattern says so in the JSON schema.
 _STORABLE_PATTERN = "^[^\\u0000]*$"
@@ -142,12 +137,5 @@ class ItemRead(ItemBase):
     updated_at: datetime
 
 
-class ItemPage(BaseModel):
+class ItemPage(Page[ItemRead]):
     """One page of items, newest first, with the total count for pagination."""
-
-    model_config = ConfigDict(frozen=True)
-
-    items: tuple[ItemRead, ...]
-    total: int
-    offset: int
-    limit: int

@@ -8,10 +8,3 @@ class NotFoundError(Exception):
         super().__init__(f"{entity} {entity_id} not found")
         self.entity = entity
         self.entity_id = entity_id
-
-
-class ItemNotFoundError(NotFoundError):
-    """No item has this id."""
-
-    def __init__(self, item_id: int) -> None:
-        super().__init__("item", item_id)

@@ -5,9 +5,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.schemas.item import ID_MAX
 from app.schemas.json_types import JsonInteger, JsonNumber
-from app.services.errors import ItemNotFoundError
+from app.schemas.resource import ID_MAX
+from app.services.errors import NotFoundError
 from app.tasks.registry import TaskContext, TaskRegistry
 
 registry = TaskRegistry()
@@ -68,6 +68,6 @@ async def touch_item(payload: ItemPayload, context: TaskContext) -> dict[str, An
     """Mark an item as updated now, through the item service (which invalidates its cache)."""
     try:
         await context.services.items.touch(payload.item_id)
-    except ItemNotFoundError:
+    except NotFoundError:
         return {"item_id": payload.item_id, "found": False}
     return {"item_id": payload.item_id, "found": True}

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from app.api import items
 from app.api.deps import ItemServiceDep
+from app.api.params import IdPath
 from app.config import Settings
 from app.main import create_app
 from app.middleware.shared_routes import (
@@ -83,7 +84,7 @@ def with_check(check: Callable[..., Awaitable[None]], *, declared: bool) -> APIR
     router = APIRouter(prefix="/items", dependencies=[Depends(check)])
 
     @router.get("/{item_id}")
-    async def get_item(item_id: items.ItemIdPath, service: ItemServiceDep) -> ItemRead:
+    async def get_item(item_id: IdPath, service: ItemServiceDep) -> ItemRead:
         return await items.get_item(item_id, service)
 
     return router

@@ -88,7 +88,7 @@ def test_every_operation_keeps_its_contract(
 async def _empty(database_url: str, redis_url: str) -> None:
     """Remove every row (ids start again at 1) and every cached value and task status."""
     engine = create_async_engine(database_url)
-    tables = [table.name for table in Base.metadata.sorted_tables]
+    tables = [table.name for table in reversed(Base.metadata.sorted_tables)]  # children first
     async with engine.begin() as connection:
         if engine.dialect.name == "sqlite":
             for table in tables:

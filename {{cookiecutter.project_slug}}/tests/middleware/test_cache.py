@@ -2,7 +2,7 @@
 
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
-from typing import Annotated
+from typing import Annotated, cast
 
 import pytest
 from fastapi import FastAPI, Query, Request
@@ -14,9 +14,17 @@ from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, MemoryCache, response_namespace
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.shared_routes import SharedRoutes, ignores_caller, public_cacheable
+from app.state import AppState, OpenedState
 
 MAX_BODY = 1024
 AskedHeader = Annotated[str | None, Query()]  # a header the "answer" route is asked to send
+
+
+def opened_state(cache: Cache) -> OpenedState:
+    """What the middleware reads: this cache and its metrics (the test app has no lifespan)."""
+    opened = OpenedState()
+    opened.open(cast(AppState, SimpleNamespace(cache=cache, metrics=cache.metrics)))
+    return opened
 
 
 def build_app(cache: Cache, settings: Settings) -> FastAPI:
@@ -71,9 +79,9 @@ def build_app(cache: Cache, settings: Settings) -> FastAPI:
         return {"other": "yes"}
 
     routes = SharedRoutes()
-    app.add_middleware(ResponseCacheMiddleware, settings=settings, routes=routes)
+    opened = opened_state(cache)
+    app.add_middleware(ResponseCacheMiddleware, settings=settings, routes=routes, opened=opened)
     routes.load(app.router.routes)
-    app.state.resources = SimpleNamespace(cache=cache, metrics=cache.metrics)
     app.state.calls = calls
     return app
 
@@ -340,7 +348,9 @@ async def test_an_entry_it_cannot_read_is_refreshed_not_a_500(
     app = build_app(cache, settings)
     routes = SharedRoutes()
     routes.load(app.router.routes)
-    middleware = ResponseCacheMiddleware(app, settings=settings, routes=routes)
+    middleware = ResponseCacheMiddleware(
+        app, settings=settings, routes=routes, opened=opened_state(cache)
+    )
     found = routes.match("/api/v1/items/a")
     assert found is not None
     route_key = found[0].key(found[1], b"")

@@ -1,8 +1,12 @@
 """The service tests run on both caches: memory://, and the suite's real Redis (emptied)."""
 
+from collections.abc import AsyncIterator
+
 import pytest
+from httpx import ASGITransport, AsyncClient
 
 from app.config import Settings
+from app.main import create_app
 from tests.redis_cluster import admin_client
 
 
@@ -21,3 +25,13 @@ async def cached_settings(
     await redis.flushdb()
     await redis.aclose()
     return settings.model_copy(update={"cache_url": redis_server})
+
+
+@pytest.fixture
+async def http(cached_settings: Settings) -> AsyncIterator[AsyncClient]:
+    """An API client over an app whose cache is memory:// or the real Redis (emptied)."""
+    app = create_app(cached_settings)
+    async with app.router.lifespan_context(app):
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client

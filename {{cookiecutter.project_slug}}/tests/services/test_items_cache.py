@@ -2,9 +2,8 @@
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from fastapi import FastAPI
@@ -16,23 +15,7 @@ from app.config import Settings
 from app.main import create_app
 from app.state import AppState
 from tests.servers import running_redis
-
-NO_RESPONSE_CACHE = {"cache-control": "no-store"}  # bypass the middleware: test the service cache
-
-
-@pytest.fixture
-async def http(cached_settings: Settings) -> AsyncIterator[AsyncClient]:
-    """An API client over an app whose cache is memory:// or the real Redis (emptied)."""
-    app = create_app(cached_settings)
-    async with app.router.lifespan_context(app):
-        transport = ASGITransport(app=app)
-        async with AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client
-
-
-async def read(http: AsyncClient, path: str, **headers: str) -> tuple[int, Any, str]:
-    response = await http.get(path, headers=headers)
-    return response.status_code, response.json(), response.headers.get("x-cache", "")
+from tests.services.reads import NO_RESPONSE_CACHE, read
 
 
 @pytest.mark.shared_response_cache

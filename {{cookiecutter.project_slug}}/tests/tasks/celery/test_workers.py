@@ -20,10 +20,12 @@ from app.tasks.celery.publish import RUN_TASK, send_registered_task
 from app.tasks.celery.task_app import create_celery_app
 from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
+from tests.tasks.celery import probe_tasks
 from tests.tasks.celery.fixtures import PROJECT_ROOT, CeleryProcesses
 from tests.tasks.helpers import enqueue, serve, wait_final, wait_status
 
 pytestmark = pytest.mark.slow
+PROBE = probe_tasks.__name__  # the workers import it too (`--include`)
 
 
 async def test_kill_9_of_a_whole_worker_loses_nothing(
@@ -83,19 +85,24 @@ async def test_a_task_longer_than_the_visibility_timeout_runs_once(
     assert received == 1, busy.log + idle.log
 
 
-@pytest.mark.usefixtures("task_runner")
-async def test_async_session_tasks_share_one_engine_per_process(client: AsyncClient) -> None:
-    items = [
-        (await client.post("/api/v1/items", json={"name": f"item {n}", "price": "1"})).json()
-        for n in range(2)
-    ]
-    task_ids = [
-        await enqueue(client, "touch_item", {"item_id": items[n % 2]["id"]}) for n in range(8)
-    ]
-    for n, task_id in enumerate(task_ids):  # 4 tasks per pool process, on one loop and engine
+async def test_async_session_tasks_share_one_engine_per_process(
+    client: AsyncClient, celery_processes: CeleryProcesses
+) -> None:
+    await celery_processes.worker(concurrency=2, include=PROBE)
+    task_ids = [await enqueue(client, "engine_of_this_process", {}) for _ in range(8)]
+
+    engines: dict[int, set[int]] = {}
+    tasks_per_process: Counter[int] = Counter()
+    for task_id in task_ids:
         body = await wait_final(client, task_id)
         assert body["status"] == "succeeded", body
-        assert body["result"] == {"item_id": items[n % 2]["id"], "found": True}
+        pid, engine = body["result"]["pid"], body["result"]["engine"]
+        engines.setdefault(pid, set()).add(engine)
+        tasks_per_process[pid] += 1
+
+    assert len(engines) <= 2  # the two pool processes ran all eight: one ran two or more
+    assert max(tasks_per_process.values()) >= 2
+    assert all(len(seen) == 1 for seen in engines.values()), engines  # one engine each
 
 
 @pytest.mark.usefixtures("task_runner")
