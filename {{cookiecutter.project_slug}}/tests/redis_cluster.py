@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis.crc import key_slot
+
 from app.infrastructure.redis_client import AsyncRedis, redis_client
 from tests.servers import free_port, require_binary, wait_for_port
 
@@ -149,24 +151,25 @@ class RedisCluster:
                 raise TimeoutError(f"the replicas of {port} are not in sync after {timeout}s")
             time.sleep(0.05)
 
-    def kill_master(self, port: int, replica: int, timeout: float = 60.0) -> float:
-        """SIGKILL the master at `port`, then thaw its `replica` (if frozen); return the
-        seconds until the replica serves the slots as a master."""
+    def kill_master(self, port: int) -> None:
+        """SIGKILL the master at `port` and reap it."""
         killed = self.node(port)
         assert killed.process is not None
         killed.process.kill()
-        start = time.monotonic()
         killed.process.wait()
         killed.process = None
+
+    def wait_promoted(self, replica: int, timeout: float = 60.0) -> None:
+        """Thaw `replica` (if frozen) and block until it serves its old master's slots."""
         with contextlib.suppress(ProcessLookupError):
-            os.kill(self.node(replica).pid, signal.SIGCONT)
+            self.node(replica).thaw()
+        deadline = time.monotonic() + timeout
         while self.role(replica) != "master" or "cluster_state:ok" not in self.cli(
             replica, "CLUSTER", "INFO"
         ):
-            if time.monotonic() - start > timeout:
+            if time.monotonic() > deadline:
                 raise TimeoutError(f"the replica {replica} was not promoted after {timeout}s")
             time.sleep(0.05)
-        return time.monotonic() - start
 
     def rejoin(self, port: int) -> None:
         """Start the killed node at `port` again (empty): it rejoins as a replica of the
@@ -197,21 +200,23 @@ class RedisCluster:
                 return int(fields[8].split("-")[0])
         raise LookupError(f"no node at {port} in its own CLUSTER NODES")
 
-    def keyslot(self, key: str) -> int:
-        """The hash slot of `key`."""
-        return int(self.cli(self.nodes[0].port, "CLUSTER", "KEYSLOT", key))
+    def owner(self, key: str) -> int:
+        """The port of the master that serves `key`'s hash slot now."""
+        return self.slot_owners()[key_slot(key.encode())]
 
-    def owner(self, slot: int) -> int:
-        """The port of the master that serves hash slot `slot` now."""
+    def slot_owners(self) -> dict[int, int]:
+        """Each hash slot's master (its port), as the first node sees the cluster now."""
+        owners = {}
         for line in self.cli(self.nodes[0].port, "CLUSTER", "NODES").splitlines():
             fields = line.split()
             if "master" not in fields[2] or "fail" in fields[2]:
                 continue
+            port = int(fields[1].split(":")[1].split("@")[0])
             for served in fields[8:]:
                 low, _, high = served.partition("-")
-                if low.isdigit() and int(low) <= slot <= int(high or low):
-                    return int(fields[1].split(":")[1].split("@")[0])
-        raise LookupError(f"no master serves slot {slot}")
+                if low.isdigit():
+                    owners.update(dict.fromkeys(range(int(low), int(high or low) + 1), port))
+        return owners
 
     def flush(self) -> None:
         """Empty every master (replicas follow)."""

@@ -2,6 +2,7 @@
 enqueuers keeping a ledger of every 202, and every answer's status (no 5xx but 503)."""
 
 import asyncio
+import itertools
 import random
 import time
 from collections.abc import AsyncIterator
@@ -9,10 +10,31 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from httpx import ASGITransport, AsyncClient
+from redis.crc import key_slot
 
 from app.config import Settings
+from app.infrastructure.cache import response_namespace
 from app.main import create_app
+from app.services.invalidation import ITEM, ITEM_PAGES
+from app.tasks.status import tasks_key
+from tests.redis_cluster import RedisCluster
 from tests.services.test_history import History, Read, Write, timed, with_slow_reads
+
+
+def owned_prefix(cluster: RedisCluster, master: int | None = None) -> tuple[str, int]:
+    """A CACHE_PREFIX whose task slot and item cache namespaces share one master (`master`,
+    if given); that prefix and the master's port."""
+    owners_now = cluster.slot_owners()
+    for number in itertools.count():
+        prefix = f"failover-{number}"
+        keys = [tasks_key(prefix)] + [
+            "{" + f"{prefix}:{namespace}" + "}"
+            for namespace in (ITEM, ITEM_PAGES, response_namespace("items"))
+        ]
+        owners = {owners_now[key_slot(key.encode())] for key in keys}
+        if len(owners) == 1 and master in (None, *owners):
+            return prefix, owners.pop()
+    raise AssertionError("unreachable")
 
 
 @asynccontextmanager
@@ -33,6 +55,7 @@ class Run:
     history: History = field(default_factory=History)
     ids: list[int] = field(default_factory=list)
     accepted: list[str] = field(default_factory=list)
+    accepted_at: list[float] = field(default_factory=list)  # when each 202 came
     refused: int = 0
     statuses: list[int] = field(default_factory=list)
     first_accepted_after_kill: float | None = None
@@ -55,7 +78,7 @@ class Run:
         return [status for status in self.statuses if status >= 500 and status != 503]
 
     def recovery(self) -> float:
-        """Seconds from the kill to the first 202."""
+        """Seconds from the kill to the first 202 of an enqueue sent after it."""
         assert self.killed_at is not None
         assert self.first_accepted_after_kill is not None, "no enqueue succeeded after the kill"
         return self.first_accepted_after_kill - self.killed_at
@@ -91,11 +114,14 @@ async def reader(http: AsyncClient, number: int, run: Run) -> None:
 async def enqueuer(http: AsyncClient, run: Run, task: dict[str, object]) -> None:
     """Enqueue until the run stops: a 202 goes into the ledger, anything else is a 503."""
     while not run.stop.is_set():
+        started = time.monotonic()
         response = await http.post("/api/v1/tasks", json=task)
         run.statuses.append(response.status_code)
         if response.status_code == 202:
             run.accepted.append(response.json()["id"])
-            if run.killed_at is not None and run.first_accepted_after_kill is None:
+            run.accepted_at.append(time.monotonic())
+            after_kill = run.killed_at is not None and started > run.killed_at
+            if after_kill and run.first_accepted_after_kill is None:
                 run.first_accepted_after_kill = time.monotonic()
         else:
             assert response.status_code == 503, response.text

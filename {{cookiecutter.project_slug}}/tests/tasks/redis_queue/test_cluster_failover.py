@@ -11,7 +11,6 @@ every task answered 202 ends `succeeded`. The recovery time is printed.
 """
 
 import asyncio
-import itertools
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -21,11 +20,15 @@ from httpx import AsyncClient
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.infrastructure.cache import response_namespace
-from app.services.invalidation import ITEM, ITEM_PAGES
-from app.tasks.status import tasks_key
 from tests.redis_cluster import RedisCluster, running_cluster
-from tests.tasks.failover_load import Run, app_with_slow_reads, enqueuer, reader, writer
+from tests.tasks.failover_load import (
+    Run,
+    app_with_slow_reads,
+    enqueuer,
+    owned_prefix,
+    reader,
+    writer,
+)
 from tests.tasks.helpers import wait_final
 from tests.tasks.redis_queue.fixtures import Workers
 
@@ -41,21 +44,6 @@ def cluster() -> Iterator[RedisCluster]:
     """A cluster of this test's own (three masters, a replica each): it kills a master."""
     with running_cluster(replicas=1) as served:
         yield served
-
-
-def owned_prefix(cluster: RedisCluster, master: int | None = None) -> tuple[str, int]:
-    """A CACHE_PREFIX whose task slot and item cache namespaces share one master (`master`,
-    if given); that prefix and the master's port."""
-    for number in itertools.count():
-        prefix = f"failover-{number}"
-        keys = [tasks_key(prefix)] + [
-            "{" + f"{prefix}:{namespace}" + "}"
-            for namespace in (ITEM, ITEM_PAGES, response_namespace("items"))
-        ]
-        owners = {cluster.owner(cluster.keyslot(key)) for key in keys}
-        if len(owners) == 1 and master in (None, *owners):
-            return prefix, owners.pop()
-    raise AssertionError("unreachable")
 
 
 @pytest.fixture
@@ -97,9 +85,11 @@ async def fail_over(
     await admin.client_kill_filter(_type="replica")
     await admin.aclose()
     await asyncio.sleep(CUT_OFF)
+    cluster.kill_master(master)
     doomed.kill()
     run.killed_at = time.monotonic()
-    promoted = await asyncio.to_thread(cluster.kill_master, master, replica)
+    await asyncio.to_thread(cluster.wait_promoted, replica)
+    promoted = time.monotonic() - run.killed_at
     await asyncio.to_thread(cluster.rejoin, master)  # REDIS_REPLICA_ACKS=1 needs a replica
     await asyncio.sleep(AFTER)
     run.stop.set()

@@ -13,7 +13,7 @@ from app.tasks.status import status_key
 from tests.redis_cluster import RedisCluster, running_cluster
 from tests.tasks.helpers import enqueue, serve, wait_final
 from tests.tasks.redis_queue.fixtures import Workers
-from tests.tasks.redis_queue.test_cluster_failover import owned_prefix
+from tests.tasks.failover_load import owned_prefix
 
 
 @pytest.fixture(scope="module")
