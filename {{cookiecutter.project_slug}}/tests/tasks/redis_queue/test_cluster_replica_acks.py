@@ -11,9 +11,9 @@ from app.config import Settings
 from app.tasks.redis_queue.queue import QueueKeys
 from app.tasks.status import status_key
 from tests.redis_cluster import RedisCluster, running_cluster
+from tests.tasks.failover_load import owned_prefix
 from tests.tasks.helpers import enqueue, serve, wait_final
 from tests.tasks.redis_queue.fixtures import Workers
-from tests.tasks.failover_load import owned_prefix
 
 
 @pytest.fixture(scope="module")
