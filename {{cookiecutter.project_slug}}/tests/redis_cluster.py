@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from redis.crc import key_slot
+
 from app.infrastructure.redis_client import AsyncRedis, redis_client
 from tests.servers import free_port, require_binary, wait_for_port
 
@@ -48,12 +50,27 @@ class ClusterNode:
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--save", "",
                 "--appendonly", "no",
+                "--repl-diskless-sync-delay", "0",
                 "--dir", str(self.directory),
                 "--loglevel", "warning",
             ],
             stdout=subprocess.DEVNULL,
         )  # fmt: skip
         wait_for_port(self.port)
+
+    @property
+    def pid(self) -> int:
+        """The process id of the running node."""
+        assert self.process is not None, f"the node at {self.port} does not run"
+        return self.process.pid
+
+    def pause(self) -> None:
+        """Freeze the node (SIGSTOP) until it is killed, stopped or thawed (SIGCONT)."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Wake a frozen node (SIGCONT)."""
+        os.kill(self.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         """Stop the node if it runs (a frozen one is thawed first, so that it can exit)."""
@@ -112,6 +129,59 @@ class RedisCluster:
             check=True, capture_output=True, timeout=60,
         )  # fmt: skip
         self.wait_until_ok()
+        deadline = time.monotonic() + 60.0
+        while len(self.masters) != 3:  # replicas are told whom to follow by gossip
+            if time.monotonic() > deadline:
+                raise TimeoutError("the replicas never followed their masters")
+            time.sleep(0.05)
+        for port in self.masters:
+            self.wait_until_replicated(port)
+
+    def replicas_of(self, port: int) -> list[int]:
+        """The ports of the replicas the master at `port` streams to (synced or not)."""
+        info = self.cli(port, "INFO", "replication")
+        lines = [line for line in info.splitlines() if line.startswith("slave")]
+        return [int(line.split("port=")[1].split(",")[0]) for line in lines if "port=" in line]
+
+    def wait_until_replicated(self, port: int, timeout: float = 60.0) -> None:
+        """Block until every one of the `replicas` replicas of the master at `port` is online."""
+        deadline = time.monotonic() + timeout
+        while self.cli(port, "INFO", "replication").count("state=online") < self.replicas:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replicas of {port} are not in sync after {timeout}s")
+            time.sleep(0.05)
+
+    def kill_master(self, port: int) -> None:
+        """SIGKILL the master at `port` and reap it."""
+        killed = self.node(port)
+        assert killed.process is not None
+        killed.process.kill()
+        killed.process.wait()
+        killed.process = None
+
+    def wait_promoted(self, replica: int, timeout: float = 60.0) -> None:
+        """Thaw `replica` (if frozen) and block until it serves its old master's slots."""
+        with contextlib.suppress(ProcessLookupError):
+            self.node(replica).thaw()
+        deadline = time.monotonic() + timeout
+        while self.role(replica) != "master" or "cluster_state:ok" not in self.cli(
+            replica, "CLUSTER", "INFO"
+        ):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the replica {replica} was not promoted after {timeout}s")
+            time.sleep(0.05)
+
+    def rejoin(self, port: int) -> None:
+        """Start the killed node at `port` again (empty): it rejoins as a replica of the
+        master that took its slots; return once that master streams to it."""
+        self.node(port).start()
+        deadline = time.monotonic() + 60.0
+        while self.role(port) != "slave":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{port} did not rejoin as a replica")
+            time.sleep(0.05)
+        master = int(self.cli(port, "ROLE").split("\n")[2].strip())
+        self.wait_until_replicated(master)
 
     def wait_until_ok(self, timeout: float = 60.0, *, ports: list[int] | None = None) -> None:
         """Block until each node (of `ports`, or all) reports `cluster_state:ok`."""
@@ -129,6 +199,24 @@ class RedisCluster:
             if "myself" in fields[2]:
                 return int(fields[8].split("-")[0])
         raise LookupError(f"no node at {port} in its own CLUSTER NODES")
+
+    def owner(self, key: str) -> int:
+        """The port of the master that serves `key`'s hash slot now."""
+        return self.slot_owners()[key_slot(key.encode())]
+
+    def slot_owners(self) -> dict[int, int]:
+        """Each hash slot's master (its port), as the first node sees the cluster now."""
+        owners = {}
+        for line in self.cli(self.nodes[0].port, "CLUSTER", "NODES").splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            port = int(fields[1].split(":")[1].split("@")[0])
+            for served in fields[8:]:
+                low, _, high = served.partition("-")
+                if low.isdigit():
+                    owners.update(dict.fromkeys(range(int(low), int(high or low) + 1), port))
+        return owners
 
     def flush(self) -> None:
         """Empty every master (replicas follow)."""

@@ -9,24 +9,22 @@ while it is open no call waits for Redis at all (`RateLimitUnavailableError` at 
 """
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from limits import RateLimitItem
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from redis.asyncio import Redis
 
 from app.config import Settings
 from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker, probe_timeout
-from app.infrastructure.redis_client import blocking_redis_client, redis_client
+from app.infrastructure.redis_client import AsyncRedis, BlockingProbe, redis_client
+from app.redis_urls import RedisUrl, parse_redis_url
 
-REDIS_SCHEMES = ("redis://", "rediss://")
-logger = logging.getLogger(__name__)
 _MAX_CONNECTIONS = 50
 
 
@@ -50,7 +48,7 @@ class RateLimiter:
         self,
         storage: MemoryStorage | RedisStorage,
         *,
-        client: Redis | None,
+        client: AsyncRedis | None,
         breaker: Breaker | None,
         timeout: float,
     ) -> None:
@@ -87,46 +85,63 @@ class RateLimiter:
 
 
 def rate_limit_url(settings: Settings) -> str:
-    """RATE_LIMIT_URL, else the cache's Redis if it is one node, else `memory://`.
-
-    Counters on Redis Cluster or Sentinel are not supported yet: with such a CACHE_URL and no
-    RATE_LIMIT_URL each process counts on its own, and the start says so in the log.
-    """
-    if settings.rate_limit_url:
-        return settings.rate_limit_url
-    if settings.cache_url.startswith(REDIS_SCHEMES):
-        return settings.cache_url
-    if settings.cache_url != "memory://":
-        logger.warning(
-            "rate limits count per process: CACHE_URL is not one Redis node; set RATE_LIMIT_URL "
-            "to one (redis://...) for counts shared by every process"
-        )
-    return "memory://"
+    """RATE_LIMIT_URL, else the cache's Redis (any topology), else `memory://`."""
+    return settings.rate_limit_url or settings.cache_url
 
 
 def rate_limiter_from_settings(settings: Settings) -> RateLimiter:
-    """The limiter RATE_LIMIT_URL names: `memory://`, or one Redis (`redis://`, `rediss://`)."""
+    """The limiter RATE_LIMIT_URL names: `memory://`, or a Redis of any topology.
+
+    One node and Sentinel count through a pool of the service's own client (Sentinel's finds
+    the primary again after a failover); a cluster through limits' RedisClusterStorage, which
+    builds its own cluster client: its moving-window script touches one key, so one slot.
+    """
     url = rate_limit_url(settings)
     timeout = settings.cache_socket_timeout
     if url.startswith("memory://"):
         return RateLimiter(MemoryStorage(), client=None, breaker=None, timeout=timeout)
-    if not url.startswith(REDIS_SCHEMES):
-        raise ValueError(
-            f"unsupported RATE_LIMIT_URL scheme {url.split('://', 1)[0]!r}: "
-            "memory:// or one Redis node (redis://, rediss://)"
+    target = parse_redis_url(url)
+    prefix = f"{settings.cache_prefix}:ratelimit"
+    storage: RedisStorage
+    if target.topology == "cluster":
+        storage = _cluster_storage(target, prefix, timeout)
+        client: AsyncRedis = storage.bridge.get_connection()  # type: ignore[attr-defined]
+    else:
+        client = redis_client(
+            url,
+            max_connections=_MAX_CONNECTIONS,
+            timeout=timeout,
+            sentinel_password=settings.redis_sentinel_password,
         )
-    client = redis_client(url, max_connections=_MAX_CONNECTIONS, timeout=timeout)
-    if not isinstance(client, Redis):  # a one-node URL always builds one
-        raise TypeError(f"RATE_LIMIT_URL built {type(client).__name__}, not one Redis client")
-    storage = RedisStorage(
-        f"async+{url}",
-        implementation="redispy",
-        key_prefix=f"{settings.cache_prefix}:ratelimit",
-        connection_pool=client.connection_pool,  # type: ignore[arg-type]
+        storage = RedisStorage(
+            "async+redis://",
+            implementation="redispy",
+            key_prefix=prefix,
+            connection_pool=client.connection_pool,  # type: ignore[arg-type,union-attr]
+        )
+    probe = BlockingProbe(
+        url, timeout=probe_timeout(timeout), sentinel_password=settings.redis_sentinel_password
     )
-    probe = blocking_redis_client(url, timeout=probe_timeout(timeout))
     breaker = Breaker(probe, settings.cache_backoff_seconds)
     return RateLimiter(storage, client=client, breaker=breaker, timeout=timeout)
+
+
+def _cluster_storage(target: RedisUrl, prefix: str, timeout: float) -> RedisClusterStorage:
+    """limits' cluster storage on the URL's seed nodes, bounded as the service's clients are."""
+    options: dict[str, Any] = {
+        "max_connections": _MAX_CONNECTIONS,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "ssl": target.tls,
+    }
+    if target.username:
+        options["username"] = target.username
+    if target.password:
+        options["password"] = target.password
+    seeds = ",".join(f"{host}:{port}" for host, port in target.nodes)
+    return RedisClusterStorage(
+        f"async+redis+cluster://{seeds}", implementation="redispy", key_prefix=prefix, **options
+    )
 
 
 @asynccontextmanager

@@ -3,13 +3,15 @@
 Redis replicates asynchronously: a primary acknowledges a write before any replica has it,
 and a failover in between loses the write. `WAIT n ms` blocks until `n` replicas have every
 write the same connection sent, or `ms` passed, and answers how many did. So it follows the
-write on the same connection, in one pipeline (`wait_in` / `check`). After a MULTI, whose
-pipeline cannot carry it, `confirm` writes a probe then WAITs: the replication stream is in
-order, so a replica that has the probe has every write the primary took before it.
+write on the same connection, in one pipeline (`execute`; on a cluster, the connection to the
+node that owns the written slot). After a MULTI, whose pipeline cannot carry it, `confirm`
+writes a probe then WAITs: the replication stream is in order, so a replica that has the probe
+has every write the primary took before it.
 """
 
 from dataclasses import dataclass
 
+from redis.asyncio.cluster import ClusterPipeline
 from redis.exceptions import RedisError
 
 from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
@@ -31,15 +33,32 @@ class ReplicaAcks:
         """The wait in seconds (a client's socket timeout must be longer)."""
         return self.timeout_ms / 1000
 
-    def wait_in(self, pipe: AsyncPipeline) -> None:
-        """Queue WAIT after the writes already in `pipe` (a pipeline without MULTI)."""
-        if self.count:
-            pipe.execute_command("WAIT", self.count, self.timeout_ms)
-
-    def check(self, replies: list[object]) -> list[object]:
-        """The replies of a pipeline ended by `wait_in`, without WAIT's; raise if it fell short."""
+    async def execute(self, pipe: AsyncPipeline, key: str) -> list[object]:
+        """Send `pipe` (writes to `key`'s slot, no MULTI) with WAIT after them on the same
+        connection; its replies without WAIT's. Raise NotReplicatedError short of `count`."""
         if not self.count:
-            return replies
+            return await pipe.execute()
+        if isinstance(pipe, ClusterPipeline):
+            return await self._execute_on_owner(pipe, key)
+        pipe.execute_command("WAIT", self.count, self.timeout_ms)
+        return self._checked(await pipe.execute())
+
+    async def _execute_on_owner(self, pipe: ClusterPipeline, key: str) -> list[object]:
+        """On a cluster, WAIT on the node that owns `key`, and count it only if that node
+        still owns it after: the writes then went there too (a slot that moved is MOVED,
+        raised; a failover in between is not confirmed). Left to redis-py, WAIT would go to
+        every node and the replies be summed: other masters' replicas would count."""
+        cluster = pipe.cluster_client
+        await cluster.initialize()  # at once, unless the slots were never read
+        owner = cluster.get_node_from_key(key)
+        pipe.execute_command("WAIT", self.count, self.timeout_ms, target_nodes=owner)
+        replies = await pipe.execute(allow_redirections=False)
+        if owner is None or cluster.get_node_from_key(key) != owner:
+            raise NotReplicatedError(f"the slot of {key} moved while its writes were confirmed")
+        return self._checked(replies)
+
+    def _checked(self, replies: list[object]) -> list[object]:
+        """The replies of a pipeline ended by WAIT, without WAIT's; raise if it fell short."""
         *written, confirmed = replies
         if not isinstance(confirmed, int) or confirmed < self.count:
             raise NotReplicatedError(
@@ -48,10 +67,10 @@ class ReplicaAcks:
         return written
 
     async def confirm(self, redis: AsyncRedis, probe_key: str) -> None:
-        """Wait until `count` replicas have every write made so far, on any connection."""
+        """Wait until `count` replicas have every write made so far, on any connection
+        (to the node that owns `probe_key`, on a cluster)."""
         if not self.count:
             return
         async with redis.pipeline(transaction=False) as pipe:
             pipe.incr(probe_key)
-            self.wait_in(pipe)
-            self.check(await pipe.execute())
+            await self.execute(pipe, probe_key)

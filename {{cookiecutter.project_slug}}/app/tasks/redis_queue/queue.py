@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT, FieldT
 
 from app.config import Settings
@@ -195,20 +195,31 @@ class RedisTaskQueue:
         """HOLD the task, WAIT on the same connection, then RELEASE it, or REFUSE it and raise
         NotReplicatedError: a 202 means REDIS_REPLICA_ACKS replicas have the task."""
         member = held_member(fields)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            due = time.time() + HOLD_SECONDS
-            hold = [*written, member, due]
-            await self._hold(keys=keys, args=hold, client=pipe)  # type: ignore[arg-type]
-            self.acks.wait_in(pipe)
-            try:
-                (held,) = self.acks.check(await pipe.execute())
-            except RedisError:  # not confirmed, or not known to be: nothing may run
-                await self._take_back(status.id, member)
-                raise
+        try:
+            held = await self._confirmed_hold(status.id, keys, written, member)
+        except NoScriptError:  # a cluster's pipeline loads no script; nothing was written
+            await self._redis.script_load(HOLD)
+            held = await self._confirmed_hold(status.id, keys, written, member)
         if held is None:
             return None
         flat = itertools.chain.from_iterable(fields.items())
         await self._release(keys=[self.keys.delayed, self.keys.stream], args=[member, *flat])
+        return held
+
+    async def _confirmed_hold(
+        self, task_id: str, keys: list[str], written: list[EncodableT], member: bytes
+    ) -> object:
+        """HOLD the task and WAIT in one pipeline; REFUSE it unless the replicas confirmed."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            hold = [*written, member, time.time() + HOLD_SECONDS]
+            await self._hold(keys=keys, args=hold, client=pipe)  # type: ignore[arg-type]
+            try:
+                (held,) = await self.acks.execute(pipe, self.keys.stream)
+            except NoScriptError:
+                raise
+            except RedisError:  # not confirmed, or not known to be: nothing may run
+                await self._take_back(task_id, member)
+                raise
         return held
 
     async def _take_back(self, task_id: str, member: bytes) -> None:
