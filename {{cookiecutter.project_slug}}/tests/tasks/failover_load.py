@@ -15,7 +15,7 @@ from redis.crc import key_slot
 from app.config import Settings
 from app.infrastructure.cache import response_namespace
 from app.main import create_app
-from app.services.invalidation import ITEM, ITEM_PAGES
+from app.services.items import ITEMS
 from app.tasks.status import tasks_key
 from tests.redis_cluster import RedisCluster
 from tests.services.history import History, Read, Write
@@ -30,7 +30,7 @@ def owned_prefix(cluster: RedisCluster, master: int | None = None) -> tuple[str,
         prefix = f"failover-{number}"
         keys = [tasks_key(prefix)] + [
             "{" + f"{prefix}:{namespace}" + "}"
-            for namespace in (ITEM, ITEM_PAGES, response_namespace("items"))
+            for namespace in (ITEMS.one, ITEMS.pages, response_namespace(ITEMS.routes))
         ]
         owners = {owners_now[key_slot(key.encode())] for key in keys}
         if len(owners) == 1 and master in (None, *owners):
