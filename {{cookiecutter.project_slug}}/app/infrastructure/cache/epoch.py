@@ -32,27 +32,42 @@ def epoch_of(info: bytes) -> bytes:
 
 
 class ServerEpoch:
-    """The epoch of the server this process's connections reach (the newest one connected)."""
+    """The epoch of the server this process's connections reach (the newest one connected);
+    on a cluster, of each node (`nodes`), as each primary has its own."""
 
     def __init__(self) -> None:
-        self.value = b""
+        self.value = b""  # one node or Sentinel's primary
+        self.nodes: dict[str, bytes] = {}  # cluster: "host:port" -> that node's epoch
+        self.per_node = False
 
     def watch(self, client: AsyncRedis) -> None:
         """Run `on_connect` on each new connection of `client`, before it connects at all.
 
-        One node, or Sentinel's primary; a cluster client connects its own way (no epoch).
+        On a cluster, on the connections of every node: those found later, and the seeds.
         """
         if isinstance(client, Redis):
             client.connection_pool.connection_kwargs["redis_connect_func"] = self.on_connect
+            return
+        self.per_node = True
+        client.nodes_manager.connection_kwargs["redis_connect_func"] = self.on_connect
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_kwargs["redis_connect_func"] = self.on_connect
 
     async def on_connect(self, connection: AbstractConnection) -> None:
         """The usual handshake, then `INFO server replication` to learn the server's epoch."""
         await connection.on_connect()
         await connection.send_command("INFO", "server", "replication")
         info = await connection.read_response()
-        self.value = epoch_of(info if isinstance(info, bytes) else str(info).encode())
+        epoch = epoch_of(info if isinstance(info, bytes) else str(info).encode())
+        if self.per_node:
+            host, port = getattr(connection, "host", ""), getattr(connection, "port", "")
+            self.nodes[f"{host}:{port}"] = epoch
+        else:
+            self.value = epoch
 
-    def stamp(self, version: bytes | str) -> bytes:
-        """What an entry filled under namespace `version` now starts with (before its `|`)."""
+    def stamp(self, version: bytes | str, node: str | None = None) -> bytes:
+        """What an entry filled under namespace `version` now starts with (before its `|`),
+        on `node` of a cluster (unknown: a stamp no entry carries)."""
         raw = version.encode() if isinstance(version, str) else version
-        return self.value + b":" + raw
+        value = self.value if node is None else self.nodes.get(node, b"?")
+        return value + b":" + raw

@@ -28,12 +28,15 @@ from app.infrastructure.cache.tracing import traced_lookup
 from app.infrastructure.redis_client import AsyncRedis, check_redis
 
 
-def _unstamp(epoch: ServerEpoch, version: bytes | None, stored: bytes | None) -> bytes | None:
-    """The payload of an entry stored under `version` in this epoch, or None (missing, stale)."""
+def _unstamp(
+    epoch: ServerEpoch, node: str | None, version: bytes | None, stored: bytes | None
+) -> bytes | None:
+    """The payload of an entry stored under `version` in `node`'s epoch, or None (missing,
+    stale)."""
     if version is None or stored is None:
         return None
     stamp, _, payload = stored.partition(b"|")
-    return payload if stamp == epoch.stamp(version) else None
+    return payload if stamp == epoch.stamp(version, node) else None
 
 
 class RedisCache:
@@ -119,7 +122,7 @@ class RedisCache:
                     version, stored = await self.batcher.mget(
                         self._version_key(namespace), self._entry_key(namespace, key)
                     )
-                    value = _unstamp(self.epoch, version, stored)
+                    value = _unstamp(self.epoch, self._node(namespace), version, stored)
                 if value is None:
                     result = await self._lease(namespace, key, refresh)
                 else:
@@ -144,6 +147,16 @@ class RedisCache:
             if ttl_ms > 0 and self._tracked(namespace):
                 self.local.offer(namespace, key, value, ttl_ms / 1000, since, self.epoch.value)
 
+    def _node(self, namespace: str) -> str | None:
+        """On a cluster, the node holding `namespace` (its epoch stamps the entries)."""
+        if not isinstance(self.client, RedisCluster):
+            return None
+        try:
+            node = self.client.get_node_from_key(self._version_key(namespace))
+        except Exception:  # no slot table yet, or the slot uncovered: no stamp matches
+            return ""
+        return "" if node is None else node.name
+
     def _tracked(self, namespace: str) -> bool:
         """On a cluster: the primary holding the namespace is one the channel listens to."""
         if not isinstance(self.client, RedisCluster) or self.local is None:
@@ -160,12 +173,13 @@ class RedisCache:
         """
         entry = self._entry_key(namespace, key)
         keys = (self._version_key(namespace), f"{entry}:lease", entry)
-        epoch = self.epoch.stamp(b"")
+        node = self._node(namespace)
+        epoch = self.epoch.stamp(b"", node)
         async with self.slots:
             version, ours, token = await self._lease_script(
                 keys, (new_token(), self._lease_ms, "1" if refresh else "", epoch)
             )
-        if ours == 2 and epoch != self.epoch.stamp(b""):  # a new server since the call: stale
+        if ours == 2 and epoch != self.epoch.stamp(b"", node):  # a new server since: stale
             return Lookup(namespace, key, None, available=False)
         if ours == 2:
             return Lookup(namespace, key, token)

@@ -3,9 +3,8 @@
 The replica of the master that holds the `items` namespace is frozen (SIGSTOP) and cut off
 (`CLIENT KILL TYPE replica`), so that master takes the invalidation and never sends it
 anywhere; then it is killed (SIGKILL) and the cluster promotes the woken replica without it.
-Its data hold the old version and the entry stamped with it: only a server epoch of the
-node that serves the namespace's slot can tell the entry is stale, and today the cache
-watches no epoch on a cluster (`ServerEpoch.watch` skips cluster clients).
+Its data hold the old version and the entry stamped with it: only the server epoch of the
+node that serves the namespace's slot (`ServerEpoch.nodes`) tells the entry is stale.
 """
 
 from typing import cast
@@ -30,11 +29,6 @@ def _cache(url: str) -> RedisCache:
     return cache
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the cache keeps no server epoch per cluster node: an invalidation the killed "
-    "master acknowledged alone is lost and the promoted replica's older entry is a hit",
-)
 async def test_an_invalidation_a_cluster_failover_lost_brings_back_no_entry() -> None:
     with running_cluster(replicas=1) as cluster:
         owner = cluster.owner(NAMESPACE)
