@@ -8,9 +8,11 @@ from fastapi import FastAPI
 
 from app.api import health, items, metrics, tasks
 from app.api.errors import install_error_handlers
+from app.api.metrics_listener import serve_metrics
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import open_metrics
+from app.core.metrics_page import MetricsPage
 from app.core.problems import document_problems_as_problem_json, problem_responses
 from app.core.startup import freeze_startup_objects
 {%- if cookiecutter.use_opentelemetry == "yes" %}
@@ -64,12 +66,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 {%- endif %}
         )
         rate_limiter = await stack.enter_async_context(open_rate_limiter(settings))
+        interval = settings.metrics_render_interval
+        metrics_page = MetricsPage(metrics, task_queue.sync_metrics, interval=interval)
+        await stack.enter_async_context(serve_metrics(settings, metrics_page))
         app.state.resources = AppState(
             settings=settings,
             engine=engine,
             sessions=sessions,
             cache=cache,
             metrics=metrics,
+            metrics_page=metrics_page,
             task_queue=task_queue,
             rate_limiter=rate_limiter,
         )

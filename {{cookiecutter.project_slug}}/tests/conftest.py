@@ -35,6 +35,7 @@ from tests.servers import RedisServer, running_postgres, running_redis
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 {%- if cookiecutter.auth == "none" %}
 ADMIN_TOKEN = "test-admin-token"
+METRICS_TOKEN = "test-metrics-token"
 {%- endif %}
 # With auth=oidc every /api/v1 request carries a token, and the shared response cache never
 # answers a credentialed request (README "Access"): its tests do not apply and are left out,
@@ -181,6 +182,8 @@ def credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     ) -> httpx.Response:
         if needs in sent.url.path and "authorization" not in sent.headers and _guarded(client):
             sent.headers["Authorization"] = value
+        if sent.url.path == "/metrics" and "authorization" not in sent.headers:
+            sent.headers["Authorization"] = f"Bearer {METRICS_TOKEN}"  # tests/api/test_metrics.py
         return await send(client, sent, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(httpx.AsyncClient, "send", send_with_credentials)
@@ -197,6 +200,8 @@ def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     access = {"admin_token": SecretStr(ADMIN_TOKEN)}
 {%- endif %}
     settings = settings.model_copy(update=access)
+    scraper = {"metrics_token": SecretStr(METRICS_TOKEN), "metrics_render_interval": 0.0}
+    settings = settings.model_copy(update=scraper)
     if "redis_url" not in Settings.model_fields:  # the background backend has no broker
         return settings
     return settings.model_copy(update={"redis_url": request.getfixturevalue("redis_url")})

@@ -8,8 +8,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from app.config import Settings
 from tests.prometheus_text import Samples, parse
@@ -21,11 +23,14 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Server:
     """`uvicorn app.main:app` in a process of its own, on a free port."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *options: str, **popen: Any) -> None:
         self.port = free_port()
         command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--log-level", "warning"], cwd=PROJECT_ROOT, env=env
+            [*command, "--host", "127.0.0.1", "--log-level", "warning", *options],
+            cwd=PROJECT_ROOT,
+            env=env,
+            **popen,
         )
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -40,15 +45,25 @@ class Server:
                 self.process.wait()
 
 
+def environment(settings: Settings) -> dict[str, str]:
+    """The environment variables that make a server read `settings` (secrets in clear)."""
+    values = settings.model_dump(mode="json", exclude_none=True)
+    for name in values:
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):
+            values[name] = secret.get_secret_value()
+    return {
+        key.upper(): value if isinstance(value, str) else json.dumps(value)
+        for key, value in values.items()
+    }
+
+
 @contextmanager
 def running_servers(
     settings: Settings, multiproc_dir: Path, count: int = 2
 ) -> Iterator[list[Server]]:
     """`count` servers with `settings`, sharing `multiproc_dir` (which must be empty)."""
-    env = {
-        key.upper(): value if isinstance(value, str) else json.dumps(value)
-        for key, value in settings.model_dump(mode="json", exclude_none=True).items()
-    }
+    env = environment(settings)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(multiproc_dir)
     started = [Server({**os.environ, **env}) for _ in range(count)]
     try:
