@@ -6,7 +6,7 @@ from functools import cache
 
 from fastapi import FastAPI
 
-from app.api import health, items, metrics, tasks
+from app.api import docs, health, items, metrics, tasks
 from app.api.errors import install_error_handlers
 from app.api.metrics_listener import serve_metrics
 from app.config import Settings, get_settings
@@ -86,7 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an app; tests pass their own settings, production reads the environment."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    docs = settings.api_docs_enabled
+    documented = settings.api_docs_enabled
     # No redirect to the path without its trailing slash: `/api/v1/tasks/%2F` is not a task
     # list, and an API answers what it documents (404), not a 307 clients must follow.
     app = FastAPI(
@@ -96,9 +96,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 {%- if cookiecutter.use_opentelemetry == "yes" %}
         telemetry=REQUEST_TELEMETRY,
 {%- endif %}
-        openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if documented else None,
+        docs_url=None,  # app.api.docs: pinned, integrity-checked assets
+        redoc_url=None,
     )
     app.state.settings = settings
     shared_routes = SharedRoutes()  # the @public_cacheable routes, read below
@@ -130,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    if documented:
+        app.include_router(docs.router)
     limited = problem_responses(429) if settings.rate_limit_enabled else {}
     if settings.rate_limit_enabled and not settings.rate_limit_fail_open:
         limited |= problem_responses(503)
