@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)  # /metrics with no token
     metrics_host: str = "127.0.0.1"  # where METRICS_PORT listens
     metrics_render_interval: float = Field(default=1.0, ge=0)  # seconds a body is reused
+    # Proxies whose X-Forwarded-For / -Proto and X-Request-ID are believed: addresses or networks,
+    # comma-separated, or "*" (uvicorn's notation; run uvicorn itself with --no-proxy-headers).
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # Cache
     cache_url: str = "memory://"

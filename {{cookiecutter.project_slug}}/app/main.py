@@ -5,6 +5,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.api import docs, health, items, metrics, tasks
 from app.api.errors import install_error_handlers
@@ -125,8 +126,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 {%- endif %}
     # Before anything reads the path: what is routed is what a proxy in front of it saw.
     app.add_middleware(RawPathMiddleware)
+    # The client's address (and scheme) from a proxy of FORWARDED_ALLOW_IPS, by uvicorn's own
+    # middleware run here, inside the request id's check of the peer it replaces.
+    trusted = settings.forwarded_allow_ips
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, trusted_proxies=trusted)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)

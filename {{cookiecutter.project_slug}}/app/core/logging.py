@@ -12,6 +12,8 @@ from app.core.tracing import TraceContextFilter
 
 # The id of the HTTP request being served (set by `RequestIdMiddleware`), None outside one.
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+# The X-Request-ID a client sent and the service did not take (escaped), None otherwise.
+client_request_id: ContextVar[str | None] = ContextVar("client_request_id", default=None)
 # Who asked: the verified token's subject (`auth=oidc`), None when no token was verified.
 subject: ContextVar[str | None] = ContextVar("subject", default=None)
 
@@ -49,6 +51,9 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Stamp the record; never drop it."""
         record.request_id = request_id.get()
+        sent = client_request_id.get()
+        if sent is not None:  # the id a client sent, beside the one the service gave it
+            record.client_request_id = sent
         caller = subject.get()
         if caller is not None:  # who asked (auth=oidc), in the API and in the task's worker
             record.subject = caller

@@ -1,5 +1,10 @@
 """Give every HTTP request an id, echo it in `X-Request-ID`, and stamp it on every log record.
 
+A client's own `X-Request-ID` is kept only when the request's peer (the address that opened
+the connection, before any `X-Forwarded-For` is read) is a proxy of FORWARDED_ALLOW_IPS,
+matched as uvicorn's `--forwarded-allow-ips` matches it; anyone else gets an id of the
+service's making, and the id they sent is logged beside it (`client_request_id`, escaped).
+
 This is the outermost middleware, so it also answers the errors nothing else handled: the
 500 is a problem document that carries the id, and its traceback is logged once, with the id.
 """
@@ -10,9 +15,10 @@ from uuid import uuid4
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.core.logging import request_id
-from app.core.problems import problem_response
+from app.core.logging import client_request_id, request_id
+from app.core.problems import printable, problem_response
 
 HEADER = "X-Request-ID"
 # A client-sent id is reused only if it is short and plain, so it cannot forge log lines.
@@ -22,18 +28,26 @@ logger = logging.getLogger(__name__)
 
 
 class RequestIdMiddleware:
-    """Pure ASGI: reuse the caller's `X-Request-ID` when it is safe, otherwise make one."""
+    """Pure ASGI: reuse a trusted proxy's `X-Request-ID` when it is safe, otherwise make one."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, trusted_proxies: str) -> None:
         self.app = app
+        # uvicorn's own parsing of FORWARDED_ALLOW_IPS: addresses, networks, or "*".
+        forwarding = ProxyHeadersMiddleware(app, trusted_proxies)  # type: ignore[arg-type]
+        self.trusted = forwarding.trusted_hosts
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Set the id for the duration of the request and add it to the response headers."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = Headers(scope=scope).get(HEADER, "")
-        current = incoming if _SAFE_ID.fullmatch(incoming) else uuid4().hex
+        incoming = Headers(scope=scope).get(HEADER)
+        peer = scope["client"][0] if scope.get("client") else None
+        if incoming is not None and peer in self.trusted and _SAFE_ID.fullmatch(incoming):
+            current = incoming
+        else:
+            current = uuid4().hex
+        sent = client_request_id.set(None if incoming in (None, current) else printable(incoming))
         started = False
 
         async def send_with_request_id(message: Message) -> None:
@@ -54,3 +68,4 @@ class RequestIdMiddleware:
             await response(scope, receive, send_with_request_id)
         finally:
             request_id.reset(token)
+            client_request_id.reset(sent)
