@@ -30,7 +30,8 @@ def metrics_app(page: MetricsPage) -> Starlette:
     """An ASGI app that serves `page` at `GET /metrics` and nothing else."""
 
     async def metrics(request: Request) -> Response:
-        return Response(await page.body(), media_type=CONTENT_TYPE_LATEST)
+        headers = {"X-Content-Type-Options": "nosniff"}
+        return Response(await page.body(), media_type=CONTENT_TYPE_LATEST, headers=headers)
 
     return Starlette(routes=[Route("/metrics", metrics, methods=["GET"])])
 

@@ -7,6 +7,7 @@ service's making, and the id they sent is logged beside it (`client_request_id`,
 
 This is the outermost middleware, so it also answers the errors nothing else handled: the
 500 is a problem document that carries the id, and its traceback is logged once, with the id.
+Every response it sends also says `X-Content-Type-Options: nosniff`.
 """
 
 import logging
@@ -54,7 +55,10 @@ class RequestIdMiddleware:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                MutableHeaders(scope=message)[HEADER] = current
+                headers = MutableHeaders(scope=message)
+                headers[HEADER] = current
+                # No browser reads a JSON answer (or an error) as HTML or script.
+                headers["X-Content-Type-Options"] = "nosniff"
             await send(message)
 
         token = request_id.set(current)
