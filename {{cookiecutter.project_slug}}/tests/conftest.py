@@ -12,9 +12,7 @@ from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-{%- if cookiecutter.auth == "none" %}
 from pydantic import SecretStr
-{%- endif %}
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -35,8 +33,8 @@ from tests.servers import RedisServer, running_postgres, running_redis
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 {%- if cookiecutter.auth == "none" %}
 ADMIN_TOKEN = "test-admin-token"
-METRICS_TOKEN = "test-metrics-token"
 {%- endif %}
+METRICS_TOKEN = "test-metrics-token"
 # With auth=oidc every /api/v1 request carries a token, and the shared response cache never
 # answers a credentialed request (README "Access"): its tests do not apply and are left out,
 # and so are the tests that count anonymous callers by address (rate limits) or change the
