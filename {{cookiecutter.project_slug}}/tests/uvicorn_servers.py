@@ -23,8 +23,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Server:
     """`uvicorn app.main:app` in a process of its own, on a free port."""
 
-    def __init__(self, env: dict[str, str], *options: str, **popen: Any) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], *options: str, port: int | None = None, **popen: Any
+    ) -> None:
+        self.port = port or free_port()
         command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(self.port)]
         self.process = subprocess.Popen(
             [*command, "--host", "127.0.0.1", "--log-level", "warning", *options],

@@ -7,6 +7,7 @@ processes on one port without it (the second refuses to start, saying why).
 """
 
 import os
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,11 +19,23 @@ import pytest
 
 from app.config import Settings
 from tests.prometheus_text import parse, requests
-from tests.servers import free_port, wait_for_port
+from tests.servers import wait_for_port
 from tests.uvicorn_servers import Server, environment
 
 pytestmark = pytest.mark.slow
 LIVE = "/health/live"
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free on loopback now (the APIs' and METRICS_PORT)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def listening_sockets(port: int) -> int:
@@ -33,9 +46,9 @@ def listening_sockets(port: int) -> int:
 
 
 @contextmanager
-def server(settings: Settings, *options: str, **popen: object) -> Iterator[Server]:
-    """One `uvicorn app.main:app` with `settings`, stopped at the end."""
-    started = Server({**os.environ, **environment(settings)}, *options, **popen)
+def server(settings: Settings, *options: str, port: int) -> Iterator[Server]:
+    """One `uvicorn app.main:app` with `settings` on `port`, stopped at the end."""
+    started = Server({**os.environ, **environment(settings)}, *options, port=port)
     try:
         wait_for_port(started.port, timeout=60)
         yield started
@@ -44,9 +57,12 @@ def server(settings: Settings, *options: str, **popen: object) -> Iterator[Serve
 
 
 def test_the_listener_serves_metrics_without_a_token_and_only_there(settings: Settings) -> None:
-    port = free_port()
+    main, port = free_ports(2)
     update = {"metrics_token": None, "metrics_port": port, "log_level": "WARNING"}
-    with server(settings.model_copy(update=update)) as api, httpx.Client(timeout=30) as http:
+    with (
+        server(settings.model_copy(update=update), port=main) as api,
+        httpx.Client(timeout=30) as http,
+    ):
         assert http.get(f"{api.url}{LIVE}").status_code == 200
         on_main = http.get(f"{api.url}/metrics")
         scraped = http.get(f"http://127.0.0.1:{port}/metrics")
@@ -65,11 +81,11 @@ def test_the_listener_serves_metrics_without_a_token_and_only_there(settings: Se
 
 
 def test_every_worker_listens_and_any_answers_for_all(settings: Settings, tmp_path: Path) -> None:
-    port, directory = free_port(), tmp_path / "prometheus"
+    (main, port), directory = free_ports(2), tmp_path / "prometheus"
     directory.mkdir()
     update = {"metrics_port": port, "prometheus_multiproc_dir": directory, "log_level": "WARNING"}
     env_settings = settings.model_copy(update=update)
-    with server(env_settings, "--workers", "2") as api:
+    with server(env_settings, "--workers", "2", port=main) as api:
         deadline = time.monotonic() + 60  # the workers start one after the other
         while listening_sockets(port) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -87,11 +103,12 @@ def test_every_worker_listens_and_any_answers_for_all(settings: Settings, tmp_pa
 
 
 def test_a_second_process_without_a_multiprocess_dir_refuses_the_port(settings: Settings) -> None:
-    port = free_port()
+    main, port, other = free_ports(3)
     update = {"metrics_port": port, "log_level": "WARNING"}
     shared = settings.model_copy(update=update)
-    with server(shared):
-        second = Server({**os.environ, **environment(shared)}, stderr=subprocess.PIPE, text=True)
+    with server(shared, port=main):
+        env = {**os.environ, **environment(shared)}
+        second = Server(env, port=other, stderr=subprocess.PIPE, text=True)
         _, errors = second.process.communicate(timeout=60)
 
     assert second.process.returncode != 0
