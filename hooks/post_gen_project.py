@@ -140,7 +140,7 @@ def next_steps(answers: Mapping[str, object]) -> str:
         lines.append("  # start PostgreSQL and set DATABASE_URL (see .env.example)")
     lines += [
         "  uv run alembic upgrade head",
-        "  uv run uvicorn app.main:app  # http://127.0.0.1:8000/docs",
+        "  API_DOCS_ENABLED=true uv run uvicorn app.main:app  # http://127.0.0.1:8000/docs",
     ]
     workers = WORKER_COMMANDS.get(str(answers.get("task_backend")), ())
     if workers:

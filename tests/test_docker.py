@@ -17,7 +17,7 @@ from tests.conftest import CHOICES, Render
 # Bounded headers, connections and keep-alive: the README's "Serving: slow clients".
 API_COMMAND = ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--http", "h11"]
 API_COMMAND += ["--h11-max-incomplete-event-size", "16384", "--limit-concurrency", "1000"]
-API_COMMAND += ["--timeout-keep-alive", "5"]
+API_COMMAND += ["--timeout-keep-alive", "5", "--no-server-header", "--no-proxy-headers"]
 WORKER_COMMANDS = {
     "background": {},
     "celery": {

@@ -5,11 +5,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import parse
-{% if cookiecutter.auth == "none" -%}
 from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
-{% else -%}
-from pydantic import AfterValidator, Field, ValidationInfo, field_validator
-{% endif -%}
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.redis_urls import check_redis_url
@@ -30,7 +26,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore")
 
     app_name: str = "{{ cookiecutter.project_name }}"
-    api_docs_enabled: bool = True  # false: no /docs, /redoc or /openapi.json
+    api_docs_enabled: bool = False  # true: /docs, /redoc and /openapi.json are served
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "console"] = "json"
 
@@ -74,6 +70,14 @@ class Settings(BaseSettings):
 {%- if cookiecutter.auth == "none" %}
     admin_token: SecretStr | None = None  # bearer secret of the operator routes; unset: 403
 {%- endif %}
+    # Operators' surface (README "Before you expose it")
+    metrics_token: SecretStr | None = None  # bearer secret of /metrics on this port; unset: 403
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)  # /metrics with no token
+    metrics_host: str = "127.0.0.1"  # where METRICS_PORT listens
+    metrics_render_interval: float = Field(default=1.0, ge=0)  # seconds a body is reused
+    # Proxies whose X-Forwarded-For / -Proto and X-Request-ID are believed: addresses or networks,
+    # comma-separated, or "*" (uvicorn's notation; run uvicorn itself with --no-proxy-headers).
+    forwarded_allow_ips: str = "127.0.0.1"
 
     # Cache
     cache_url: str = "memory://"

@@ -5,12 +5,15 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from functools import cache
 
 from fastapi import FastAPI
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.api import health, items, metrics, tasks
+from app.api import docs, health, items, metrics, tasks
 from app.api.errors import install_error_handlers
+from app.api.metrics_listener import serve_metrics
 from app.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import open_metrics
+from app.core.metrics_page import MetricsPage
 from app.core.problems import document_problems_as_problem_json, problem_responses
 from app.core.startup import freeze_startup_objects
 {%- if cookiecutter.use_opentelemetry == "yes" %}
@@ -64,12 +67,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 {%- endif %}
         )
         rate_limiter = await stack.enter_async_context(open_rate_limiter(settings))
+        interval = settings.metrics_render_interval
+        metrics_page = MetricsPage(metrics, task_queue.sync_metrics, interval=interval)
+        await stack.enter_async_context(serve_metrics(settings, metrics_page))
         app.state.resources = AppState(
             settings=settings,
             engine=engine,
             sessions=sessions,
             cache=cache,
             metrics=metrics,
+            metrics_page=metrics_page,
             task_queue=task_queue,
             rate_limiter=rate_limiter,
         )
@@ -96,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an app; tests pass their own settings, production reads the environment."""
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_format)
-    docs = settings.api_docs_enabled
+    documented = settings.api_docs_enabled
     # No redirect to the path without its trailing slash: `/api/v1/tasks/%2F` is not a task
     # list, and an API answers what it documents (404), not a 307 clients must follow.
     app = FastAPI(
@@ -106,9 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 {%- if cookiecutter.use_opentelemetry == "yes" %}
         telemetry=request_telemetry(),
 {%- endif %}
-        openapi_url="/openapi.json" if docs else None,
-        docs_url="/docs" if docs else None,
-        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if documented else None,
+        docs_url=None,  # app.api.docs: pinned, integrity-checked assets
+        redoc_url=None,
     )
     app.state.settings = settings
     opened = app.state.opened = OpenedState()  # the lifespan's clients, for the middleware
@@ -134,11 +141,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 {%- endif %}
     # Before anything reads the path: what is routed is what a proxy in front of it saw.
     app.add_middleware(RawPathMiddleware)
+    # The client's address (and scheme) from a proxy of FORWARDED_ALLOW_IPS, by uvicorn's own
+    # middleware run here, inside the request id's check of the peer it replaces.
+    trusted = settings.forwarded_allow_ips
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(RequestIdMiddleware, trusted_proxies=trusted)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    if documented:
+        app.include_router(docs.router)
     limited = problem_responses(429) if settings.rate_limit_enabled else {}
     if settings.rate_limit_enabled and not settings.rate_limit_fail_open:
         limited |= problem_responses(503)

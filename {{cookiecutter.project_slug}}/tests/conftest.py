@@ -12,9 +12,7 @@ from alembic import command
 from alembic.config import Config
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
-{%- if cookiecutter.auth == "none" %}
 from pydantic import SecretStr
-{%- endif %}
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -36,6 +34,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 {%- if cookiecutter.auth == "none" %}
 ADMIN_TOKEN = "test-admin-token"
 {%- endif %}
+METRICS_TOKEN = "test-metrics-token"
 # With auth=oidc every /api/v1 request carries a token, and the shared response cache never
 # answers a credentialed request (README "Access"): its tests do not apply and are left out,
 # and so are the tests that count anonymous callers by address (rate limits) or change the
@@ -181,6 +180,8 @@ def credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     ) -> httpx.Response:
         if needs in sent.url.path and "authorization" not in sent.headers and _guarded(client):
             sent.headers["Authorization"] = value
+        if sent.url.path == "/metrics" and "authorization" not in sent.headers:
+            sent.headers["Authorization"] = f"Bearer {METRICS_TOKEN}"  # tests/api/test_metrics.py
         return await send(client, sent, **options)  # type: ignore[arg-type]
 
     monkeypatch.setattr(httpx.AsyncClient, "send", send_with_credentials)
@@ -197,6 +198,8 @@ def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     access = {"admin_token": SecretStr(ADMIN_TOKEN)}
 {%- endif %}
     settings = settings.model_copy(update=access)
+    scraper = {"metrics_token": SecretStr(METRICS_TOKEN), "metrics_render_interval": 0.0}
+    settings = settings.model_copy(update=scraper)
     if "redis_url" not in Settings.model_fields:  # the background backend has no broker
         return settings
     return settings.model_copy(update={"redis_url": request.getfixturevalue("redis_url")})

@@ -95,6 +95,28 @@ def test_the_command_bounds_headers_connections_and_keep_alive() -> None:
     assert int(option(command, "--h11-max-incomplete-event-size")) <= 64 * 1024
     assert int(option(command, "--limit-concurrency")) > 0
     assert int(option(command, "--timeout-keep-alive")) <= 10
+    assert "--no-server-header" in command  # no `server: uvicorn` to fingerprint
+    assert "--no-proxy-headers" in command  # the app reads FORWARDED_ALLOW_IPS itself
+
+
+def test_every_response_says_nosniff_and_no_server(server: tuple[int, list[str]]) -> None:
+    port, _ = server
+    base = f"http://127.0.0.1:{port}"
+    with httpx.Client(timeout=30) as http:
+        answers = [
+            http.get(f"{base}/health/live"),
+            http.get(f"{base}/api/v1/items"),
+            http.get(f"{base}/nowhere"),
+            http.get(f"{base}/api/v1/items/not-a-number"),
+            http.get(f"{base}/api/v1/tasks%2Fdead-letters"),
+            http.post(f"{base}/api/v1/items", content=b"x" * 2_000_000),
+        ]
+
+    assert answers[0].status_code == 200
+    assert len({answer.status_code for answer in answers}) >= 4  # answers of every layer
+    for answer in answers:
+        assert answer.headers["x-content-type-options"] == "nosniff", answer.status_code
+        assert "server" not in answer.headers, answer.status_code
 
 
 def test_slow_clients_leave_a_normal_client_served(server: tuple[int, list[str]]) -> None:

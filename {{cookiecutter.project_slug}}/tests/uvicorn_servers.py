@@ -8,8 +8,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from app.config import Settings
 from tests.prometheus_text import Samples, parse
@@ -21,11 +23,16 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Server:
     """`uvicorn app.main:app` in a process of its own, on a free port."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        self.port = free_port()
+    def __init__(
+        self, env: dict[str, str], *options: str, port: int | None = None, **popen: Any
+    ) -> None:
+        self.port = port or free_port()
         command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(self.port)]
         self.process = subprocess.Popen(
-            [*command, "--host", "127.0.0.1", "--log-level", "warning"], cwd=PROJECT_ROOT, env=env
+            [*command, "--host", "127.0.0.1", "--log-level", "warning", *options],
+            cwd=PROJECT_ROOT,
+            env=env,
+            **popen,
         )
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -41,10 +48,15 @@ class Server:
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    """`settings` as the environment variables a process of the service reads them from."""
+    """The environment variables that make a server read `settings` (secrets in clear)."""
+    values = settings.model_dump(mode="json", exclude_none=True)
+    for name in values:
+        secret = getattr(settings, name)
+        if isinstance(secret, SecretStr):
+            values[name] = secret.get_secret_value()
     return {
         key.upper(): value if isinstance(value, str) else json.dumps(value)
-        for key, value in settings.model_dump(mode="json", exclude_none=True).items()
+        for key, value in values.items()
     }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
 from app.config import Settings
@@ -233,9 +234,9 @@ async def test_health_ignores_tokens(client: AsyncClient) -> None:
 
 
 async def test_the_openapi_document_declares_the_scheme_and_each_routes_scopes(
-    client: AsyncClient,
+    app: FastAPI,
 ) -> None:
-    document = (await client.get("/openapi.json")).json()
+    document = app.openapi()
     scheme = document["components"]["securitySchemes"]["bearer"]
     assert scheme == {
         "type": "http",
