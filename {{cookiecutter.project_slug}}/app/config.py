@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     task_dead_letter_limit: int = Field(default=10_000, ge=1)  # the oldest go past it
 {%- endif %}
     task_heartbeat_interval: int = Field(default=60, ge=1)
+    task_demo_tasks: bool = False  # true: clients may enqueue the demo tasks sleep and flaky
 {%- if cookiecutter.task_backend != "background" %}
     redis_url: str = "redis://localhost:6379/0"
 {%- endif %}

@@ -29,12 +29,16 @@ router = APIRouter(
 TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
+DEMO_ONLY = "A demo task: accepted only when TASK_DEMO_TASKS=true (else a 422)."
+
+
 def _registered_tasks_schema() -> dict[str, Any]:
     """The enqueue body as the registry accepts it: one registered name with its payload."""
     variants = [
         {
             "type": "object",
             "title": definition.name,
+            **({"description": DEMO_ONLY} if definition.demo else {}),
             "properties": {
                 "name": {"const": definition.name},
                 "payload": definition.payload_model.model_json_schema(),
@@ -51,11 +55,11 @@ TaskCreateBody = Annotated[TaskCreate, WithJsonSchema(_registered_tasks_schema()
 
 
 @router.get("")
-async def list_tasks() -> list[TaskInfo]:
-    """Every registered task with the JSON schema of its payload."""
+async def list_tasks(queue: TaskQueueDep) -> list[TaskInfo]:
+    """Every task a client may enqueue with the JSON schema of its payload."""
     return [
         TaskInfo(name=definition.name, payload_schema=definition.payload_model.model_json_schema())
-        for definition in registry.definitions()
+        for definition in queue.tasks.definitions()
     ]
 
 

@@ -60,6 +60,7 @@ class BackgroundTaskQueue:
         self.broker: str | None = None
         self._settings = settings
         self._attempts = TaskAttempts(settings, services, dead_letters=False)
+        self.tasks = registry.accepted(settings.task_demo_tasks)  # what clients may enqueue
         self._statuses = statuses
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.task_concurrency)
@@ -68,7 +69,7 @@ class BackgroundTaskQueue:
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
 {% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
         """Validate, record `queued`, and start the task in the background."""
-        parsed = registry.validate(name, payload).model_dump(mode="json")
+        parsed = self.tasks.validate(name, payload).model_dump(mode="json")
         if len(self._running) >= self._settings.task_max_backlog:
             raise BacklogFullError(self._settings.task_max_backlog)
         status = TaskStatus(id=uuid.uuid4().hex, name=name)

@@ -54,6 +54,7 @@ class CeleryTaskQueue:
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
         self._retries: set[asyncio.Task[None]] = set()
+        self.tasks = registry.accepted(settings.task_demo_tasks)  # what clients may enqueue
         self._backlog = Backlog(settings.task_max_backlog)
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
@@ -67,7 +68,7 @@ class CeleryTaskQueue:
         If the status store fails at that moment too, the process keeps trying for a minute.
         Raises BacklogFullError, writing nothing, when TASK_MAX_BACKLOG tasks wait already.
         """
-        parsed = registry.validate(name, payload).model_dump(mode="json")
+        parsed = self.tasks.validate(name, payload).model_dump(mode="json")
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
         async with self._admit(name, parsed):
             with unavailable_as("task status store"):
@@ -171,7 +172,10 @@ class CeleryTaskQueue:
         taken: list[dict[str, Any]] = []
         with unavailable_as("task status store"):
             status = await self.dead.requeue(
-                task_id, self.statuses, lambda _pipe, _status, payload: taken.append(payload)
+                task_id,
+                self.tasks,
+                self.statuses,
+                lambda _pipe, _status, payload: taken.append(payload),
             )
         try:
             await self._publish(status, taken[-1])

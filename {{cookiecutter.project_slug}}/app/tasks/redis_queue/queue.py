@@ -158,6 +158,7 @@ class RedisTaskQueue:
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
+        self.tasks = registry.accepted(settings.task_demo_tasks)  # what clients may enqueue
         self._enqueue = redis.register_script(ENQUEUE)
         self.acks = replica_acks(settings)
         self._hold = redis.register_script(HOLD)
@@ -170,7 +171,7 @@ class RedisTaskQueue:
 
         Raises BacklogFullError, writing nothing, when TASK_MAX_BACKLOG tasks wait already.
         """
-        parsed = registry.validate(name, payload)
+        parsed = self.tasks.validate(name, payload)
         status = TaskStatus(id=uuid.uuid4().hex, name=name)
         fields = entry_fields(status.id, name, parsed.model_dump(mode="json"), outgoing())
         keys = [self.statuses.key(status.id), self.keys.stream, self.keys.delayed]
@@ -236,7 +237,7 @@ class RedisTaskQueue:
         with unavailable_as("task broker"):
             if await self.backlog() >= self._settings.task_max_backlog:
                 raise BacklogFullError(self._settings.task_max_backlog)
-            return await self.dead.requeue(task_id, self.statuses, self._push)
+            return await self.dead.requeue(task_id, self.tasks, self.statuses, self._push)
 
     async def backlog(self) -> int:
         """Tasks accepted and not finished: on the stream (unread or running) or due to retry."""
