@@ -195,6 +195,7 @@ def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
         cache_url="memory://",
         log_format="console",
         task_demo_tasks=True,  # sleep and flaky, which many tests enqueue
+        task_max_in_flight_per_client=100_000,  # floods from one client; test_quotas bounds it
     )
 {%- if cookiecutter.auth == "oidc" %}
     access = request.getfixturevalue("identity_provider").settings()

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.core.metrics import Metrics
+from app.middleware.rate_limit import client_key
 from app.middleware.shared_routes import ignores_caller
 from app.services.items import ItemService
 from app.state import AppState
@@ -40,6 +41,14 @@ async def get_task_queue(state: StateDep) -> TaskQueue:
 
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 TaskQueueDep = Annotated[TaskQueue, Depends(get_task_queue)]
+
+
+async def get_caller(request: Request) -> str:
+    """Who asks, as the rate limiter counts them: the verified subject, else the address."""
+    return client_key(request.scope)
+
+
+CallerDep = Annotated[str, Depends(get_caller)]
 
 
 async def get_item_service(state: StateDep) -> ItemService:

@@ -13,7 +13,7 @@ from app.api.access.{{ cookiecutter.auth }} import (
     TASKS_WRITE,
     requires,
 )
-from app.api.deps import MetricsDep, TaskQueueDep
+from app.api.deps import CallerDep, MetricsDep, TaskQueueDep
 from app.core.problems import problem_responses
 from app.schemas.task import DeadLetterRead, TaskAccepted, TaskCreate, TaskInfo, TaskRead
 from app.tasks.definitions import registry
@@ -67,13 +67,14 @@ async def list_tasks(queue: TaskQueueDep) -> list[TaskInfo]:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[requires(TASKS_WRITE)],
-    responses=problem_responses(400, 413, 422, 503),
+    responses=problem_responses(400, 413, 422, 429, 503),
 )
 async def enqueue_task(
-    body: TaskCreateBody, queue: TaskQueueDep, metrics: MetricsDep
+    body: TaskCreateBody, queue: TaskQueueDep, metrics: MetricsDep, caller: CallerDep
 ) -> TaskAccepted:
-    """Validate and enqueue a task; 422 names an unknown task or a bad payload."""
-    accepted = await queue.enqueue(body.name, body.payload)
+    """Validate and enqueue a task; 422 names an unknown task or a bad payload, 429 says the
+    caller has TASK_MAX_IN_FLIGHT_PER_CLIENT tasks queued or running."""
+    accepted = await queue.enqueue(body.name, body.payload, caller)
     metrics.tasks_enqueued.labels(name=accepted.name).inc()
     return TaskAccepted(id=accepted.id, status=accepted.status)
 

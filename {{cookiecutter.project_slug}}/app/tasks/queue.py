@@ -78,8 +78,11 @@ class TaskQueue(Protocol):
     broker: str | None
     tasks: TaskRegistry  # what clients may enqueue (TASK_DEMO_TASKS)
 
-    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
-        """Validate and enqueue `name(payload)`; return its `queued` status."""
+    async def enqueue(
+        self, name: str, payload: dict[str, Any], client: str | None = None
+    ) -> TaskStatus:
+        """Validate and enqueue `name(payload)` for `client` (its in-flight slot; None: not
+        counted, a periodic job); return its `queued` status."""
         ...
 
     async def get(self, task_id: str) -> TaskStatus | None:

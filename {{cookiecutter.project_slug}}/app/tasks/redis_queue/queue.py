@@ -4,7 +4,8 @@ The stream only ever holds tasks not yet finished: workers delete an entry in th
 atomic step that acknowledges it, and nothing trims the stream, so no accepted task can be
 trimmed away before a worker has read it. Memory is bounded by back-pressure instead: once
 TASK_MAX_BACKLOG tasks wait (on the stream, or for a retry), enqueueing fails with
-BacklogFullError until workers catch up.
+BacklogFullError until workers catch up; one client's share of that is bounded by
+TASK_MAX_IN_FLIGHT_PER_CLIENT (`app.tasks.quotas`), checked and taken in the same script.
 """
 
 import itertools
@@ -35,6 +36,7 @@ from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.origin import NO_ORIGIN, outgoing
 from app.tasks.queue import BacklogFullError, DeadLetter, unavailable_as
+from app.tasks.quotas import FULL, RedisQuota
 from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.tracing import traced_enqueue
@@ -43,27 +45,46 @@ from app.tasks.tracing import traced_enqueue
 logger = logging.getLogger(__name__)
 
 GROUP = "workers"
-# Unless TASK_MAX_BACKLOG tasks wait already, write the `queued` status and add the entry, in
-# one atomic command: a client never sees an entry without its status, or a status whose entry
-# was never added. KEYS: status, stream, delayed. ARGV: status, ttl, backlog bound, then the
-# entry's field/value pairs (`entry_fields`). Returns the entry id, or nil when full.
+# Unless TASK_MAX_BACKLOG tasks wait already, or the client has its bound of tasks in flight,
+# write the `queued` status, take the client's slot and add the entry, in one atomic command:
+# a client never sees an entry without its status, or a status whose entry was never added.
+# KEYS: status, stream, delayed, the client's in-flight set. ARGV: status, ttl, backlog bound,
+# in-flight bound (0: no client), task id, then the entry's field/value pairs
+# (`entry_fields`). Returns the entry id, nil when the backlog is full, -1 (`FULL`) when the
+# client is at its bound.
 ENQUEUE = """
 if redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
   return false
 end
+local bound = tonumber(ARGV[4])
+if bound > 0 and redis.call('SCARD', KEYS[4]) >= bound then
+  return -1
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
+if bound > 0 then
+  redis.call('SADD', KEYS[4], ARGV[5])
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
+end
+return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 6))
 """
 # With REDIS_REPLICA_ACKS >= 1 a task is held, invisible to workers, until replicas confirm
 # it: HOLD writes the `queued` status and parks the task in the delayed set, due in
 # HOLD_SECONDS (so that a failover that loses RELEASE delays the task, never loses it). Same
-# KEYS as ENQUEUE; ARGV: status, ttl, backlog bound, the delayed member, its due time.
+# KEYS as ENQUEUE; ARGV: its first five, then the delayed member and its due time.
 HOLD = """
 if redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
   return false
 end
+local bound = tonumber(ARGV[4])
+if bound > 0 and redis.call('SCARD', KEYS[4]) >= bound then
+  return -1
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
+if bound > 0 then
+  redis.call('SADD', KEYS[4], ARGV[5])
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
+end
+return redis.call('ZADD', KEYS[3], ARGV[7], ARGV[6])
 """
 # Confirmed: move the held task onto the stream (unless housekeeping already did). KEYS:
 # delayed, stream. ARGV: the member, then the entry's field/value pairs.
@@ -73,11 +94,13 @@ if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
 end
 return false
 """
-# Not confirmed: take the held task back and delete its status, so that nothing of it is
-# left. KEYS: delayed, status. ARGV: the member. Returns 0 when it was released already.
+# Not confirmed: take the held task back, delete its status and free its slot, so that nothing
+# of it is left. KEYS: delayed, status, in-flight set. ARGV: the member, the task id. Returns 0
+# when it was released already.
 REFUSE = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
   redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[3], ARGV[2])
   return 1
 end
 return 0
@@ -158,6 +181,9 @@ class RedisTaskQueue:
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
+        self.quota = RedisQuota(
+            redis, self.statuses, settings.cache_prefix, settings.task_max_in_flight_per_client
+        )
         self.tasks = registry.accepted(settings.task_demo_tasks)  # what clients may enqueue
         self._enqueue = redis.register_script(ENQUEUE)
         self.acks = replica_acks(settings)
@@ -166,26 +192,40 @@ class RedisTaskQueue:
         self._refuse = redis.register_script(REFUSE)
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
-{% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
+{% endif %}    async def enqueue(
+        self, name: str, payload: dict[str, Any], client: str | None = None
+    ) -> TaskStatus:
         """Validate, then write the `queued` status and XADD the entry in one atomic script.
 
-        Raises BacklogFullError, writing nothing, when TASK_MAX_BACKLOG tasks wait already.
+        Raises BacklogFullError when TASK_MAX_BACKLOG tasks wait already, InFlightLimitError
+        when `client` has TASK_MAX_IN_FLIGHT_PER_CLIENT tasks in flight: either way writing
+        nothing.
         """
         parsed = self.tasks.validate(name, payload)
-        status = TaskStatus(id=uuid.uuid4().hex, name=name)
+        status = TaskStatus(id=uuid.uuid4().hex, name=name, client=client)
         fields = entry_fields(status.id, name, parsed.model_dump(mode="json"), outgoing())
-        keys = [self.statuses.key(status.id), self.keys.stream, self.keys.delayed]
+        keys = [
+            self.statuses.key(status.id),
+            self.keys.stream,
+            self.keys.delayed,
+            self.quota.key(client),
+        ]
         written: list[EncodableT] = [
             status.model_dump_json(),
             self.statuses.ttl,
             self._settings.task_max_backlog,
+            self.quota.bound(client),
+            status.id,
         ]
-        with unavailable_as("task broker"):
+
+        async def once() -> object:
             if self.acks.count:
-                added = await self._replicated_enqueue(status, keys, written, fields)
-            else:
-                flat = itertools.chain.from_iterable(fields.items())
-                added = await self._enqueue(keys=keys, args=[*written, *flat])
+                return await self._replicated_enqueue(status, keys, written, fields)
+            flat = itertools.chain.from_iterable(fields.items())
+            return await self._enqueue(keys=keys, args=[*written, *flat])
+
+        with unavailable_as("task broker"):
+            added = await self.quota.admit(client, once)
         if added is None:
             raise BacklogFullError(self._settings.task_max_backlog)
         return status
@@ -204,19 +244,20 @@ class RedisTaskQueue:
             try:
                 (held,) = self.acks.check(await pipe.execute())
             except RedisError:  # not confirmed, or not known to be: nothing may run
-                await self._take_back(status.id, member)
+                await self._take_back(status, member)
                 raise
-        if held is None:
-            return None
+        if held is None or held == FULL:
+            return held
         flat = itertools.chain.from_iterable(fields.items())
         await self._release(keys=[self.keys.delayed, self.keys.stream], args=[member, *flat])
         return held
 
-    async def _take_back(self, task_id: str, member: bytes) -> None:
+    async def _take_back(self, status: TaskStatus, member: bytes) -> None:
         """REFUSE a held task that replicas did not confirm (logged when that fails too)."""
-        keys = [self.keys.delayed, self.statuses.key(task_id)]
+        task_id = status.id
+        keys = [self.keys.delayed, self.statuses.key(task_id), self.quota.key(status.client)]
         try:
-            refused = await self._refuse(keys=keys, args=[member])
+            refused = await self._refuse(keys=keys, args=[member, task_id])
         except RedisError as exc:
             logger.warning("task %s (a 503) may run: it could not be refused: %s", task_id, exc)
             return
