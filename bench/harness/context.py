@@ -115,6 +115,7 @@ class Bench:
             "TASK_VISIBILITY_TIMEOUT": str(self.sizes.visibility_timeout),
             "RATE_LIMIT_ENABLED": "false",  # the existing rows measure without limits
             "TASK_DEMO_TASKS": "true",  # the task rows enqueue sleep and flaky
+            "TASK_MAX_IN_FLIGHT_PER_CLIENT": "1000000",  # one client enqueues every task
             "ADMIN_TOKEN": ADMIN_TOKEN,  # the operator routes (dead letters) need it
             "PYTHONPATH": f"{self.project(backend)}{os.pathsep}{SCRIPTS}",
             **extra,
