@@ -114,6 +114,8 @@ class Bench:
             "RESPONSE_CACHE_TTL": "3600",
             "TASK_VISIBILITY_TIMEOUT": str(self.sizes.visibility_timeout),
             "RATE_LIMIT_ENABLED": "false",  # the existing rows measure without limits
+            "TASK_DEMO_TASKS": "true",  # the task rows enqueue sleep and flaky
+            "TASK_MAX_IN_FLIGHT_PER_CLIENT": "1000000",  # one client enqueues every task
             "ADMIN_TOKEN": ADMIN_TOKEN,  # the operator routes (dead letters) need it
             "PYTHONPATH": f"{self.project(backend)}{os.pathsep}{SCRIPTS}",
             **extra,

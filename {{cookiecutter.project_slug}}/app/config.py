@@ -115,10 +115,12 @@ class Settings(BaseSettings):
     task_retry_backoff: float = Field(default=1.0, gt=0)
     task_time_limit: float = Field(default=300.0, gt=0)  # seconds one attempt may run
     task_max_backlog: int = Field(default=100_000, ge=1)  # tasks waiting; past it, 503
+    task_max_in_flight_per_client: int = Field(default=100, ge=1)  # queued or running; then 429
 {%- if cookiecutter.task_backend != "background" %}
     task_dead_letter_limit: int = Field(default=10_000, ge=1)  # the oldest go past it
 {%- endif %}
     task_heartbeat_interval: int = Field(default=60, ge=1)
+    task_demo_tasks: bool = False  # true: clients may enqueue the demo tasks sleep and flaky
 {%- if cookiecutter.task_backend != "background" %}
     redis_url: str = "redis://localhost:6379/0"
 {%- endif %}

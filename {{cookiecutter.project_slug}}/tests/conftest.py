@@ -191,7 +191,13 @@ def credentials(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 @pytest.fixture
 def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     """Settings for one test: fresh database, in-process cache, the test's Redis as broker."""
-    settings = Settings(database_url=database_url, cache_url="memory://", log_format="console")
+    settings = Settings(
+        database_url=database_url,
+        cache_url="memory://",
+        log_format="console",
+        task_demo_tasks=True,  # sleep and flaky, which many tests enqueue
+        task_max_in_flight_per_client=100_000,  # floods from one client; test_quotas bounds it
+    )
 {%- if cookiecutter.auth == "oidc" %}
     access = request.getfixturevalue("identity_provider").settings()
 {%- else %}

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
+from app.middleware.rate_limit import client_key
 from app.middleware.shared_routes import ignores_caller
 from app.services.items import ItemService
 from app.state import AppState
@@ -56,6 +57,14 @@ def service_of(
         return kind(state.sessions, state.cache)
 
     return build
+
+
+async def get_caller(request: Request) -> str:
+    """Who asks, as the rate limiter counts them: the verified subject, else the address."""
+    return client_key(request.scope)
+
+
+CallerDep = Annotated[str, Depends(get_caller)]
 
 
 get_item_service = service_of(ItemService)

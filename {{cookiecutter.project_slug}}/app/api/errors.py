@@ -35,6 +35,7 @@ from app.tasks.queue import (
     DeadLetterNotFoundError,
     NotRequeueableError,
 )
+from app.tasks.quotas import InFlightLimitError
 from app.tasks.registry import InvalidPayloadError, UnknownTaskError
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,12 @@ async def _backlog_full(request: Request, exc: Exception) -> ProblemResponse:
     return _answer(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
 
 
+async def _in_flight_limit(request: Request, exc: Exception) -> ProblemResponse:
+    """A caller with its bound of tasks in flight: 429, and how long to wait."""
+    assert isinstance(exc, InFlightLimitError)
+    return _answer(429, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+
 async def _conflict(request: Request, exc: Exception) -> ProblemResponse:
     detail = "the request conflicts with the current state of the resource"
     return _answer(409, detail, cause=exc)
@@ -141,6 +148,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DeadLetterNotFoundError, _not_found)
     app.add_exception_handler(NotRequeueableError, _not_requeueable)
     app.add_exception_handler(BacklogFullError, _backlog_full)
+    app.add_exception_handler(InFlightLimitError, _in_flight_limit)
     app.add_exception_handler(UnknownTaskError, _task_refused)
     app.add_exception_handler(InvalidPayloadError, _task_refused)
     app.add_exception_handler(IntegrityError, _conflict)

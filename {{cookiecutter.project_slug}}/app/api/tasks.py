@@ -13,7 +13,7 @@ from app.api.access.{{ cookiecutter.auth }} import (
     TASKS_WRITE,
     requires,
 )
-from app.api.deps import MetricsDep, TaskQueueDep
+from app.api.deps import CallerDep, MetricsDep, TaskQueueDep
 from app.core.problems import problem_responses
 from app.schemas.task import DeadLetterRead, TaskAccepted, TaskCreate, TaskInfo, TaskRead
 from app.tasks.definitions import registry
@@ -29,12 +29,16 @@ router = APIRouter(
 TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
+DEMO_ONLY = "A demo task: accepted only when TASK_DEMO_TASKS=true (else a 422)."
+
+
 def _registered_tasks_schema() -> dict[str, Any]:
     """The enqueue body as the registry accepts it: one registered name with its payload."""
     variants = [
         {
             "type": "object",
             "title": definition.name,
+            **({"description": DEMO_ONLY} if definition.demo else {}),
             "properties": {
                 "name": {"const": definition.name},
                 "payload": definition.payload_model.model_json_schema(),
@@ -51,11 +55,11 @@ TaskCreateBody = Annotated[TaskCreate, WithJsonSchema(_registered_tasks_schema()
 
 
 @router.get("")
-async def list_tasks() -> list[TaskInfo]:
-    """Every registered task with the JSON schema of its payload."""
+async def list_tasks(queue: TaskQueueDep) -> list[TaskInfo]:
+    """Every task a client may enqueue with the JSON schema of its payload."""
     return [
         TaskInfo(name=definition.name, payload_schema=definition.payload_model.model_json_schema())
-        for definition in registry.definitions()
+        for definition in queue.tasks.definitions()
     ]
 
 
@@ -63,13 +67,14 @@ async def list_tasks() -> list[TaskInfo]:
     "",
     status_code=status.HTTP_202_ACCEPTED,
     dependencies=[requires(TASKS_WRITE)],
-    responses=problem_responses(400, 413, 422, 503),
+    responses=problem_responses(400, 413, 422, 429, 503),
 )
 async def enqueue_task(
-    body: TaskCreateBody, queue: TaskQueueDep, metrics: MetricsDep
+    body: TaskCreateBody, queue: TaskQueueDep, metrics: MetricsDep, caller: CallerDep
 ) -> TaskAccepted:
-    """Validate and enqueue a task; 422 names an unknown task or a bad payload."""
-    accepted = await queue.enqueue(body.name, body.payload)
+    """Validate and enqueue a task; 422 names an unknown task or a bad payload, 429 says the
+    caller has TASK_MAX_IN_FLIGHT_PER_CLIENT tasks queued or running."""
+    accepted = await queue.enqueue(body.name, body.payload, caller)
     metrics.tasks_enqueued.labels(name=accepted.name).inc()
     return TaskAccepted(id=accepted.id, status=accepted.status)
 

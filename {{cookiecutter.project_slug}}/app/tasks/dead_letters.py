@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from redis.exceptions import WatchError
 
 from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
-from app.tasks.definitions import registry
 from app.tasks.queue import DeadLetter, DeadLetterNotFoundError, NotRequeueableError
+from app.tasks.registry import TaskRegistry
 from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 
 logger = logging.getLogger(__name__)
@@ -77,10 +77,13 @@ class DeadLetterStore:
         """How many dead letters are kept."""
         return int(await self._redis.zcard(self.order))
 
-    async def requeue(self, task_id: str, statuses: RedisStatusStore, push: Push) -> TaskStatus:
+    async def requeue(
+        self, task_id: str, tasks: TaskRegistry, statuses: RedisStatusStore, push: Push
+    ) -> TaskStatus:
         """Move dead letter `task_id` back onto the queue with a fresh `queued` status.
 
-        The payload is validated again (the registry may have changed since it died). The
+        The payload is validated again against `tasks`, those clients may enqueue (the
+        registry or TASK_DEMO_TASKS may have changed since it died). The
         letter is removed, the status written and the task pushed in one transaction, which
         is retried if the dead letters changed meanwhile: two requeues of one letter cannot
         both push it.
@@ -98,7 +101,7 @@ class DeadLetterStore:
                         raise NotRequeueableError(
                             f"dead letter {task_id} has no readable task: {why}"
                         )
-                    payload = registry.validate(letter.name, letter.payload).model_dump(mode="json")
+                    payload = tasks.validate(letter.name, letter.payload).model_dump(mode="json")
                     status = TaskStatus(id=letter.id, name=letter.name)
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.hdel(self.key, task_id)

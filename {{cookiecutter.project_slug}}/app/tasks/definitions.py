@@ -1,4 +1,8 @@
-"""The service's tasks. Add one with `@registry.task(name, PayloadModel)`."""
+"""The service's tasks. Add one with `@registry.task(name, PayloadModel)`.
+
+`sleep` and `flaky` are demo tasks: clients may enqueue them only when TASK_DEMO_TASKS=true
+(a `sleep` flood ties up workers for a minute a task; `flaky` fills the dead letters).
+"""
 
 import asyncio
 from typing import Any
@@ -44,7 +48,7 @@ async def add(payload: AddPayload, context: TaskContext) -> float:
     return payload.a + payload.b
 
 
-@registry.task("sleep", SleepPayload)
+@registry.task("sleep", SleepPayload, demo=True)
 async def sleep(payload: SleepPayload, context: TaskContext) -> float:
     """Sleep for `seconds`, then return them."""
     await asyncio.sleep(payload.seconds)
@@ -55,7 +59,7 @@ class FlakyError(RuntimeError):
     """The planned failure of `flaky`."""
 
 
-@registry.task("flaky", FlakyPayload)
+@registry.task("flaky", FlakyPayload, demo=True)
 async def flaky(payload: FlakyPayload, context: TaskContext) -> int:
     """Fail on the first `fail_times` attempts; return the attempt that succeeded."""
     if context.attempt <= payload.fail_times:

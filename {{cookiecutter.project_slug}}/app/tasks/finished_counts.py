@@ -7,6 +7,7 @@ from redis.client import Pipeline as BlockingPipeline
 
 from app.core.metrics import DurationTotals, Metrics, task_bucket
 from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
+from app.tasks.quotas import release_in
 from app.tasks.status import TaskStatus, tasks_key
 
 logger = logging.getLogger(__name__)
@@ -23,7 +24,9 @@ def durations_key(prefix: str) -> str:
 
 
 def count_in(pipe: AsyncPipeline | BlockingPipeline, prefix: str, status: TaskStatus) -> None:
-    """Count `status` (final) and its duration inside `pipe`, the step that writes it."""
+    """Count `status` (final) and its duration, and free its client's in-flight slot, inside
+    `pipe`, the step that writes it."""
+    release_in(pipe, prefix, status)
     pipe.hincrby(finished_key(prefix), FinishedCounts.field(status), 1)
     bucket, total, seconds = duration_fields(status)
     pipe.hincrby(durations_key(prefix), bucket, 1)
@@ -61,7 +64,8 @@ class FinishedCounts:
         return f"{status.name}:{status.status}"
 
     def count(self, pipe: AsyncPipeline, status: TaskStatus) -> None:
-        """Count `status.name` in its (final) state, and its duration, inside `pipe`."""
+        """Count `status.name` in its (final) state, and its duration, inside `pipe` (and free
+        its client's in-flight slot)."""
         count_in(pipe, self._prefix, status)
 
     async def sync_metrics(self, metrics: Metrics) -> None:

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from app.core.metrics import Metrics
+from app.tasks.registry import TaskRegistry
 from app.tasks.status import TaskStatus, utcnow
 
 RETRY_AFTER_FULL = 5  # seconds a client is asked to wait when the backlog is full
@@ -75,9 +76,13 @@ class TaskQueue(Protocol):
     """Enqueue validated tasks and read their status."""
 
     broker: str | None
+    tasks: TaskRegistry  # what clients may enqueue (TASK_DEMO_TASKS)
 
-    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
-        """Validate and enqueue `name(payload)`; return its `queued` status."""
+    async def enqueue(
+        self, name: str, payload: dict[str, Any], client: str | None = None
+    ) -> TaskStatus:
+        """Validate and enqueue `name(payload)` for `client` (its in-flight slot; None: not
+        counted, a periodic job); return its `queued` status."""
         ...
 
     async def get(self, task_id: str) -> TaskStatus | None:

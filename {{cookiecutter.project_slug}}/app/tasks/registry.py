@@ -42,24 +42,38 @@ class TaskDefinition:
     name: str
     payload_model: type[BaseModel]
     function: TaskFunction
+    demo: bool = False  # accepted from clients only when TASK_DEMO_TASKS=true
 
 
 class TaskRegistry:
     """The tasks a service can run; the API validates against it, workers run from it."""
 
-    def __init__(self) -> None:
-        self._tasks: dict[str, TaskDefinition] = {}
+    def __init__(self, tasks: dict[str, TaskDefinition] | None = None) -> None:
+        self._tasks: dict[str, TaskDefinition] = dict(tasks or {})
 
     def task(
-        self, name: str, payload_model: type[BaseModel]
+        self, name: str, payload_model: type[BaseModel], *, demo: bool = False
     ) -> Callable[[TaskFunction], TaskFunction]:
-        """Register the decorated function under `name`, taking a `payload_model`."""
+        """Register the decorated function under `name`, taking a `payload_model`.
+
+        `demo`: a task for demonstrations and tests, accepted only when TASK_DEMO_TASKS=true.
+        """
 
         def register(function: TaskFunction) -> TaskFunction:
-            self._tasks[name] = TaskDefinition(name, payload_model, function)
+            self._tasks[name] = TaskDefinition(name, payload_model, function, demo)
             return function
 
         return register
+
+    def accepted(self, demo_tasks: bool) -> "TaskRegistry":
+        """The tasks clients may enqueue: all of them, or (TASK_DEMO_TASKS=false) no demo task.
+
+        Workers run from the whole registry: a task an API accepted is never refused by a
+        worker whose TASK_DEMO_TASKS differs (README "Demo tasks").
+        """
+        if demo_tasks:
+            return self
+        return TaskRegistry({name: task for name, task in self._tasks.items() if not task.demo})
 
     def definitions(self) -> list[TaskDefinition]:
         """Every task, sorted by name."""

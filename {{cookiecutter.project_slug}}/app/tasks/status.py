@@ -26,7 +26,8 @@ class TaskStatus(BaseModel):
     """Where one task is: its state, attempts so far, and its result or last error.
 
     `dead_lettered` tells a `failed` task that was kept in the dead letters (it can be
-    requeued) from one that was not.
+    requeued) from one that was not. `client` is the caller whose in-flight slot it holds
+    until it ends (`app.tasks.quotas`; None for a periodic job's or a requeued task).
     """
 
     id: str
@@ -36,6 +37,7 @@ class TaskStatus(BaseModel):
     error: str | None = None
     attempts: int = 0
     dead_lettered: bool = False
+    client: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

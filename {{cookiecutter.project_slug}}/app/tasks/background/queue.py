@@ -35,6 +35,7 @@ from app.tasks.queue import (
     NotRequeueableError,
     unavailable_as,
 )
+from app.tasks.quotas import MemoryQuota
 from app.tasks.schedule import OutageLog, PeriodicJob, Schedule, periodic_jobs, tick_lock
 from app.tasks.services import TaskServices, build_task_services
 from app.tasks.status import RedisStatusStore, TaskStatus
@@ -60,23 +61,37 @@ class BackgroundTaskQueue:
         self.broker: str | None = None
         self._settings = settings
         self._attempts = TaskAttempts(settings, services, dead_letters=False)
+        self.tasks = registry.accepted(settings.task_demo_tasks)  # what clients may enqueue
         self._statuses = statuses
         self._metrics = metrics
         self._slots = asyncio.Semaphore(settings.task_concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._quota = MemoryQuota(settings.task_max_in_flight_per_client)
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
-{% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
-        """Validate, record `queued`, and start the task in the background."""
-        parsed = registry.validate(name, payload).model_dump(mode="json")
+{% endif %}    async def enqueue(
+        self, name: str, payload: dict[str, Any], client: str | None = None
+    ) -> TaskStatus:
+        """Validate, record `queued`, and start the task in the background.
+
+        InFlightLimitError when `client` has TASK_MAX_IN_FLIGHT_PER_CLIENT tasks of this
+        process unfinished; the slot is freed when the task ends, however it ends.
+        """
+        parsed = self.tasks.validate(name, payload).model_dump(mode="json")
         if len(self._running) >= self._settings.task_max_backlog:
             raise BacklogFullError(self._settings.task_max_backlog)
-        status = TaskStatus(id=uuid.uuid4().hex, name=name)
-        with unavailable_as("task status store"):
-            await self._statuses.save(status)
+        status = TaskStatus(id=uuid.uuid4().hex, name=name, client=client)
+        self._quota.take(client)
+        try:
+            with unavailable_as("task status store"):
+                await self._statuses.save(status)
+        except BaseException:
+            self._quota.give_back(client)
+            raise
         task = asyncio.create_task(self._run(status, parsed, outgoing()))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _task: self._quota.give_back(client))
         return status
 
     async def _run(

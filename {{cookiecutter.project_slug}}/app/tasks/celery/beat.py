@@ -34,7 +34,7 @@ class OncePerTickScheduler(beat.Scheduler):
         """Check each periodic job's task and payload, then load the app's `beat_schedule`."""
         self._jobs = {job.name: job for job in periodic_jobs(self._app.settings)}
         for job in self._jobs.values():
-            registry.validate(job.task, job.payload)
+            registry.accepted(self._app.settings.task_demo_tasks).validate(job.task, job.payload)
         super().setup_schedule()
 
     def apply_entry(self, entry: beat.ScheduleEntry, producer: Any = None) -> None:

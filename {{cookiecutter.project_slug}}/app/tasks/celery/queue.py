@@ -9,6 +9,7 @@ from typing import Any
 
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError, WatchError
+from redis.typing import EncodableT
 
 from app.config import Settings
 from app.core.metrics import Metrics
@@ -24,6 +25,7 @@ from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.queue import BrokerUnavailableError, DeadLetter, unavailable_as
+from app.tasks.quotas import ADMIT, RedisQuota
 from app.tasks.status import RedisStatusStore, TaskStatus
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.tracing import traced_enqueue
@@ -54,24 +56,36 @@ class CeleryTaskQueue:
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
         self._retries: set[asyncio.Task[None]] = set()
+        self.quota = RedisQuota(
+            redis, self.statuses, settings.cache_prefix, settings.task_max_in_flight_per_client
+        )
+        self._save_queued = redis.register_script(ADMIT)
+        self.tasks = registry.accepted(settings.task_demo_tasks)  # what clients may enqueue
         self._backlog = Backlog(settings.task_max_backlog)
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
-{% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
-        """Validate, store the `queued` status, then publish the message.
+{% endif %}    async def enqueue(
+        self, name: str, payload: dict[str, Any], client: str | None = None
+    ) -> TaskStatus:
+        """Validate, store the `queued` status (taking a slot of `client`), then publish.
 
         The status comes first, so no worker can start a task before its status exists
         (a later `queued` would hide its `running`). If the publish then fails, the status
         is moved to `failed` ("not sent") before the 503: a worker that still receives the
         message (a publish whose answer was lost) finds a final status and does not run it.
         If the status store fails at that moment too, the process keeps trying for a minute.
-        Raises BacklogFullError, writing nothing, when TASK_MAX_BACKLOG tasks wait already.
+        Raises BacklogFullError when TASK_MAX_BACKLOG tasks wait already, InFlightLimitError
+        when `client` has TASK_MAX_IN_FLIGHT_PER_CLIENT tasks in flight: either way writing
+        nothing. A task not sent frees its slot with its `failed` status.
         """
-        parsed = registry.validate(name, payload).model_dump(mode="json")
-        status = TaskStatus(id=uuid.uuid4().hex, name=name)
+        parsed = self.tasks.validate(name, payload).model_dump(mode="json")
+        status = TaskStatus(id=uuid.uuid4().hex, name=name, client=client)
+        keys = [self.statuses.key(status.id), self.quota.key(client)]
+        bound = self.quota.bound(client)
+        args: list[EncodableT] = [status.model_dump_json(), self.statuses.ttl, bound, status.id]
         async with self._admit(name, parsed):
             with unavailable_as("task status store"):
-                await self.statuses.save(status)
+                await self.quota.admit(client, lambda: self._save_queued(keys=keys, args=args))
             await self._publish(status, parsed)
         return status
 
@@ -171,7 +185,10 @@ class CeleryTaskQueue:
         taken: list[dict[str, Any]] = []
         with unavailable_as("task status store"):
             status = await self.dead.requeue(
-                task_id, self.statuses, lambda _pipe, _status, payload: taken.append(payload)
+                task_id,
+                self.tasks,
+                self.statuses,
+                lambda _pipe, _status, payload: taken.append(payload),
             )
         try:
             await self._publish(status, taken[-1])

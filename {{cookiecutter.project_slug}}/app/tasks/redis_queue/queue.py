@@ -4,7 +4,8 @@ The stream only ever holds tasks not yet finished: workers delete an entry in th
 atomic step that acknowledges it, and nothing trims the stream, so no accepted task can be
 trimmed away before a worker has read it. Memory is bounded by back-pressure instead: once
 TASK_MAX_BACKLOG tasks wait (on the stream, or for a retry), enqueueing fails with
-BacklogFullError until workers catch up.
+BacklogFullError until workers catch up; one client's share of that is bounded by
+TASK_MAX_IN_FLIGHT_PER_CLIENT (`app.tasks.quotas`), checked and taken in the same script.
 """
 
 import itertools
@@ -35,6 +36,8 @@ from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.origin import NO_ORIGIN, outgoing
 from app.tasks.queue import BacklogFullError, DeadLetter, unavailable_as
+from app.tasks.quotas import FULL, RedisQuota
+from app.tasks.redis_queue.scripts import ENQUEUE, HOLD, REFUSE, RELEASE
 from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.tracing import traced_enqueue
@@ -43,45 +46,6 @@ from app.tasks.tracing import traced_enqueue
 logger = logging.getLogger(__name__)
 
 GROUP = "workers"
-# Unless TASK_MAX_BACKLOG tasks wait already, write the `queued` status and add the entry, in
-# one atomic command: a client never sees an entry without its status, or a status whose entry
-# was never added. KEYS: status, stream, delayed. ARGV: status, ttl, backlog bound, then the
-# entry's field/value pairs (`entry_fields`). Returns the entry id, or nil when full.
-ENQUEUE = """
-if redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
-  return false
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 4))
-"""
-# With REDIS_REPLICA_ACKS >= 1 a task is held, invisible to workers, until replicas confirm
-# it: HOLD writes the `queued` status and parks the task in the delayed set, due in
-# HOLD_SECONDS (so that a failover that loses RELEASE delays the task, never loses it). Same
-# KEYS as ENQUEUE; ARGV: status, ttl, backlog bound, the delayed member, its due time.
-HOLD = """
-if redis.call('XLEN', KEYS[2]) + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[3]) then
-  return false
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
-return redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4])
-"""
-# Confirmed: move the held task onto the stream (unless housekeeping already did). KEYS:
-# delayed, stream. ARGV: the member, then the entry's field/value pairs.
-RELEASE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
-end
-return false
-"""
-# Not confirmed: take the held task back and delete its status, so that nothing of it is
-# left. KEYS: delayed, status. ARGV: the member. Returns 0 when it was released already.
-REFUSE = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  redis.call('DEL', KEYS[2])
-  return 1
-end
-return 0
-"""
 HOLD_SECONDS = 5.0
 API_TIMEOUT = 1.0  # seconds: a Redis that is down answers POST /api/v1/tasks with a fast 503
 
@@ -158,6 +122,10 @@ class RedisTaskQueue:
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
+        self.quota = RedisQuota(
+            redis, self.statuses, settings.cache_prefix, settings.task_max_in_flight_per_client
+        )
+        self.tasks = registry.accepted(settings.task_demo_tasks)  # what clients may enqueue
         self._enqueue = redis.register_script(ENQUEUE)
         self.acks = replica_acks(settings)
         self._hold = redis.register_script(HOLD)
@@ -165,26 +133,40 @@ class RedisTaskQueue:
         self._refuse = redis.register_script(REFUSE)
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
-{% endif %}    async def enqueue(self, name: str, payload: dict[str, Any]) -> TaskStatus:
+{% endif %}    async def enqueue(
+        self, name: str, payload: dict[str, Any], client: str | None = None
+    ) -> TaskStatus:
         """Validate, then write the `queued` status and XADD the entry in one atomic script.
 
-        Raises BacklogFullError, writing nothing, when TASK_MAX_BACKLOG tasks wait already.
+        Raises BacklogFullError when TASK_MAX_BACKLOG tasks wait already, InFlightLimitError
+        when `client` has TASK_MAX_IN_FLIGHT_PER_CLIENT tasks in flight: either way writing
+        nothing.
         """
-        parsed = registry.validate(name, payload)
-        status = TaskStatus(id=uuid.uuid4().hex, name=name)
+        parsed = self.tasks.validate(name, payload)
+        status = TaskStatus(id=uuid.uuid4().hex, name=name, client=client)
         fields = entry_fields(status.id, name, parsed.model_dump(mode="json"), outgoing())
-        keys = [self.statuses.key(status.id), self.keys.stream, self.keys.delayed]
+        keys = [
+            self.statuses.key(status.id),
+            self.keys.stream,
+            self.keys.delayed,
+            self.quota.key(client),
+        ]
         written: list[EncodableT] = [
             status.model_dump_json(),
             self.statuses.ttl,
             self._settings.task_max_backlog,
+            self.quota.bound(client),
+            status.id,
         ]
-        with unavailable_as("task broker"):
+
+        async def once() -> object:
             if self.acks.count:
-                added = await self._replicated_enqueue(status, keys, written, fields)
-            else:
-                flat = itertools.chain.from_iterable(fields.items())
-                added = await self._enqueue(keys=keys, args=[*written, *flat])
+                return await self._replicated_enqueue(status, keys, written, fields)
+            flat = itertools.chain.from_iterable(fields.items())
+            return await self._enqueue(keys=keys, args=[*written, *flat])
+
+        with unavailable_as("task broker"):
+            added = await self.quota.admit(client, once)
         if added is None:
             raise BacklogFullError(self._settings.task_max_backlog)
         return status
@@ -196,18 +178,18 @@ class RedisTaskQueue:
         NotReplicatedError: a 202 means REDIS_REPLICA_ACKS replicas have the task."""
         member = held_member(fields)
         try:
-            held = await self._confirmed_hold(status.id, keys, written, member)
+            held = await self._confirmed_hold(status, keys, written, member)
         except NoScriptError:  # a cluster's pipeline loads no script; nothing was written
             await self._redis.script_load(HOLD)
-            held = await self._confirmed_hold(status.id, keys, written, member)
-        if held is None:
-            return None
+            held = await self._confirmed_hold(status, keys, written, member)
+        if held is None or held == FULL:
+            return held
         flat = itertools.chain.from_iterable(fields.items())
         await self._release(keys=[self.keys.delayed, self.keys.stream], args=[member, *flat])
         return held
 
     async def _confirmed_hold(
-        self, task_id: str, keys: list[str], written: list[EncodableT], member: bytes
+        self, status: TaskStatus, keys: list[str], written: list[EncodableT], member: bytes
     ) -> object:
         """HOLD the task and WAIT in one pipeline; REFUSE it unless the replicas confirmed."""
         async with self._redis.pipeline(transaction=False) as pipe:
@@ -218,15 +200,16 @@ class RedisTaskQueue:
             except NoScriptError:
                 raise
             except RedisError:  # not confirmed, or not known to be: nothing may run
-                await self._take_back(task_id, member)
+                await self._take_back(status, member)
                 raise
         return held
 
-    async def _take_back(self, task_id: str, member: bytes) -> None:
+    async def _take_back(self, status: TaskStatus, member: bytes) -> None:
         """REFUSE a held task that replicas did not confirm (logged when that fails too)."""
-        keys = [self.keys.delayed, self.statuses.key(task_id)]
+        task_id = status.id
+        keys = [self.keys.delayed, self.statuses.key(task_id), self.quota.key(status.client)]
         try:
-            refused = await self._refuse(keys=keys, args=[member])
+            refused = await self._refuse(keys=keys, args=[member, task_id])
         except RedisError as exc:
             logger.warning("task %s (a 503) may run: it could not be refused: %s", task_id, exc)
             return
@@ -247,7 +230,7 @@ class RedisTaskQueue:
         with unavailable_as("task broker"):
             if await self.backlog() >= self._settings.task_max_backlog:
                 raise BacklogFullError(self._settings.task_max_backlog)
-            return await self.dead.requeue(task_id, self.statuses, self._push)
+            return await self.dead.requeue(task_id, self.tasks, self.statuses, self._push)
 
     async def backlog(self) -> int:
         """Tasks accepted and not finished: on the stream (unread or running) or due to retry."""

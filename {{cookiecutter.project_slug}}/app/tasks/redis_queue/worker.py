@@ -199,14 +199,16 @@ class Worker:
             await pipe.execute()
 
     async def succeed(self, delivery: Delivery, status: TaskStatus) -> None:
-        """Write the `succeeded` status, count it and its duration, XACK and XDEL: one script."""
+        """Write the `succeeded` status, count it and its duration, free its slot, XACK and
+        XDEL: one script."""
         bucket, total, seconds = duration_fields(status)
         counts = [self.finished.key, self.finished.durations_key]
         written: list[str | float] = [status.model_dump_json(), self.statuses.ttl]
         counted: list[str | float] = [self.finished.field(status), bucket, total, seconds]
+        slot = self.queue.quota.key(status.client)
         await self.finish_script(
-            keys=[self.statuses.key(status.id), *counts, self.keys.stream],
-            args=[*written, *counted, GROUP, delivery.entry_id],
+            keys=[self.statuses.key(status.id), *counts, self.keys.stream, slot],
+            args=[*written, *counted, GROUP, delivery.entry_id, status.id],
         )
 
     def retry_in(self, pipe: Any, delivery: Delivery, status: TaskStatus) -> None:

@@ -32,14 +32,16 @@ TRANSIENT: tuple[type[Exception], ...] = (
 START_BACKOFF = 0.5  # seconds before the first retry to reach Redis at start; doubled up to:
 MAX_START_BACKOFF = 10.0
 
-# A task's success, in one atomic command: its status, its count and duration, then XACK and
-# XDEL (the entry is acknowledged only with the status written). One EVALSHA costs the worker
-# far less than the same six commands in MULTI/EXEC, and this is the step every task takes.
+# A task's success, in one atomic command: its status, its count and duration, its client's
+# in-flight slot freed, then XACK and XDEL (the entry is acknowledged only with the status
+# written). One EVALSHA costs the worker far less than the same seven commands in MULTI/EXEC,
+# and this is the step every task takes.
 FINISH = """
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
 redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 redis.call('HINCRBYFLOAT', KEYS[3], ARGV[5], ARGV[6])
+redis.call('SREM', KEYS[5], ARGV[9])
 redis.call('XACK', KEYS[4], ARGV[7], ARGV[8])
 return redis.call('XDEL', KEYS[4], ARGV[8])
 """
