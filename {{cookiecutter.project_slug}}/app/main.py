@@ -99,6 +99,19 @@ def _limit_rates(
     )
 
 
+def _include_routes(app: FastAPI, settings: Settings) -> None:
+    """The routers; /api/v1 documents the 429 (and 503) the rate limiter may answer."""
+    app.include_router(health.router)
+    app.include_router(metrics.router)
+    if settings.api_docs_enabled:
+        app.include_router(docs.router)
+    limited = problem_responses(429) if settings.rate_limit_enabled else {}
+    if settings.rate_limit_enabled and not settings.rate_limit_fail_open:
+        limited |= problem_responses(503)
+    app.include_router(items.router, prefix="/api/v1", responses=limited)
+    app.include_router(tasks.router, prefix="/api/v1", responses=limited)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build an app; tests pass their own settings, production reads the environment."""
     settings = settings or get_settings()
@@ -148,15 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: cached responses get an id too, and it answers whatever else failed (500).
     app.add_middleware(RequestIdMiddleware, trusted_proxies=trusted)
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    if documented:
-        app.include_router(docs.router)
-    limited = problem_responses(429) if settings.rate_limit_enabled else {}
-    if settings.rate_limit_enabled and not settings.rate_limit_fail_open:
-        limited |= problem_responses(503)
-    app.include_router(items.router, prefix="/api/v1", responses=limited)
-    app.include_router(tasks.router, prefix="/api/v1", responses=limited)
+    _include_routes(app, settings)
     document_problems_as_problem_json(app)
     shared_routes.load(app.router.routes)  # a public route that checks access: NotShareableError
     return app

@@ -71,28 +71,7 @@ class Metrics:
         # Set by the task queue when workers count finished tasks in Redis (exact, every host).
         self.tasks_finished_totals: dict[tuple[str, str], int] | None = None
         self.tasks_duration_totals: dict[tuple[str, str], DurationTotals] | None = None
-        self.cache_hits = self._counter("cache_hits", "Cache lookups answered from the cache.")
-        self.cache_misses = self._counter("cache_misses", "Cache lookups that ran the loader.")
-        self.cache_errors = self._counter(
-            "cache_errors", "Cache operations that failed (the cache failed open)."
-        )
-        self.cache_local_hits = self._counter(
-            "cache_local_hits", "Cache hits served by the in-process tier, without Redis."
-        )
-        self.cache_local_invalidations = self._counter(
-            "cache_local_invalidations", "Invalidations Redis sent the in-process tier."
-        )
-        self.cache_local_resets = Counter(
-            "cache_local_resets",
-            "Times the in-process tier was emptied: its channel broke, went silent or moved.",
-            registry=self.registry,
-        )
-        self.cache_load_seconds = Histogram(
-            "cache_load_seconds",
-            "Time spent in loaders after a miss.",
-            ["namespace"],
-            registry=self.registry,
-        )
+        self._cache_collectors()
         self.response_cache = Counter(
             "response_cache_requests",
             "Response-cache outcomes.",
@@ -120,6 +99,31 @@ class Metrics:
             registry=self.registry,
         )
         self._http_collectors()
+
+    def _cache_collectors(self) -> None:
+        """The cache's, per namespace, and the in-process tier's."""
+        self.cache_hits = self._counter("cache_hits", "Cache lookups answered from the cache.")
+        self.cache_misses = self._counter("cache_misses", "Cache lookups that ran the loader.")
+        self.cache_errors = self._counter(
+            "cache_errors", "Cache operations that failed (the cache failed open)."
+        )
+        self.cache_local_hits = self._counter(
+            "cache_local_hits", "Cache hits served by the in-process tier, without Redis."
+        )
+        self.cache_local_invalidations = self._counter(
+            "cache_local_invalidations", "Invalidations Redis sent the in-process tier."
+        )
+        self.cache_local_resets = Counter(
+            "cache_local_resets",
+            "Times the in-process tier was emptied: its channel broke, went silent or moved.",
+            registry=self.registry,
+        )
+        self.cache_load_seconds = Histogram(
+            "cache_load_seconds",
+            "Time spent in loaders after a miss.",
+            ["namespace"],
+            registry=self.registry,
+        )
 
     def _counter(self, name: str, documentation: str) -> Counter:
         return Counter(name, documentation, ["namespace"], registry=self.registry)

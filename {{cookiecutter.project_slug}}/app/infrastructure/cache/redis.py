@@ -159,12 +159,8 @@ class RedisCache:
 
     def _tracked(self, namespace: str) -> bool:
         """On a cluster: the primary holding the namespace is one the channel listens to."""
-        if not isinstance(self.client, RedisCluster) or self.local is None:
-            return True
-        channel = self.local.channel
-        slot = self.client.keyslot(self._version_key(namespace))
-        node = self.client.nodes_manager.get_node_from_slot(slot)
-        return channel is not None and node.name in channel.nodes
+        channel, node = None if self.local is None else self.local.channel, self._node(namespace)
+        return node is None or (channel is not None and node in channel.nodes)
 
     async def _lease(self, namespace: str, key: str, refresh: bool) -> Lookup:
         """After a miss: the current version, and the key's lease if nobody else holds it.
