@@ -5,17 +5,14 @@ primary it serves nothing, and once it is, a write on the new primary drops what
 """
 
 import asyncio
-import signal
 import time
 from collections.abc import Callable
 
 import pytest
-from redis.asyncio import RedisCluster
 
 from app.core.metrics import Metrics
 from app.infrastructure.cache import RedisCache, cache_from_url
 from tests.infrastructure.conftest import cache_settings
-from tests.redis_cluster import RedisCluster as Cluster
 from tests.redis_cluster import admin_client, running_cluster
 from tests.redis_sentinel import running_sentinel_group
 
@@ -77,16 +74,6 @@ async def test_a_sentinel_failover_empties_the_tier_and_it_follows_the_new_prima
             await cache.close()
 
 
-def promote_replica_of(cluster: Cluster, port: int) -> None:
-    """Promote the killed master's replica at once (the cluster's own election takes a
-    node timeout or more, and on a busy machine much more)."""
-    survivor = next(node.port for node in cluster.nodes if node.port != port)
-    lines = [line.split() for line in cluster.cli(survivor, "CLUSTER", "NODES").splitlines()]
-    victim = next(fields[0] for fields in lines if f":{port}@" in fields[1])
-    address = next(fields[1] for fields in lines if fields[3] == victim)
-    cluster.cli(int(address.split("@")[0].rsplit(":", 1)[1]), "CLUSTER", "FAILOVER", "TAKEOVER")
-
-
 async def test_a_cluster_failover_empties_the_tier_and_it_listens_to_the_promoted_replica() -> None:
     with running_cluster(replicas=1) as cluster:
         cache = await tiered(cluster.url)
@@ -95,17 +82,11 @@ async def test_a_cluster_failover_empties_the_tier_and_it_listens_to_the_promote
             assert cache.local.channel is not None
             assert len(cache.local.channel.nodes) == 3  # one channel per primary
             await kept(cache, "k", b"before")
-            assert isinstance(cache.client, RedisCluster)
-            slot = cache.client.keyslot("{test:ns}")
-            owner = int(cache.client.nodes_manager.get_node_from_slot(slot).port)
-            process = cluster.node(owner).process
-            assert process is not None
-            process.send_signal(signal.SIGKILL)
-            process.wait()
+            owner = cluster.owner("{test:ns}")
+            (replica,) = cluster.replicas_of(owner)
+            cluster.kill_master(owner)
             assert (await cache.lookup("ns", "k")).value is None
-            promote_replica_of(cluster, owner)
-            survivors = [node.port for node in cluster.nodes if node.port != owner]
-            await asyncio.to_thread(cluster.wait_until_ok, 120, ports=survivors)
+            await asyncio.to_thread(cluster.wait_promoted, replica, 120)
             await kept(cache, "k2", b"after")
             channel = cache.local.channel
             assert channel is not None
