@@ -75,8 +75,8 @@ def follow_recipe(root: Path, database: str) -> None:
     main = root / "app/main.py"
     edit(
         main,
-        "import health, items, metrics, tasks\n",
-        "import health, items, metrics, orders, tasks\n",
+        "import docs, health, items, metrics, tasks\n",
+        "import docs, health, items, metrics, orders, tasks\n",
     )
     mounted = '    app.include_router(items.router, prefix="/api/v1", responses=limited)\n'
     edit(main, mounted, mounted + mounted.replace("items", "orders"))
