@@ -12,6 +12,8 @@ from harness.results import Row
 
 BENCH = Path(__file__).resolve().parents[1]
 ADMIN_TOKEN = "bench-admin-token"  # auth=none projects: the operator routes' bearer
+METRICS_TOKEN = "bench-metrics-token"  # /metrics on the main port needs it
+METRICS_AUTH = {"authorization": f"Bearer {METRICS_TOKEN}"}
 SCRIPTS = BENCH / "scripts"
 # What users would pick instead, pinned so that runs compare like with like.
 # jinja2: fastapi-cache2 imports starlette.templating without declaring it.
@@ -117,6 +119,7 @@ class Bench:
             "TASK_DEMO_TASKS": "true",  # the task rows enqueue sleep and flaky
             "TASK_MAX_IN_FLIGHT_PER_CLIENT": "1000000",  # one client enqueues every task
             "ADMIN_TOKEN": ADMIN_TOKEN,  # the operator routes (dead letters) need it
+            "METRICS_TOKEN": METRICS_TOKEN,
             "PYTHONPATH": f"{self.project(backend)}{os.pathsep}{SCRIPTS}",
             **extra,
         }

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from harness.context import SCRIPTS, Bench
+from harness.context import METRICS_AUTH, SCRIPTS, Bench
 from harness.render import TEMPLATE
 from harness.results import Row, judge, measured, missing
 from harness.sections import task_faults
@@ -134,7 +134,9 @@ DRAIN_TIMEOUT = 120.0
 
 def _finished(api: str) -> float:
     """`add` tasks succeeded so far, as the API's /metrics counts them (every worker's)."""
-    found = FINISHED.search(httpx.get(f"{api}/metrics", timeout=10).text)
+    scrape = httpx.get(f"{api}/metrics", headers=METRICS_AUTH, timeout=10)
+    scrape.raise_for_status()
+    found = FINISHED.search(scrape.text)
     return float(found.group(1)) if found else 0.0
 
 
