@@ -252,8 +252,10 @@ def admin_client(url: str) -> AsyncRedis:
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     with running_cluster() as served:
+        # Blocked only now: the nodes, started above, must not inherit the mask (SIGTERM
+        # would not stop them, and they would outlive this process).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
         sys.stdout.write(f"{served.url}\n")
         sys.stdout.flush()
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
