@@ -4,13 +4,13 @@ Without METRICS_TOKEN the route answers 403 to everyone: scrape the token-free l
 METRICS_PORT instead (`app.api.metrics_listener`), which only your network can reach.
 """
 
-import hmac
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from app.api.bearer import require_secret
 from app.api.deps import StateDep
 from app.core.metrics_page import MetricsPage
 
@@ -23,15 +23,12 @@ async def scraper(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> MetricsPage:
     """The metrics page, for a request with `Authorization: Bearer <METRICS_TOKEN>` only."""
-    expected = state.settings.metrics_token
-    if expected is None:
-        detail = "METRICS_TOKEN is not set: scrape METRICS_PORT, or set it"
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail)
-    given = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        detail = "/metrics needs Authorization: Bearer <METRICS_TOKEN>"
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=headers)
+    require_secret(
+        credentials,
+        state.settings.metrics_token,
+        unset="METRICS_TOKEN is not set: scrape METRICS_PORT, or set it",
+        needed="/metrics needs Authorization: Bearer <METRICS_TOKEN>",
+    )
     return state.metrics_page
 
 

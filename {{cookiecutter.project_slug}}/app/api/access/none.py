@@ -5,12 +5,12 @@ while `ADMIN_TOKEN` is unset the operator routes answer 403 to everyone. Any oth
 granted: with `auth=none` the service trusts its network (README "Before you expose it").
 """
 
-import hmac
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Security, status
+from fastapi import Depends, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from app.api.bearer import require_secret
 from app.api.deps import StateDep
 from app.core.problems import problem_responses
 
@@ -34,15 +34,12 @@ async def operator(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """Let the request through only with `Authorization: Bearer <ADMIN_TOKEN>`."""
-    expected = state.settings.admin_token
-    if expected is None:
-        detail = "ADMIN_TOKEN is not set: the operator routes are off"
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail)
-    given = credentials.credentials if credentials is not None else ""
-    if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
-        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-        detail = "the operator routes need Authorization: Bearer <ADMIN_TOKEN>"
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=headers)
+    require_secret(
+        credentials,
+        state.settings.admin_token,
+        unset="ADMIN_TOKEN is not set: the operator routes are off",
+        needed="the operator routes need Authorization: Bearer <ADMIN_TOKEN>",
+    )
 
 
 async def anyone() -> None:
