@@ -53,7 +53,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
     "use_github_actions": {"yes": (".github",)},
     "use_opentelemetry": {
         "yes": (
-            "app/core/tracing.py",
+            "app/observability/tracing.py",
             "app/infrastructure/cache/tracing.py",
             "app/middleware/tracing.py",
             "app/tasks/tracing.py",

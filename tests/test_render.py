@@ -28,11 +28,11 @@ BACKEND_FILES = {
 }
 DOCKER_FILES = ["Dockerfile", "compose.yaml", ".dockerignore"]
 TRACING_FILES = [
-    "app/core/tracing.py",
+    "app/observability/tracing.py",
     "app/infrastructure/cache/tracing.py",
     "app/tasks/tracing.py",
     "tests/otlp_receiver.py",
-    "tests/core/test_tracing.py",
+    "tests/observability/test_tracing.py",
     "tests/tasks/test_tracing.py",
 ]
 ALWAYS = [

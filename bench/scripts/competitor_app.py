@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from app.api.deps import StateDep
 from app.config import Settings
-from app.core.startup import freeze_startup_objects
+from app.gc_freeze import freeze_startup_objects
 from app.main import create_app
 from app.models import Item
 from app.repositories.rows import Rows

@@ -22,7 +22,7 @@ from aiocache import cached as aiocache_cached
 from aiocache.serializers import PickleSerializer
 from app.config import Settings
 from app.core.decorators import cached
-from app.core.metrics import Metrics
+from app.observability.metrics import Metrics
 from app.infrastructure.cache import Cache, cache_from_url
 from app.schemas.item import ItemRead
 from cashews import Cache as CashewsCache

@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from app.config import Settings
 from app.core.decorators import cached
-from app.core.metrics import Metrics
+from app.observability.metrics import Metrics
 from app.infrastructure.cache import Cache, cache_from_url
 from app.schemas.item import ItemRead
 from redis.asyncio import Redis

@@ -11,14 +11,7 @@ from app.api import docs, health, items, metrics, tasks
 from app.api.errors import install_error_handlers
 from app.api.metrics_listener import serve_metrics
 from app.config import Settings, get_settings
-from app.core.logging import configure_logging
-from app.core.metrics import open_metrics
-from app.core.metrics_page import MetricsPage
-from app.core.problems import document_problems_as_problem_json, problem_responses
-from app.core.startup import freeze_startup_objects
-{%- if cookiecutter.use_opentelemetry == "yes" %}
-from app.core.tracing import request_telemetry, start_tracing
-{%- endif %}
+from app.gc_freeze import freeze_startup_objects
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
 {%- if cookiecutter.auth == "oidc" %}
@@ -39,6 +32,13 @@ from app.middleware.shared_routes import SharedRoutes
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.middleware.tracing import trace_server_spans
 {%- endif %}
+from app.observability.logging import configure_logging
+from app.observability.metrics import open_metrics
+from app.observability.metrics_page import MetricsPage
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.observability.tracing import request_telemetry, start_tracing
+{%- endif %}
+from app.problems import document_problems_as_problem_json, problem_responses
 from app.state import AppState, OpenedState
 from app.tasks.{{ cookiecutter.task_backend }}.queue import open_task_queue
 
@@ -179,7 +179,7 @@ def __getattr__(name: str) -> FastAPI:
 
     Importing this module has no side effects: tests import `create_app` and build their
     own apps; the default app reads the environment only when a server asks for it, and
-    then freezes the process's startup objects (`app.core.startup`).
+    then freezes the process's startup objects (`app.gc_freeze`).
     """
     if name == "app":
         return _default_app()

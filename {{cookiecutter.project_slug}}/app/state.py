@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.core.metrics import Metrics
-from app.core.metrics_page import MetricsPage
 from app.infrastructure.cache import Cache
 from app.infrastructure.rate_limits import RateLimiter
+from app.observability.metrics import Metrics
+from app.observability.metrics_page import MetricsPage
 from app.tasks.queue import TaskQueue
 
 

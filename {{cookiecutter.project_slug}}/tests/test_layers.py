@@ -15,25 +15,30 @@ APP = Path(__file__).resolve().parent.parent / "app"
 BACKENDS = {"tasks.background", "tasks.celery", "tasks.redis_queue"}
 # The modules the documented worker commands name, each a thin door into its backend.
 ENTRY_POINTS = {"tasks.celery_app": "tasks.celery", "tasks.worker": "tasks.redis_queue"}
-# What each layer (a package under `app/`, `config`, `state`, `main`, or a task backend) must
-# not import. `state` and `main` wire the layers together; only `api` and `middleware` read
-# `state`; only `main` picks a backend. `schemas` are the data shapes the layers above exchange.
+# What each layer (a package under `app/`, `config`, `state`, `main`, a top-level module, or a
+# task backend) must not import. `state` and `main` wire the layers together; only `api` and
+# `middleware` read `state`; only `main` picks a backend. `schemas` are the data shapes the
+# layers above exchange; `observability` (logs, metrics, traces) serves every layer above
+# `infrastructure`; `problems` (RFC 9457 documents) is HTTP's, for `middleware`, `api`, `main`.
 WIRING = {"state", "main"}
+# Every layer that is above the plain data and helper modules.
+ABOVE = {"api", "core", "infrastructure", "middleware", "observability", "problems"}
+ABOVE |= {"repositories", "services", "tasks"}
 FORBIDDEN = {
-    "__init__": {"api", "core", "infrastructure", "middleware", "services", "tasks"} | WIRING,
-    "config": {"api", "core", "infrastructure", "middleware", "services", "tasks"} | WIRING,
-    "redis_urls": {"api", "config", "core", "infrastructure", "middleware", "services", "tasks"}
+    "__init__": ABOVE | WIRING,
+    "config": ABOVE | WIRING,
+    "redis_urls": ABOVE | {"config"} | WIRING,
+    "gc_freeze": ABOVE | {"config", "models", "schemas", "redis_urls"} | WIRING,
+    "models": ABOVE | {"schemas"} | WIRING,
+    "schemas": ABOVE | WIRING,
+    "infrastructure": ABOVE - {"infrastructure"} | WIRING,
+    "repositories": ABOVE - {"infrastructure", "repositories"} | WIRING,
+    "observability": {"api", "core", "middleware", "problems", "repositories", "services", "tasks"}
     | WIRING,
-    "models": {"api", "core", "infrastructure", "middleware", "repositories", "services", "tasks"}
-    | {"schemas"}
-    | WIRING,
-    "schemas": {"api", "core", "infrastructure", "middleware", "repositories", "services", "tasks"}
-    | WIRING,
-    "infrastructure": {"api", "core", "middleware", "repositories", "services", "tasks"} | WIRING,
-    "repositories": {"api", "core", "middleware", "services", "tasks"} | WIRING,
-    "core": {"api", "middleware", "services", "tasks"} | WIRING,
-    "services": {"api", "middleware", "tasks"} | WIRING,
-    "tasks": {"api", "middleware"} | WIRING,
+    "problems": ABOVE - {"observability", "problems"} | WIRING,
+    "core": {"api", "middleware", "problems", "services", "tasks"} | WIRING,
+    "services": {"api", "middleware", "problems", "tasks"} | WIRING,
+    "tasks": {"api", "middleware", "problems"} | WIRING,
     "middleware": {"api", "services", "tasks", "main"},
     "api": {"main"},
     "state": {"api", "main"},

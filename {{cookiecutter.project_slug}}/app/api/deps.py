@@ -13,10 +13,10 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache
 from app.middleware.rate_limit import client_key
 from app.middleware.shared_routes import ignores_caller
+from app.observability.metrics import Metrics
 from app.services.items import ItemService
 from app.state import AppState
 from app.tasks.queue import TaskQueue

@@ -17,17 +17,17 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from app.core.problems import (
+from app.infrastructure.database import DATABASE_UNAVAILABLE_ERRORS, is_unavailable
+{%- if cookiecutter.auth == "oidc" %}
+from app.infrastructure.oidc import KeysUnavailableError
+{%- endif %}
+from app.problems import (
     RETRY_AFTER_SECONDS,
     FieldError,
     ProblemResponse,
     printable,
     problem_response,
 )
-from app.infrastructure.database import DATABASE_UNAVAILABLE_ERRORS, is_unavailable
-{%- if cookiecutter.auth == "oidc" %}
-from app.infrastructure.oidc import KeysUnavailableError
-{%- endif %}
 from app.services.errors import NotFoundError
 from app.tasks.queue import (
     BacklogFullError,

@@ -8,8 +8,8 @@ from fastapi import APIRouter, Response, status
 from pydantic import BaseModel
 
 from app.api.deps import StateDep
-from app.core.problems import problem_responses
 from app.infrastructure.database import check_database
+from app.problems import problem_responses
 
 router = APIRouter(prefix="/health", tags=["operations"], responses=problem_responses(500))
 logger = logging.getLogger(__name__)

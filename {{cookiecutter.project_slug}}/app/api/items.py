@@ -5,10 +5,10 @@ from fastapi import APIRouter, status
 from app.api.access.{{ cookiecutter.auth }} import ITEMS_WRITE, PROBLEMS, requires
 from app.api.deps import ItemServiceDep
 from app.api.params import DEFAULT_LIMIT, IdPath, Limit, Offset
-from app.core.problems import problem_responses
 {%- if cookiecutter.auth == "none" %}
 from app.middleware.shared_routes import public_cacheable
 {%- endif %}
+from app.problems import problem_responses
 from app.schemas.item import ItemCreate, ItemPage, ItemRead, ItemUpdate
 
 router = APIRouter(

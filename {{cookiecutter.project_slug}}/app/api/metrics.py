@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.bearer import require_secret
 from app.api.deps import StateDep
-from app.core.metrics_page import MetricsPage
+from app.observability.metrics_page import MetricsPage
 
 router = APIRouter(tags=["operations"])
 bearer = HTTPBearer(auto_error=False)

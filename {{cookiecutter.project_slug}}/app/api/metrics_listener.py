@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.config import Settings
-from app.core.metrics_page import MetricsPage
+from app.observability.metrics_page import MetricsPage
 
 
 def metrics_app(page: MetricsPage) -> Starlette:

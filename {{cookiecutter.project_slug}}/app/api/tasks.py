@@ -14,7 +14,7 @@ from app.api.access.{{ cookiecutter.auth }} import (
     requires,
 )
 from app.api.deps import CallerDep, MetricsDep, TaskQueueDep
-from app.core.problems import problem_responses
+from app.problems import problem_responses
 from app.schemas.task import DeadLetterRead, TaskAccepted, TaskCreate, TaskInfo, TaskRead
 from app.tasks.definitions import registry
 

@@ -9,12 +9,12 @@ or 503. Nothing is answered here: routes outside `/api/` (health, metrics) ignor
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.logging import subject
 from app.infrastructure.oidc import (
     KeysUnavailableError,
     OidcVerifier,
     TokenRejectedError,
 )
+from app.observability.logging import subject
 
 SUBJECT = "subject"  # scope["state"] key: the verified subject
 VERIFIED = "verified_token"  # scope["state"] key: the VerifiedToken

@@ -5,7 +5,7 @@ import logging
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.problems import problem_response
+from app.problems import problem_response
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
-from app.core.problems import RETRY_AFTER_SECONDS, problem_response
 from app.infrastructure.rate_limits import Decision, RateLimitUnavailableError
 from app.middleware.route_templates import RouteTemplates
+from app.problems import RETRY_AFTER_SECONDS, problem_response
 from app.state import AppState, OpenedState
 
 PREFIX = "/api/v1/"

@@ -11,7 +11,7 @@ import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.problems import problem_response
+from app.problems import problem_response
 
 logger = logging.getLogger(__name__)
 

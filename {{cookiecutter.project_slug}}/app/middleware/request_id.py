@@ -17,8 +17,8 @@ import re
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
-from app.core.logging import client_request_id, request_id
-from app.core.problems import printable, problem_response
+from app.observability.logging import client_request_id, request_id
+from app.problems import printable, problem_response
 
 HEADER = "X-Request-ID"
 _NAME = b"x-request-id"

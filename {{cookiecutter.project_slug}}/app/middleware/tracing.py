@@ -1,4 +1,4 @@
-"""Finish what FastAPI's own server span leaves to the app (configured in `app.core.tracing`).
+"""Finish what FastAPI's own server span leaves to the app (set up in `app.observability.tracing`).
 
 FastAPI names a request's server span after the route that served it. A request answered
 before routing (a response-cache hit or 304, a 413) never reaches a route: its span is named
@@ -12,9 +12,9 @@ from opentelemetry import context, trace
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.tracing import DROPPED, tracing_requested, untraced
 from app.middleware.metrics import METHODS
 from app.middleware.route_templates import UNMATCHED, RouteTemplates
+from app.observability.tracing import DROPPED, tracing_requested, untraced
 
 
 def trace_server_spans(app: FastAPI, templates: RouteTemplates) -> None:

@@ -5,8 +5,8 @@ import math
 
 from redis.client import Pipeline as BlockingPipeline
 
-from app.core.metrics import DurationTotals, Metrics, task_bucket
 from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
+from app.observability.metrics import DurationTotals, Metrics, task_bucket
 from app.tasks.quotas import release_in
 from app.tasks.status import TaskStatus, tasks_key
 

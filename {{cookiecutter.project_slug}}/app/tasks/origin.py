@@ -5,7 +5,7 @@ Every backend sends `outgoing()` along with the task (in the stream entry, in Ce
 headers, or in the asyncio task's own context for `background`) and hands what arrived to
 `TaskAttempts.attempt`, which runs each attempt under `incoming(origin)`: the lines the worker
 logs for that task carry the id of the request that enqueued it, retries included, and
-`app.core.logging.subject` names the caller (and their log lines do), so a task can act on
+`app.observability.logging.subject` names the caller (and their log lines do), so a task can act on
 their behalf.
 """
 
@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 
-from app.core.logging import request_id, subject
+from app.observability.logging import request_id, subject
 {%- if cookiecutter.use_opentelemetry == "yes" %}
-from app.core.tracing import trace_carrier
+from app.observability.tracing import trace_carrier
 {%- endif %}
 
 REQUEST_ID = "request_id"

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from app.core.metrics import Metrics
+from app.observability.metrics import Metrics
 from app.tasks.registry import TaskRegistry
 from app.tasks.status import TaskStatus, utcnow
 

@@ -15,7 +15,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 from opentelemetry.util.types import AttributeValue
 
-from app.core.tracing import context_from
+from app.observability.tracing import context_from
 from app.tasks.origin import NO_ORIGIN
 from app.tasks.status import TaskStatus
 

@@ -7,7 +7,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
-from app.core.logging import RequestIdFilter
+from app.observability.logging import RequestIdFilter
 
 ITEM = {"name": "Widget", "price": 9.99}
 BEYOND_INT32 = 2**31

@@ -9,8 +9,8 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from app.core.decorators import cache_key, cached, entry, invalidate
-from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, RedisCache, cache_from_url
+from app.observability.metrics import Metrics
 from tests.infrastructure.conftest import cache_settings
 from tests.servers import RedisServer
 

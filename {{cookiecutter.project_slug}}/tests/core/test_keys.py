@@ -9,8 +9,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from app.core.decorators import cache_key, cached
-from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, MemoryCache
+from app.observability.metrics import Metrics
 
 scalars = (
     st.none()

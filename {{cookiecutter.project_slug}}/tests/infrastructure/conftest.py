@@ -5,8 +5,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from app.config import Settings
-from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, RedisCache, cache_from_url
+from app.observability.metrics import Metrics
 
 
 def cache_settings(**update: object) -> Settings:

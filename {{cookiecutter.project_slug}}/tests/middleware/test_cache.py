@@ -10,10 +10,10 @@ from httpx import ASGITransport, AsyncClient, Response
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from app.config import Settings
-from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, MemoryCache, response_namespace
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.shared_routes import SharedRoutes, ignores_caller, public_cacheable
+from app.observability.metrics import Metrics
 from app.state import AppState, OpenedState
 
 MAX_BODY = 1024

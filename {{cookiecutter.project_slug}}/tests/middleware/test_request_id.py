@@ -10,8 +10,8 @@ from fastapi import FastAPI, Request
 from httpx import ASGITransport, AsyncClient
 
 from app.config import Settings
-from app.core.logging import RequestIdFilter
 from app.main import create_app
+from app.observability.logging import RequestIdFilter
 
 
 async def test_a_new_id_is_made_when_the_client_sends_none(client: AsyncClient) -> None:

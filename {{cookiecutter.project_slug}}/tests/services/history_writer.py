@@ -12,9 +12,9 @@ import sys
 import time
 
 from app.config import Settings
-from app.core.metrics import Metrics
 from app.infrastructure.cache import open_cache
 from app.infrastructure.database import create_engine, create_session_factory
+from app.observability.metrics import Metrics
 from app.schemas.item import ItemUpdate
 from app.services.items import ItemService
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.core.metrics import TASK_BUCKETS
+from app.observability.metrics import TASK_BUCKETS
 from tests.prometheus_text import Samples, value
 from tests.tasks.helpers import enqueue, wait_final
 from tests.uvicorn_servers import running_servers, scrape

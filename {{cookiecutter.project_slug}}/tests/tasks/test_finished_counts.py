@@ -11,8 +11,8 @@ from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 
 from app.config import Settings
-from app.core.metrics import Metrics
 from app.main import create_app
+from app.observability.metrics import Metrics
 from app.state import AppState
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.status import TaskStatus

@@ -2,7 +2,7 @@
 
 It travels in the task's message like the request id (`app.tasks.origin`), on every backend:
 the worker's log lines for the task carry it, and task code reads it from
-`app.core.logging.subject`. The worker is a real process for `celery` and `redis_queue`.
+`app.observability.logging.subject`. The worker is a real process for `celery` and `redis_queue`.
 """
 
 from collections.abc import Callable

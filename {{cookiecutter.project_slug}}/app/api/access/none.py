@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.bearer import require_secret
 from app.api.deps import StateDep
-from app.core.problems import problem_responses
+from app.problems import problem_responses
 
 ITEMS_WRITE = "items:write"
 TASKS_WRITE = "tasks:write"

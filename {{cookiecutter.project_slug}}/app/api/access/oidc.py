@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
-from app.core.problems import problem_responses
 from app.infrastructure.oidc import KeysUnavailableError, TokenRejectedError, VerifiedToken
 from app.middleware.authentication import REJECTION, VERIFIED
+from app.problems import problem_responses
 
 ITEMS_WRITE = "items:write"
 TASKS_WRITE = "tasks:write"

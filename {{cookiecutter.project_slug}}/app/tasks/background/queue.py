@@ -21,9 +21,9 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.core.metrics import Metrics
 from app.infrastructure.cache import Cache, RedisCache
 from app.infrastructure.redis_client import AsyncRedis
+from app.observability.metrics import Metrics
 from app.tasks.attempts import TaskAttempts
 from app.tasks.background.statuses import MemoryStatusStore
 from app.tasks.definitions import registry

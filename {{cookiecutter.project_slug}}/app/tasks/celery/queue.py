@@ -12,9 +12,9 @@ from redis.exceptions import RedisError, WatchError
 from redis.typing import EncodableT
 
 from app.config import Settings
-from app.core.metrics import Metrics
 from app.infrastructure.queue_redis import check_queue_redis, refuse_evicting_redis_at_start
 from app.infrastructure.redis_client import AsyncRedis, check_redis, redis_client
+from app.observability.metrics import Metrics
 from app.tasks.celery.backlog import Backlog
 from app.tasks.celery.publish import Publisher
 from app.tasks.celery.task_app import create_celery_app

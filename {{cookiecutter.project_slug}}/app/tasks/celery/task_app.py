@@ -17,9 +17,9 @@ from redis import WatchError
 from redis.exceptions import RedisError
 
 from app.config import Settings
-from app.core.logging import configure_logging
-from app.core.startup import freeze_startup_objects
+from app.gc_freeze import freeze_startup_objects
 from app.infrastructure.redis_client import BlockingRedis, blocking_redis_client
+from app.observability.logging import configure_logging
 from app.redis_urls import parse_redis_url
 from app.tasks.celery.publish import RUN_TASK
 from app.tasks.celery.schedules import OnSchedule

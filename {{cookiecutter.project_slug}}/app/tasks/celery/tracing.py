@@ -12,7 +12,7 @@ from collections.abc import Callable
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.tracing import Tracing, start_tracing, tracing_requested
+from app.observability.tracing import Tracing, start_tracing, tracing_requested
 
 
 def instrument_celery() -> Callable[[], None]:

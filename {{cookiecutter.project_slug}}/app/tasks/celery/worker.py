@@ -20,10 +20,10 @@ from celery.worker import state
 from celery.worker.consumer import Consumer
 
 from app.config import Settings
-from app.core.metrics import Metrics
 from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
 from app.infrastructure.redis_client import AsyncRedis, redis_client
+from app.observability.metrics import Metrics
 from app.tasks.attempts import TaskAttempts
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.celery.tracing import start_worker_tracing

@@ -16,14 +16,14 @@ import orjson
 from redis.exceptions import ResponseError
 
 from app.config import Settings, get_settings
-from app.core.logging import configure_logging
-from app.core.metrics import Metrics
-from app.core.startup import freeze_startup_objects
-{%- if cookiecutter.use_opentelemetry == "yes" %}
-from app.core.tracing import start_tracing
-{%- endif %}
+from app.gc_freeze import freeze_startup_objects
 from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
+from app.observability.logging import configure_logging
+from app.observability.metrics import Metrics
+{%- if cookiecutter.use_opentelemetry == "yes" %}
+from app.observability.tracing import start_tracing
+{%- endif %}
 from app.tasks.queue import BacklogFullError, DeadLetterNotFoundError, NotRequeueableError
 from app.tasks.redis_queue.queue import GROUP, RedisTaskQueue, connect
 from app.tasks.redis_queue.worker import Worker

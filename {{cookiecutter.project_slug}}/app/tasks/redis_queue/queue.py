@@ -22,7 +22,6 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.typing import EncodableT, FieldT
 
 from app.config import Settings
-from app.core.metrics import Metrics
 from app.infrastructure.queue_redis import check_queue_redis, refuse_evicting_redis_at_start
 from app.infrastructure.redis_client import (
     AsyncPipeline,
@@ -31,6 +30,7 @@ from app.infrastructure.redis_client import (
     redis_client,
 )
 from app.infrastructure.replication import ReplicaAcks
+from app.observability.metrics import Metrics
 from app.tasks.dead_letters import DeadLetterStore
 from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts

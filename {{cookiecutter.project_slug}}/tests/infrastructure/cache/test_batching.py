@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from app.core.metrics import Metrics
 from app.infrastructure.cache import RedisCache, cache_from_url
+from app.observability.metrics import Metrics
 from tests.infrastructure.conftest import cache_settings
 
 # A timeout no busy machine outlasts: these tests are about batching, not about failing open.

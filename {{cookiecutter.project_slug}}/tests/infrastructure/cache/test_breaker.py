@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from app.core.metrics import Metrics
 from app.infrastructure.cache import Lookup, RedisCache, cache_from_url
 from app.infrastructure.cache.breaker import probe_timeout
+from app.observability.metrics import Metrics
 from tests.infrastructure.conftest import cache_settings
 from tests.servers import RedisServer
 

@@ -13,9 +13,9 @@ from typing import cast
 import pytest
 from redis.asyncio import Redis
 
-from app.core.metrics import Metrics
 from app.infrastructure.cache import RedisCache, cache_from_url
 from app.infrastructure.replication import ReplicaAcks
+from app.observability.metrics import Metrics
 from tests.infrastructure.conftest import cache_settings
 from tests.redis_cluster import running_cluster
 

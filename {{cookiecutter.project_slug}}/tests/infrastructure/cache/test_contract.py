@@ -4,7 +4,6 @@ import asyncio
 
 import pytest
 
-from app.core.metrics import Metrics
 from app.infrastructure.cache import (
     Cache,
     MemoryCache,
@@ -14,6 +13,7 @@ from app.infrastructure.cache import (
     open_cache,
 )
 from app.infrastructure.redis_client import AsyncRedis
+from app.observability.metrics import Metrics
 from tests.infrastructure.conftest import cache_settings
 from tests.redis_cluster import admin_client
 

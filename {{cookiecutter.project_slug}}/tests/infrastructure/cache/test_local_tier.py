@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from app.core.metrics import Metrics
 from app.infrastructure.cache import RedisCache, cache_from_url
 from app.infrastructure.cache.local import LocalEntries
 from app.infrastructure.redis_client import AsyncRedis
+from app.observability.metrics import Metrics
 from tests.infrastructure.conftest import cache_settings
 from tests.redis_cluster import admin_client
 from tests.servers import RedisServer

@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import pytest
 
-from app.core.metrics import Metrics
 from app.infrastructure.cache import RedisCache, cache_from_url
+from app.observability.metrics import Metrics
 from tests.infrastructure.conftest import cache_settings
 from tests.redis_cluster import admin_client, running_cluster
 from tests.redis_sentinel import running_sentinel_group

@@ -5,9 +5,9 @@ import os
 import tracemalloc
 
 from app.config import Settings
-from app.core.metrics import Metrics
 from app.infrastructure.cache import MemoryCache, cache_from_url
 from app.infrastructure.cache.memory import ENTRY_OVERHEAD
+from app.observability.metrics import Metrics
 
 MAX_BYTES = 256 * 1024
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from app.core.metrics import Metrics
 from app.infrastructure.cache import RedisCache, cache_from_url
 from app.infrastructure.cache.outbox import (
     MAX_MISSED_ENTRIES,
     REDELIVERY_INTERVAL,
     MissedInvalidations,
 )
+from app.observability.metrics import Metrics
 from tests.infrastructure.conftest import cache_settings
 from tests.servers import RedisServer, running_redis
 

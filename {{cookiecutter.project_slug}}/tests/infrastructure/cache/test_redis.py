@@ -2,8 +2,8 @@
 
 import asyncio
 
-from app.core.metrics import Metrics
 from app.infrastructure.cache import cache_from_url
+from app.observability.metrics import Metrics
 from tests.infrastructure.conftest import cache_settings
 from tests.redis_cluster import admin_client
 

@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import AsyncClient
 
-from app.core.logging import ConsoleFormatter, JsonFormatter
+from app.observability.logging import ConsoleFormatter, JsonFormatter
 
 
 def _record(message: str, **extra: object) -> logging.LogRecord:

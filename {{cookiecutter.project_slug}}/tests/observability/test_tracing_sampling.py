@@ -1,8 +1,9 @@
 """Sampling taken before FastAPI builds a span: the same decisions, without the cost of a drop.
 
-`app.core.tracing.skipped` asks the SDK's sampler once per request; these tests check that the
-share of requests kept is the configured ratio (not its square), and that a dropped request
-still hands on the trace context the SDK would have made, while nothing of it is exported.
+`app.observability.tracing.skipped` asks the SDK's sampler once per request; these tests check
+that the share of requests kept is the configured ratio (not its square), and that a dropped
+request still hands on the trace context the SDK would have made, while nothing of it is
+exported.
 """
 
 from collections.abc import AsyncIterator
@@ -16,8 +17,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 
 from app.config import Settings
-from app.core.tracing import DROPPED, skipped, trace_carrier
 from app.main import create_app
+from app.observability.tracing import DROPPED, skipped, trace_carrier
 from tests.otlp_receiver import OtlpReceiver, reset_tracer_provider
 
 SERVER = 2  # the OTLP span kind

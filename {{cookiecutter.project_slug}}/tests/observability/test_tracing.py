@@ -18,9 +18,9 @@ from httpx import ASGITransport, AsyncClient
 from opentelemetry import trace
 
 from app.config import Settings
-from app.core.logging import configure_logging
-from app.core.tracing import SERVICE, tracing_requested, untraced
 from app.main import create_app
+from app.observability.logging import configure_logging
+from app.observability.tracing import SERVICE, tracing_requested, untraced
 from tests.otlp_receiver import OtlpReceiver, ReceivedSpan
 from tests.servers import free_port
 

@@ -2,8 +2,8 @@
 
 import asyncio
 
-from app.core.metrics import Metrics
-from app.core.metrics_page import MetricsPage
+from app.observability.metrics import Metrics
+from app.observability.metrics_page import MetricsPage
 
 
 class Clock:

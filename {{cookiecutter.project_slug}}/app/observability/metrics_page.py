@@ -12,7 +12,7 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 
-from app.core.metrics import Metrics
+from app.observability.metrics import Metrics
 
 
 class MetricsPage:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 
-from app.core.tracing import TraceContextFilter
+from app.observability.tracing import TraceContextFilter
 {%- endif %}
 
 # The id of the HTTP request being served (set by `RequestIdMiddleware`), None outside one.

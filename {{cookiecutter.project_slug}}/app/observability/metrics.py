@@ -20,8 +20,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from app.config import Settings
-from app.core.multiprocess import check_environment, forget_dead_processes, forget_process
 from app.infrastructure.cache import NamespaceMetrics
+from app.observability.multiprocess import check_environment, forget_dead_processes, forget_process
 
 # Seconds: a response-cache hit takes well under a millisecond, a cold read a few.
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

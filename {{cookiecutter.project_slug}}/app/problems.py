@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from starlette.responses import JSONResponse
 
-from app.core.logging import request_id
+from app.observability.logging import request_id
 
 MEDIA_TYPE = "application/problem+json"
 RETRY_AFTER_SECONDS = 1  # what a 503 tells the client to wait before it tries again

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
-from app.core.metrics import open_metrics
+from app.observability.metrics import open_metrics
 
 
 def test_a_directory_only_in_the_settings_is_refused(
