@@ -14,10 +14,10 @@ from app.schemas.item import ItemCreate, ItemPage, ItemRead, ItemUpdate
 router = APIRouter(
     prefix="/items",
     tags=["items"],
-    dependencies=[requires()],
+    dependencies=requires(),
     responses=problem_responses(400, 422, 500, 503) | PROBLEMS,  # 400: an encoded '/' in the path
 )
-WRITE = [requires(ITEMS_WRITE)]
+WRITE = requires(ITEMS_WRITE)
 
 
 @router.post(

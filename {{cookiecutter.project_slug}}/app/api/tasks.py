@@ -21,7 +21,7 @@ from app.tasks.definitions import registry
 router = APIRouter(
     prefix="/tasks",
     tags=["tasks"],
-    dependencies=[requires()],
+    dependencies=requires(),
     responses=problem_responses(400, 500) | PROBLEMS,  # 400: an encoded '/' in the path
 )
 # A task id's shape (ours are 32 hex digits): anything else is a 422, never a lookup or a log
@@ -66,7 +66,7 @@ async def list_tasks(queue: TaskQueueDep) -> list[TaskInfo]:
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[requires(TASKS_WRITE)],
+    dependencies=requires(TASKS_WRITE),
     responses=problem_responses(400, 413, 422, 429, 503),
 )
 async def enqueue_task(
@@ -81,7 +81,7 @@ async def enqueue_task(
 
 @router.get(
     "/dead-letters",
-    dependencies=[requires(ADMIN)],
+    dependencies=requires(ADMIN),
     responses=problem_responses(422, 503) | ADMIN_PROBLEMS,
 )
 async def list_dead_letters(
@@ -95,7 +95,7 @@ async def list_dead_letters(
 @router.post(
     "/dead-letters/{task_id}/requeue",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[requires(ADMIN)],
+    dependencies=requires(ADMIN),
     responses=problem_responses(404, 409, 422, 503) | ADMIN_PROBLEMS,
 )
 async def requeue_dead_letter(task_id: TaskIdPath, queue: TaskQueueDep) -> TaskAccepted:
@@ -106,7 +106,7 @@ async def requeue_dead_letter(task_id: TaskIdPath, queue: TaskQueueDep) -> TaskA
 
 @router.get(
     "/{task_id}",
-    dependencies=[requires(TASKS_READ)],
+    dependencies=requires(TASKS_READ),
     responses=problem_responses(404, 422, 503),
 )
 async def read_task(task_id: TaskIdPath, queue: TaskQueueDep) -> TaskRead:

@@ -42,10 +42,6 @@ async def operator(
     )
 
 
-async def anyone() -> None:
-    """Let every request through."""
-
-
-def requires(*scopes: str) -> Any:
-    """A route dependency: open, except `requires(ADMIN)`."""
-    return Security(operator, scopes=[ADMIN]) if ADMIN in scopes else Depends(anyone)
+def requires(*scopes: str) -> list[Any]:
+    """A route's dependencies for `scopes`: none (open), except `requires(ADMIN)`."""
+    return [Security(operator, scopes=[ADMIN])] if ADMIN in scopes else []

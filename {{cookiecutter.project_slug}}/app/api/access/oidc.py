@@ -66,9 +66,9 @@ async def verified_token(
     return token
 
 
-def requires(*scopes: str) -> Any:
-    """A route dependency: a valid token with `scopes` (none: any valid token)."""
-    return Security(verified_token, scopes=list(scopes))
+def requires(*scopes: str) -> list[Any]:
+    """A route's dependencies for `scopes`: a valid token with them (none: any valid token)."""
+    return [Security(verified_token, scopes=list(scopes))]
 
 
 CallerDep = Annotated[VerifiedToken, Security(verified_token)]
