@@ -73,6 +73,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
             "app/middleware/authentication.py",
             "tests/identity_provider.py",
             "tests/api/test_oidc.py",
+            "tests/api/test_oidc_shared_cache.py",
             "tests/tasks/test_subject.py",
         ),
     },

@@ -35,10 +35,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token"
 {%- endif %}
 METRICS_TOKEN = "test-metrics-token"
-# With auth=oidc every /api/v1 request carries a token, and the shared response cache never
-# answers a credentialed request (README "Access"): its tests do not apply and are left out,
-# and so are the tests that count anonymous callers by address (rate limits) or change the
-# item reads' access (the declared shared routes): the auth=none projects run them.
+# With auth=oidc every /api/v1 request carries a token, and the shared response cache answers
+# only verified tokens (tests/api/test_oidc_shared_cache.py): the tests of what it gives
+# anonymous callers are left out, and so are the tests that count anonymous callers by address
+# (rate limits) or change the item reads' access: the auth=none projects run them.
 SHARED_RESPONSE_CACHE = {{ cookiecutter.auth == "none" }}
 OPEN_ROUTES_ONLY = ("shared_response_cache", "anonymous_callers")
 USES_POSTGRES = str(Settings.model_fields["database_url"].default).startswith("postgresql")

@@ -2,12 +2,9 @@
 
 from fastapi import APIRouter, status
 
-from app.api.access.{{ cookiecutter.auth }} import ITEMS_WRITE, PROBLEMS, requires
+from app.api.access.{{ cookiecutter.auth }} import ITEMS_WRITE, PROBLEMS, cacheable, requires
 from app.api.deps import ItemServiceDep
 from app.api.params import DEFAULT_LIMIT, IdPath, Limit, Offset
-{%- if cookiecutter.auth == "none" %}
-from app.middleware.shared_routes import public_cacheable
-{%- endif %}
 from app.problems import problem_responses
 from app.schemas.item import ItemCreate, ItemPage, ItemRead, ItemUpdate
 
@@ -32,9 +29,7 @@ async def create_item(data: ItemCreate, service: ItemServiceDep) -> ItemRead:
 
 
 @router.get("")
-{%- if cookiecutter.auth == "none" %}
-@public_cacheable("items")  # the same page for every caller; item writes drop it
-{%- endif %}
+@cacheable("items")  # the same page for every caller; item writes drop it
 async def list_items(
     service: ItemServiceDep,
     offset: Offset = 0,
@@ -45,9 +40,7 @@ async def list_items(
 
 
 @router.get("/{item_id}", responses=problem_responses(404))
-{%- if cookiecutter.auth == "none" %}
-@public_cacheable("items")
-{%- endif %}
+@cacheable("items")
 async def get_item(item_id: IdPath, service: ItemServiceDep) -> ItemRead:
     """Return one item, or 404."""
     return await service.get(item_id)

@@ -14,9 +14,9 @@ from app.infrastructure.oidc import (
     OidcVerifier,
     TokenRejectedError,
 )
+from app.middleware.cache import VERIFIED_SUBJECT
 from app.observability.logging import subject
 
-SUBJECT = "subject"  # scope["state"] key: the verified subject
 VERIFIED = "verified_token"  # scope["state"] key: the VerifiedToken
 REJECTION = "token_rejection"  # scope["state"] key: why the token was not accepted
 
@@ -45,7 +45,7 @@ class AuthenticationMiddleware:
             state[REJECTION] = error
             await self.app(scope, receive, send)
             return
-        state[SUBJECT], state[VERIFIED] = verified.subject, verified
+        state[VERIFIED_SUBJECT], state[VERIFIED] = verified.subject, verified
         reset = subject.set(verified.subject)
         try:
             await self.app(scope, receive, send)

@@ -1,16 +1,18 @@
-"""A shared response cache for GET and HEAD on the routes declared `@public_cacheable`, as
-pure ASGI.
+"""A shared response cache for GET and HEAD on the routes declared `@public_cacheable` (or
+`@cacheable_for_any_token`), as pure ASGI.
 
-Served from it: requests without `Authorization`, `Proxy-Authorization` or `Cookie`;
-`no-store` bypasses it, and `no-cache` / `max-age` / `min-fresh` count only with
-RESPONSE_CACHE_HONOUR_REQUEST_NO_CACHE (`app.middleware.freshness`). Stored: 2xx (not 206)
-without `Set-Cookie`, fresh by RFC 9111 for at most RESPONSE_CACHE_TTL, bodies up to
-RESPONSE_CACHE_MAX_BODY (`app.middleware.stored_response`). The key: the route and its
-parameters as the route validates them (`app.middleware.shared_routes`), and the
-RESPONSE_CACHE_VARY headers reduced to what the service can produce (`app.middleware.variants`),
-so no spelling of a request makes an entry of its own. Entries live in the namespace
-`http:<resource>`, so a write to the resource drops them all in one version bump. Answers to
-credentialed requests, on every route, carry `Cache-Control: private` unless they set their own.
+Served from it: requests without `Authorization`, `Proxy-Authorization` or `Cookie`, and on a
+route declared `@cacheable_for_any_token` only requests whose bearer token the authentication
+middleware verified (and no cookie or proxy credential); `no-store` bypasses it, and
+`no-cache` / `max-age` / `min-fresh` count only with RESPONSE_CACHE_HONOUR_REQUEST_NO_CACHE
+(`app.middleware.freshness`). Stored: 2xx (not 206) without `Set-Cookie`, fresh by RFC 9111
+for at most RESPONSE_CACHE_TTL, bodies up to RESPONSE_CACHE_MAX_BODY
+(`app.middleware.stored_response`). The key: the route and its parameters as the route
+validates them (`app.middleware.shared_routes`), and the RESPONSE_CACHE_VARY headers reduced
+to what the service can produce (`app.middleware.variants`), so no spelling of a request makes
+an entry of its own. Entries live in the namespace `http:<resource>`, so a write to the
+resource drops them all in one version bump. Answers to credentialed requests, on every route,
+carry `Cache-Control: private` unless they set their own.
 """
 
 import hashlib
@@ -24,13 +26,14 @@ from app.infrastructure.cache import Cache, Lookup, response_namespace
 from app.infrastructure.cache.tracing import record_bypass
 {%- endif %}
 from app.middleware.freshness import ANY, RequestRules, request_rules
-from app.middleware.shared_routes import SharedRoutes
+from app.middleware.shared_routes import SharedRoute, SharedRoutes
 from app.middleware.stored_response import ResponseRecorder, decode_entry, send_entry
 from app.middleware.variants import REDUCERS
 from app.state import AppState, OpenedState
 
 HIT, BYPASS = b"HIT", b"BYPASS"
 CREDENTIALS = frozenset({b"authorization", b"proxy-authorization", b"cookie"})
+VERIFIED_SUBJECT = "subject"  # scope["state"] key the authentication middleware sets
 _REQUEST_HEADERS = CREDENTIALS | {b"cache-control", b"pragma", b"if-none-match"}
 
 
@@ -80,7 +83,8 @@ class ResponseCacheMiddleware:
             rules = request_rules(headers.get(b"cache-control"), headers.get(b"pragma"))
             if not self.honour_request_rules:
                 rules = RequestRules(no_store=rules.no_store)
-        if credentialed or rules.no_store or route_key is None:
+        shared = _may_share(route, credentialed, headers, scope)
+        if not shared or rules.no_store or route_key is None:
 {%- if cookiecutter.use_opentelemetry == "yes" %}
             record_bypass(response_namespace(route.resource))
 {%- endif %}
@@ -168,6 +172,17 @@ def _route_path(scope: Scope) -> str:
     if root_path and path.startswith(root_path + "/"):
         return path[len(root_path) :]
     return path
+
+
+def _may_share(
+    route: SharedRoute, credentialed: bool, headers: dict[bytes, bytes], scope: Scope
+) -> bool:
+    """Whether this caller may get (and give) the shared answer: no credential on a public
+    route; on a route for any token, a verified one and no other credential."""
+    if not route.any_token:
+        return not credentialed
+    others = b"cookie" in headers or b"proxy-authorization" in headers
+    return not others and bool(scope.get("state", {}).get(VERIFIED_SUBJECT))
 
 
 def _private_unless_set(send: Send) -> Send:

@@ -5,9 +5,12 @@ default nothing is. The declaration is checked once, when the app is built: a ro
 dependencies (its own, its router's, the app's) include a `fastapi.security` scheme, a
 dependency marked `@access_check`, a header or cookie parameter, or the `Request` itself
 (unless that dependency is marked `@ignores_caller`) may answer callers differently, so
-declaring it public raises `NotShareableError` and the app does not start. The cache runs
-before routing: `SharedRoutes.match` picks the route the router would pick and keys the
-request by that route's path and query parameters as the route validates them.
+declaring it public raises `NotShareableError` and the app does not start. A route behind a
+token check instead declares `@cacheable_for_any_token`: its only access check may be the
+dependency marked `@token_check`, asking for no scope, and the cache serves it only to
+requests whose token was verified before routing. The cache runs before routing:
+`SharedRoutes.match` picks the route the router would pick and keys the request by that
+route's path and query parameters as the route validates them.
 """
 
 from collections.abc import Callable, Sequence
@@ -28,6 +31,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _RESOURCE = "__public_cacheable_resource__"
 _CHECKS_ACCESS = "__checks_access__"
 _IGNORES_CALLER = "__ignores_caller__"
+_VERIFIED_CALLERS = "__cacheable_for_verified_callers__"
+_VERIFIES_CALLER = "__verifies_the_caller__"
 _REMEMBERED_REQUESTS = 4096  # path and query pairs; a flood of others only evicts
 _SEQUENCES = (list, tuple, set, frozenset, Sequence)
 
@@ -41,6 +46,24 @@ def public_cacheable(resource: str) -> Callable[[F], F]:
         return endpoint
 
     return declare
+
+
+def cacheable_for_any_token(resource: str) -> Callable[[F], F]:
+    """Declare a GET route's answer the same for every caller with a valid token: the shared
+    cache may keep it, and answers from it only requests whose token was verified."""
+
+    def declare(endpoint: F) -> F:
+        setattr(endpoint, _RESOURCE, resource)
+        setattr(endpoint, _VERIFIED_CALLERS, True)
+        return endpoint
+
+    return declare
+
+
+def token_check(dependency: F) -> F:
+    """Mark the dependency that lets in a verified token (and checks the route's scopes)."""
+    setattr(dependency, _VERIFIES_CALLER, True)
+    return dependency
 
 
 def access_check(dependency: F) -> F:
@@ -94,6 +117,7 @@ class SharedRoute:
     template: str
     resource: str
     params: tuple[_Param, ...]
+    any_token: bool = False  # served only to requests with a verified token
 
     def key(self, path_values: dict[str, str], query_string: bytes) -> bytes | None:
         """The route's validated parameters as one JSON document; None when they are invalid
@@ -168,26 +192,34 @@ def _shared_route(context: Any) -> SharedRoute | None:
     dependant: Dependant | None = getattr(context, "dependant", None)
     if dependant is None or "GET" not in (context.methods or ()):
         raise NotShareableError(f"{template}: only FastAPI GET routes can be public_cacheable")
-    reasons = _caller_dependent(dependant)
+    any_token = getattr(context.endpoint, _VERIFIED_CALLERS, False)
+    reasons = _caller_dependent(dependant, any_token=any_token)
     if reasons:
         raise NotShareableError(
-            f"GET {template} is declared public_cacheable, but its answer may depend on who asks"
+            f"GET {template} is declared cacheable, but its answer may depend on who asks"
             f" ({'; '.join(reasons)}): a shared cache would give one caller's answer to others."
-            " Remove @public_cacheable, or mark a dependency that only reads app state"
+            " Remove the declaration, or mark a dependency that only reads app state"
             " @ignores_caller."
         )
-    return SharedRoute(template, resource, _params(dependant, template))
+    return SharedRoute(template, resource, _params(dependant, template), any_token)
 
 
-def _caller_dependent(root: Dependant) -> list[str]:
-    """Why the answer of a route with this dependency tree may differ between callers."""
+def _caller_dependent(root: Dependant, *, any_token: bool) -> list[str]:
+    """Why the answer of a route with this dependency tree may differ between callers (for a
+    route `any_token`: besides the token check, which must ask for no scope)."""
     reasons: list[str] = []
+    token_checked = False
     pending = [root]
     while pending:
         dependant = pending.pop()
-        pending.extend(dependant.dependencies)
         call = dependant.call
         name = getattr(call, "__qualname__", type(call).__name__)
+        if any_token and getattr(call, _VERIFIES_CALLER, False):
+            token_checked = True
+            if dependant.own_oauth_scopes:  # the cache checks the token, not its scopes
+                reasons.append(f"{name} asks for the scopes {' '.join(dependant.own_oauth_scopes)}")
+            continue
+        pending.extend(dependant.dependencies)
         if isinstance(call, SecurityBase) or getattr(call, _CHECKS_ACCESS, False):
             reasons.append(f"{name} checks access")
         for field in (*dependant.header_params, *dependant.cookie_params):
@@ -199,6 +231,8 @@ def _caller_dependent(root: Dependant) -> list[str]:
         )
         if takes_request and not getattr(call, _IGNORES_CALLER, False):
             reasons.append(f"{name} reads the request")
+    if any_token and not token_checked:
+        reasons.append("it is declared cacheable_for_any_token but checks no token")
     return reasons
 
 

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.bearer import require_secret
 from app.api.deps import StateDep
+from app.middleware.shared_routes import public_cacheable
 from app.problems import problem_responses
 
 ITEMS_WRITE = "items:write"
@@ -21,6 +22,8 @@ ADMIN = "admin"
 
 PROBLEMS: dict[int | str, dict[str, Any]] = {}  # open routes answer no access problem
 ADMIN_PROBLEMS = problem_responses(401, 403)
+# How a read route declares its answer the same for everyone: open routes are public.
+cacheable = public_cacheable
 
 bearer = HTTPBearer(
     scheme_name="admin_token",

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityS
 
 from app.infrastructure.oidc import KeysUnavailableError, TokenRejectedError, VerifiedToken
 from app.middleware.authentication import REJECTION, VERIFIED
+from app.middleware.shared_routes import cacheable_for_any_token, token_check
 from app.problems import problem_responses
 
 ITEMS_WRITE = "items:write"
@@ -24,6 +25,8 @@ ADMIN = "admin"
 # Every route that needs a token may answer these.
 PROBLEMS = problem_responses(401, 403, 503)
 ADMIN_PROBLEMS: dict[int | str, dict[str, Any]] = {}  # PROBLEMS already has them
+# How a read route declares its answer the same for every valid token (scopes aside).
+cacheable = cacheable_for_any_token
 
 bearer = HTTPBearer(
     scheme_name="bearer",
@@ -39,6 +42,7 @@ def _challenge(**params: str) -> dict[str, str]:
     return {"WWW-Authenticate": f"Bearer {quoted}" if quoted else "Bearer"}
 
 
+@token_check
 async def verified_token(
     request: Request,
     required: SecurityScopes,
