@@ -83,18 +83,16 @@ class RedisStatusStore:
         ttl: int,
         *,
         timeout: float | None = None,
-        slots: asyncio.Semaphore | None = None,
     ) -> None:
-        """`timeout` bounds each command; `slots` are those of a cache whose client this is."""
+        """`timeout` bounds each command (None: the client's own socket timeout does)."""
         self._redis = redis
         self._prefix = prefix
         self.ttl = ttl
         self._timeout = timeout
-        self._slots = slots
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
-        async with asyncio.timeout(self._timeout), self._slots or contextlib.nullcontext():
+        async with asyncio.timeout(self._timeout):
             yield
 
     def key(self, task_id: str) -> str:

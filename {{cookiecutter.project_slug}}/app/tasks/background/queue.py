@@ -21,8 +21,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
-from app.infrastructure.cache import Cache, RedisCache
-from app.infrastructure.redis_client import AsyncRedis
+from app.infrastructure.cache import Cache
+from app.infrastructure.redis_client import AsyncRedis, redis_client
 from app.observability.metrics import Metrics
 from app.tasks.attempts import TaskAttempts
 from app.tasks.background.statuses import MemoryStatusStore
@@ -211,20 +211,23 @@ async def open_task_queue(
 ) -> AsyncIterator[BackgroundTaskQueue]:
     """The in-process queue and its scheduler, for the app's lifespan.
 
-    Statuses go where the cache lives, through its client and its pool: AsyncRedis when
-    CACHE_URL is redis (every API process sees them), else this process's memory.
+    Statuses go where the cache lives: in the Redis of CACHE_URL when it names one (every API
+    process sees them; a client of their own, so a busy cache never delays a status), else in
+    this process's memory.
     """
     async with AsyncExitStack() as stack:
         redis: AsyncRedis | None = None
         statuses: MemoryStatusStore | RedisStatusStore
-        if isinstance(cache, RedisCache):
-            redis = cache.client
-            statuses = RedisStatusStore(
-                redis,
-                settings.cache_prefix,
-                settings.task_status_ttl,
+        if not settings.cache_url.startswith("memory://"):
+            redis = redis_client(
+                settings.cache_url,
+                max_connections=settings.cache_max_connections,
                 timeout=STATUS_TIMEOUT,
-                slots=cache.slots,
+                sentinel_password=settings.redis_sentinel_password,
+            )
+            stack.push_async_callback(redis.aclose)
+            statuses = RedisStatusStore(
+                redis, settings.cache_prefix, settings.task_status_ttl, timeout=STATUS_TIMEOUT
             )
         else:
             statuses = MemoryStatusStore(settings.task_status_ttl)
