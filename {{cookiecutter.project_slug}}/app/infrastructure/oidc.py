@@ -6,12 +6,16 @@ fetched again only when a token names a key the set lacks, at most once per
 provider), or when the set is older than an hour. A fetch that fails keeps the keys already
 held: a provider that is down does not stop tokens signed by a known key. Only asymmetric
 algorithms are accepted, and only the one the key is for: never `none`, never an HMAC
-keyed with a public key.
+keyed with a public key. A token that passed is remembered (by its hash, the newest
+VERIFIED_TOKENS_KEPT) until it expires: the same token again skips the signature check, for
+as long as the key that signed it is still held and the key set is fresh.
 """
 
 import asyncio
+import hashlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -32,6 +36,7 @@ LEEWAY_SECONDS = 30  # clock skew allowed on `exp` and `nbf`
 FAMILIES = {"RSA": ("RS", "PS"), "EC": ("ES",), "OKP": ("EdDSA",)}
 KEYS_MAX_AGE = 3600.0  # seconds before a known key set is fetched again (failures keep it)
 FETCH_TIMEOUT = 3.0  # seconds for one discovery or JWKS request
+VERIFIED_TOKENS_KEPT = 4096  # tokens remembered as verified, the least recently used go first
 
 
 class TokenRejectedError(Exception):
@@ -121,6 +126,9 @@ class OidcVerifier:
         self._failed = False  # whether that last try failed
         self._lock = asyncio.Lock()
         self._http: httpx.AsyncClient | None = None
+        # sha256 of a token -> what it says, its `exp`, its `kid` and the key that verified it.
+        self._verified: OrderedDict[bytes, tuple[VerifiedToken, float, str | None, SigningKey]]
+        self._verified = OrderedDict()
 
     @asynccontextmanager
     async def connected(self) -> AsyncIterator[None]:
@@ -136,6 +144,10 @@ class OidcVerifier:
 
     async def verify(self, token: str) -> VerifiedToken:
         """The token's subject and scopes; TokenRejectedError or KeysUnavailableError otherwise."""
+        digest = hashlib.sha256(token.encode()).digest()
+        remembered = self._remembered(digest)
+        if remembered is not None:
+            return remembered
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:
@@ -161,7 +173,23 @@ class OidcVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise TokenRejectedError("the token's subject is not a string")
-        return VerifiedToken(subject, scopes_of(claims, self.scopes_claim), claims)
+        verified = VerifiedToken(subject, scopes_of(claims, self.scopes_claim), claims)
+        self._verified[digest] = (verified, float(claims["exp"]), header.get("kid"), key)
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return verified
+
+    def _remembered(self, digest: bytes) -> VerifiedToken | None:
+        """A token verified before, while in date, its key still held and the key set fresh."""
+        entry = self._verified.get(digest)
+        if entry is None:
+            return None
+        verified, expires, kid, key = entry
+        if time.time() >= expires + LEEWAY_SECONDS or self._stale() or self._lookup(kid) is not key:
+            del self._verified[digest]
+            return None
+        self._verified.move_to_end(digest)
+        return verified
 
     async def _key(self, kid: str | None) -> SigningKey:
         """The key `kid` names, refetching the set when it lacks it (at most once per interval)."""

@@ -22,6 +22,7 @@ from fastapi import FastAPI
 from httpx import AsyncClient, Response
 
 from app.config import Settings
+from app.infrastructure.oidc import OidcVerifier, TokenRejectedError, oidc_verifier
 from tests.identity_provider import IdentityProvider, SigningKey
 from tests.tasks.helpers import serve
 
@@ -267,3 +268,52 @@ async def test_the_service_refuses_to_start_without_issuer_or_audience(settings:
         with pytest.raises(RuntimeError, match="AUTH_ISSUER and AUTH_AUDIENCE"):
             async with serving(settings, **{missing: None}):
                 pass
+
+
+@asynccontextmanager
+async def verifier_of(settings: Settings, **overrides: Any) -> AsyncIterator[OidcVerifier]:
+    verifier = oidc_verifier(settings.model_copy(update=overrides))
+    async with verifier.connected():
+        yield verifier
+
+
+def count_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every token `jwt.decode` checks from now on (the signature, the claims)."""
+    checked: list[str] = []
+    decode = jwt.decode
+
+    def counted(token: str, *args: Any, **kwargs: Any) -> Any:
+        checked.append(token)
+        return decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+    return checked
+
+
+async def test_a_token_seen_before_skips_the_signature_check_until_it_expires(
+    settings: Settings, identity_provider: IdentityProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = identity_provider.token(lifetime=300)
+    async with verifier_of(settings) as verifier:
+        checked = count_signature_checks(monkeypatch)
+        for _ in range(3):
+            assert (await verifier.verify(token)).subject == "alice"
+        assert checked == [token]
+        expired = time.time() + 300 + 31  # past `exp` and the leeway
+        monkeypatch.setattr(time, "time", lambda: expired)
+        await verifier.verify(token)  # PyJWT's own clock still says in date: it passes,
+        assert checked == [token, token]  # but only after a check of its own
+
+
+async def test_a_remembered_token_fails_once_its_key_is_no_longer_published(
+    settings: Settings, identity_provider: IdentityProvider
+) -> None:
+    token = identity_provider.token()
+    async with verifier_of(settings, auth_jwks_refetch_interval=0.05) as verifier:
+        await verifier.verify(token)
+        rotated = SigningKey()
+        identity_provider.published = [rotated.jwk]  # the provider revoked the old keys
+        await asyncio.sleep(0.1)
+        await verifier.verify(identity_provider.token(key=rotated))  # the set is fetched again
+        with pytest.raises(TokenRejectedError):
+            await verifier.verify(token)
