@@ -24,6 +24,8 @@ FORBIDDEN = {
     "config": {"api", "core", "infrastructure", "middleware", "services", "tasks"} | WIRING,
     "redis_urls": {"api", "config", "core", "infrastructure", "middleware", "services", "tasks"}
     | WIRING,
+    "database_urls": {"api", "config", "core", "infrastructure", "middleware", "services", "tasks"}
+    | WIRING,
     "models": {"api", "core", "infrastructure", "middleware", "repositories", "services", "tasks"}
     | {"schemas"}
     | WIRING,
