@@ -46,9 +46,10 @@ def split_tls(url: str, root_cert: Path | None) -> tuple[str, SslArgument]:
         "ssl" in tls and "sslmode" in tls
     ):
         raise ValueError("give sslmode (or asyncpg's ssl) and sslrootcert once each")
-    mode = tls.get("sslmode", tls.get("ssl"))
+    name = "ssl" if "ssl" in tls else "sslmode"
+    mode = tls.get(name)
     if mode is not None and mode not in MODES:
-        raise ValueError(f"sslmode={mode!r} is not one of {', '.join(MODES)}")
+        raise ValueError(f"{name}={mode!r} is not one of {', '.join(MODES)}")
     cafile = Path(tls["sslrootcert"]) if "sslrootcert" in tls else root_cert
     source = "sslrootcert" if "sslrootcert" in tls else "DATABASE_SSL_ROOT_CERT"
     if cafile is not None and mode not in _VERIFYING:
