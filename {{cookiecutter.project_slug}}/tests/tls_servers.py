@@ -8,10 +8,13 @@ import contextlib
 import os
 import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import redis
 import trustme
 
 from tests.servers import PostgresServer, free_port, require_binary, wait_for_port
@@ -88,27 +91,50 @@ def running_tls_postgres(authorities: Authorities) -> Iterator[PostgresServer]:
 
 
 @contextlib.contextmanager
-def running_tls_redis(authorities: Authorities) -> Iterator[int]:
-    """A redis-server that listens on TLS only (no plaintext port); yield its port."""
+def running_tls_redis(authorities: Authorities, *, cluster: bool = False) -> Iterator[int]:
+    """A redis-server on TLS only (no plaintext port) at 127.0.0.1 and 127.0.0.2; its port.
+
+    `cluster`: a Redis Cluster of this one node, which holds every slot, its bus over TLS too.
+    """
     port = free_port()
     tls = {
         "--tls-cert-file": authorities.cert_file,
         "--tls-key-file": authorities.key_file,
         "--tls-ca-cert-file": authorities.ca_file,
     }
-    process = subprocess.Popen(
-        [
-            require_binary("redis-server"),
-            *("--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
-            *("--tls-auth-clients", "no", "--save", "", "--appendonly", "no"),
-            *(str(part) for option in tls.items() for part in option),
-            *("--loglevel", "warning"),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    with tempfile.TemporaryDirectory(prefix="test-redis-tls-") as directory:
+        nodes = ["--cluster-enabled", "yes", "--cluster-port", str(free_port())]
+        nodes += ["--tls-cluster", "yes", "--dir", directory]
+        process = subprocess.Popen(
+            [
+                require_binary("redis-server"),
+                *("--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1 127.0.0.2"),
+                *("--tls-auth-clients", "no", "--save", "", "--appendonly", "no"),
+                *(str(part) for option in tls.items() for part in option),
+                *(nodes if cluster else []),
+                *("--loglevel", "warning"),
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_port(port)
+            if cluster:
+                _hold_every_slot(port, authorities)
+            yield port
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def _hold_every_slot(port: int, authorities: Authorities) -> None:
+    """Give the one node every slot and wait until it says the cluster is ok."""
+    node = redis.Redis("127.0.0.1", port, ssl=True, ssl_ca_certs=str(authorities.ca_file))
     try:
-        wait_for_port(port)
-        yield port
+        node.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        deadline = time.monotonic() + 10
+        while b"cluster_state:ok" not in node.execute_command("CLUSTER", "INFO"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the one-node cluster is not ok after 10 s")
+            time.sleep(0.05)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        node.close()

@@ -3,6 +3,7 @@ that accepts TCP over TLS only, under a CA this test makes (README "Before you e
 """
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -32,6 +33,7 @@ def tls_postgres(authorities: Authorities) -> Iterator[PostgresServer]:
     with running_tls_postgres(authorities) as server:
         # No sslmode: asyncpg's `prefer` takes TLS, unverified, where the server offers it.
         asyncio.run(create_database(server.url, "tls"))
+        migrate(url_of(server, ""))
         yield server
 
 
@@ -80,13 +82,25 @@ async def assert_refused(client: AsyncClient) -> None:
     assert int(read.headers["retry-after"]) >= 1
 
 
-async def test_verify_full_with_the_ca_in_the_url_migrates_writes_and_reads(
+async def test_verify_full_with_the_ca_in_the_url_writes_and_reads(
     settings: Settings, tls_postgres: PostgresServer, authorities: Authorities
 ) -> None:
     url = url_of(tls_postgres, f"sslmode=verify-full&sslrootcert={authorities.ca_file}")
-    await asyncio.to_thread(migrate, url)  # Alembic's engine reads the URL the same way
     async with client_at(settings, url) as client:
         await assert_serves(client)
+
+
+async def test_migrations_take_the_same_url(
+    tls_postgres: PostgresServer, authorities: Authorities
+) -> None:
+    await create_database(tls_postgres.url, "migrated")
+    query = f"sslmode=verify-full&sslrootcert={authorities.ca_file}"
+    url = url_of(tls_postgres, query).replace("/tls?", "/migrated?")
+    await asyncio.to_thread(migrate, url)  # Alembic's engine reads sslmode as the app's does
+
+    other_ca = url.replace(str(authorities.ca_file), str(authorities.other_ca_file))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        await asyncio.to_thread(migrate, other_ca)
 
 
 async def test_verify_full_with_database_ssl_root_cert_serves(
@@ -103,6 +117,20 @@ async def test_the_url_s_sslrootcert_wins_over_database_ssl_root_cert(
     url = url_of(tls_postgres, f"sslmode=verify-full&sslrootcert={authorities.other_ca_file}")
     async with client_at(settings, url, database_ssl_root_cert=authorities.ca_file) as client:
         await assert_refused(client)
+
+
+async def test_pgsslrootcert_is_read_when_neither_the_url_nor_the_setting_names_a_ca(
+    settings: Settings,
+    tls_postgres: PostgresServer,
+    authorities: Authorities,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PGSSLROOTCERT", str(authorities.ca_file))  # asyncpg reads it itself
+    url = url_of(tls_postgres, "sslmode=verify-full")
+    async with client_at(settings, url) as client:
+        await assert_serves(client)
+    async with client_at(settings, url, database_ssl_root_cert=authorities.other_ca_file) as client:
+        await assert_refused(client)  # DATABASE_SSL_ROOT_CERT wins over PGSSLROOTCERT
 
 
 @pytest.mark.parametrize("mode", ["verify-full", "verify-ca", "require"])
