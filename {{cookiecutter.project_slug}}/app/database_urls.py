@@ -12,8 +12,11 @@ become asyncpg's one `ssl` argument. `ssl` (asyncpg's own name) is read the same
   requires a certificate it signed; `verify-full` also checks the host name against it.
 
 An SSLContext never falls back to plaintext. No `sslmode` at all is asyncpg's `prefer`.
+`verify-ca` / `verify-full` with no CA to be found anywhere stop the start, as does anything
+else here that could not work.
 """
 
+import os
 import ssl
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -60,8 +63,21 @@ def split_tls(url: str, root_cert: Path | None) -> tuple[str, SslArgument]:
     rest = urlencode([(name, value) for name, value in query if name not in _TLS_PARAMETERS])
     plain = urlunsplit(parts._replace(query=rest))
     if cafile is None:
+        if mode in ("verify-ca", "verify-full") and not _libpq_root_cert():
+            raise ValueError(
+                f"sslmode={mode} needs the CA that signed the server's certificate: "
+                "sslrootcert=/path/ca.pem, DATABASE_SSL_ROOT_CERT or PGSSLROOTCERT"
+            )
         return plain, mode
     return plain, _verifying_context(cafile, source, check_hostname=mode == "verify-full")
+
+
+def _libpq_root_cert() -> bool:
+    """Whether asyncpg will find a CA where libpq looks: PGSSLROOTCERT, ~/.postgresql/root.crt."""
+    home = os.environ.get("HOME")
+    return bool(os.environ.get("PGSSLROOTCERT")) or (
+        home is not None and (Path(home) / ".postgresql" / "root.crt").is_file()
+    )
 
 
 def _verifying_context(cafile: Path, source: str, *, check_hostname: bool) -> ssl.SSLContext:

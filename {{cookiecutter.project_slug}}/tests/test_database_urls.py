@@ -13,6 +13,13 @@ from app.database_urls import split_tls
 POSTGRES = "postgresql+asyncpg://app:secret@db.example.com:5432/app"
 
 
+@pytest.fixture(autouse=True)
+def no_libpq_root_cert(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No CA where libpq (and asyncpg) would look for one, unless a test puts it there."""
+    monkeypatch.delenv("PGSSLROOTCERT", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+
+
 @pytest.fixture(scope="module")
 def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A CA certificate as a PEM file."""
@@ -35,6 +42,8 @@ def ca_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (POSTGRES, "CA", "DATABASE_SSL_ROOT_CERT names a CA file, but sslmode=prefer"),
         (f"{POSTGRES}?sslmode=verify-full&sslrootcert=/nonexistent.pem", None, "cannot read"),
         (f"{POSTGRES}?sslmode=verify-ca", "/nonexistent.pem", "DATABASE_SSL_ROOT_CERT: cannot"),
+        (f"{POSTGRES}?sslmode=verify-full", None, "needs the CA that signed"),
+        (f"{POSTGRES}?ssl=verify-ca", None, "needs the CA that signed"),
         ("sqlite+aiosqlite:///./app.db?sslmode=require", None, "SQLite opens a local file"),
         ("sqlite+aiosqlite:///./app.db", "CA", "SQLite opens a local file"),
     ],
@@ -60,12 +69,24 @@ def test_an_unreadable_ca_file_is_refused(tmp_path: Path) -> None:
         split_tls(f"{POSTGRES}?sslmode=verify-full&sslrootcert={not_pem}", None)
 
 
-@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require", "verify-full"])
+@pytest.mark.parametrize("mode", ["disable", "allow", "prefer", "require"])
 def test_a_mode_without_a_ca_file_goes_to_asyncpg_as_its_mode(mode: str) -> None:
-    # asyncpg then looks for a CA where libpq does: PGSSLROOTCERT, ~/.postgresql/root.crt.
     url, tls = split_tls(f"{POSTGRES}?application_name=api&sslmode={mode}", None)
 
     assert (url, tls) == (f"{POSTGRES}?application_name=api", mode)
+
+
+@pytest.mark.parametrize("where", ["PGSSLROOTCERT", "~/.postgresql/root.crt"])
+def test_verify_full_leaves_asyncpg_to_find_the_ca_where_libpq_does(
+    where: str, ca_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if where == "PGSSLROOTCERT":
+        monkeypatch.setenv("PGSSLROOTCERT", str(ca_file))
+    else:
+        (tmp_path / ".postgresql").mkdir()
+        (tmp_path / ".postgresql" / "root.crt").write_bytes(ca_file.read_bytes())
+
+    assert split_tls(f"{POSTGRES}?sslmode=verify-full", None) == (POSTGRES, "verify-full")
 
 
 @pytest.mark.parametrize(
@@ -85,6 +106,6 @@ def test_a_ca_file_makes_a_context_that_requires_a_certificate_it_signed(
 
 def test_no_tls_parameters_leave_the_url_and_asyncpg_s_default() -> None:
     assert split_tls(POSTGRES, None) == (POSTGRES, None)
-    assert Settings(database_url=f"{POSTGRES}?sslmode=verify-full").database_url.endswith(
-        "?sslmode=verify-full"
+    assert Settings(database_url=f"{POSTGRES}?sslmode=require").database_url.endswith(
+        "?sslmode=require"
     )

@@ -130,9 +130,9 @@ def _hold_every_slot(port: int, authorities: Authorities) -> None:
     """Give the one node every slot and wait until it says the cluster is ok."""
     node = redis.Redis("127.0.0.1", port, ssl=True, ssl_ca_certs=str(authorities.ca_file))
     try:
-        node.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
+        node.cluster("ADDSLOTSRANGE", 0, 16383)
         deadline = time.monotonic() + 10
-        while b"cluster_state:ok" not in node.execute_command("CLUSTER", "INFO"):
+        while node.cluster("INFO")["cluster_state"] != "ok":
             if time.monotonic() > deadline:
                 raise TimeoutError("the one-node cluster is not ok after 10 s")
             time.sleep(0.05)
