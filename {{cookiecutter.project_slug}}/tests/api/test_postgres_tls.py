@@ -14,7 +14,7 @@ from httpx import ASGITransport, AsyncClient
 from app.config import Settings
 from app.main import create_app
 from tests.conftest import create_database, migrate
-from tests.servers import PostgresServer
+from tests.servers import PostgresServer, running_postgres_server
 from tests.tls_servers import Authorities, running_tls_postgres
 
 pytestmark = pytest.mark.slow
@@ -155,7 +155,9 @@ async def test_verify_full_refuses_a_certificate_for_another_host_and_verify_ca_
         await assert_serves(client)
 
 
-@pytest.mark.parametrize("query", ["sslmode=require", "", "sslmode=prefer", "ssl=require"])
+@pytest.mark.parametrize(
+    "query", ["sslmode=require", "", "sslmode=prefer", "sslmode=allow", "ssl=require"]
+)
 async def test_modes_that_do_not_verify_connect_without_a_ca(
     settings: Settings, tls_postgres: PostgresServer, query: str
 ) -> None:
@@ -170,3 +172,15 @@ async def test_sslmode_disable_against_a_tls_only_server_is_refused(
 ) -> None:
     async with client_at(settings, url_of(tls_postgres, "sslmode=disable")) as client:
         await assert_refused(client)
+
+
+async def test_require_and_verify_full_refuse_a_server_without_tls(
+    settings: Settings, authorities: Authorities
+) -> None:
+    # A plaintext server (TLS off): `prefer`, the default, would connect in the clear.
+    with running_postgres_server() as plaintext:
+        for query in ("sslmode=require", f"sslmode=verify-full&sslrootcert={authorities.ca_file}"):
+            async with client_at(settings, f"{plaintext.url}?{query}") as client:
+                await assert_refused(client)
+        async with client_at(settings, f"{plaintext.url}?sslmode=prefer") as client:
+            assert (await client.get("/health/ready")).json()["components"]["database"] == "ok"
