@@ -177,10 +177,12 @@ async def test_sslmode_disable_against_a_tls_only_server_is_refused(
 async def test_require_and_verify_full_refuse_a_server_without_tls(
     settings: Settings, authorities: Authorities
 ) -> None:
-    # A plaintext server (TLS off): `prefer`, the default, would connect in the clear.
+    # A plaintext server (TLS off): the default, `prefer` and `allow` connect in the clear.
     with running_postgres_server() as plaintext:
         for query in ("sslmode=require", f"sslmode=verify-full&sslrootcert={authorities.ca_file}"):
             async with client_at(settings, f"{plaintext.url}?{query}") as client:
                 await assert_refused(client)
-        async with client_at(settings, f"{plaintext.url}?sslmode=prefer") as client:
-            assert (await client.get("/health/ready")).json()["components"]["database"] == "ok"
+        for query in ("", "?sslmode=prefer", "?sslmode=allow"):
+            async with client_at(settings, f"{plaintext.url}{query}") as client:
+                ready = await client.get("/health/ready")
+                assert ready.json()["components"]["database"] == "ok", query

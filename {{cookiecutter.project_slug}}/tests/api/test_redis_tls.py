@@ -4,6 +4,8 @@ verify the server and work; a server they cannot verify fails closed (README "Be
 expose it").
 """
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -64,6 +66,18 @@ async def keys_in(url: str) -> list[bytes]:
         await client.aclose()
 
 
+async def until_a_local_hit(client: AsyncClient, path: str) -> None:
+    """Read `path` until the in-process tier serves it: it does only while its channel is up."""
+    deadline = time.monotonic() + 30
+    while True:
+        await client.get(path, headers=NO_RESPONSE_CACHE)
+        samples = parse((await client.get("/metrics")).text)
+        if value(samples, "cache_local_hits_total", namespace="item") >= 1:
+            return
+        assert time.monotonic() < deadline, "the in-process tier never served a hit"
+        await asyncio.sleep(0.1)
+
+
 async def test_the_cache_rate_limits_and_tasks_work_over_verified_tls(
     settings: Settings, tls_port: int, authorities: Authorities
 ) -> None:
@@ -76,6 +90,7 @@ async def test_the_cache_rate_limits_and_tasks_work_over_verified_tls(
         task = await client.post("/api/v1/tasks", json=ADD)
         status = await client.get(f"/api/v1/tasks/{task.json()['id']}")
         samples = parse((await client.get("/metrics")).text)
+        await until_a_local_hit(client, path)  # its tracking connection is up, over TLS
     keys = await keys_in(url)
 
     assert ready.status_code == 200, ready.text
@@ -131,6 +146,7 @@ async def test_a_cluster_over_tls_takes_its_ca_from_the_url(
             reads = [await client.get(path, headers=NO_RESPONSE_CACHE) for _ in range(3)]
             task = await client.post("/api/v1/tasks", json=ADD)
             samples = parse((await client.get("/metrics")).text)
+            await until_a_local_hit(client, path)
         keys = await keys_in(url)
 
     assert ready.status_code == 200, ready.text
