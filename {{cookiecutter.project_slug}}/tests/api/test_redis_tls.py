@@ -42,13 +42,15 @@ def tls_port(authorities: Authorities) -> Iterator[int]:
 async def app_on(settings: Settings, url: str) -> AsyncIterator[AsyncClient]:
     """An app whose every Redis (cache, rate limits, and queue or status store) is at `url`.
 
-    Celery's broker stays on the test's plaintext Redis: kombu reads rediss:// its own way.
+    Celery's broker too when `url` is one node over TLS; otherwise (kombu has no cluster
+    support) it stays on the test's plaintext Redis.
     """
     redis: dict[str, object] = {
         name: url for name in ("cache_url", "redis_url") if name in Settings.model_fields
     }
     if "celery_broker_url" in Settings.model_fields:
-        redis["celery_broker_url"] = settings.redis_url  # type: ignore[attr-defined, unused-ignore]
+        plain = settings.model_dump()["redis_url"]
+        redis["celery_broker_url"] = url if url.startswith("rediss://") else plain
     update = {**redis, "health_check_timeout": BUDGET, "rate_limit_url": None}
     app = create_app(Settings.model_validate(settings.model_dump() | update))
     async with app.router.lifespan_context(app):
