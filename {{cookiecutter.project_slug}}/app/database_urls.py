@@ -45,6 +45,8 @@ def split_tls(url: str, root_cert: Path | None) -> tuple[str, SslArgument]:
         return url, None
     if unsupported := sorted(set(names) & set(_UNSUPPORTED)):
         raise ValueError(f"{', '.join(unsupported)}: not supported; use sslmode and sslrootcert")
+    if not tls and root_cert is None:
+        return url, None  # asyncpg's default, and the URL exactly as given
     if len(tls) != sum(names.count(name) for name in _TLS_PARAMETERS) or (
         "ssl" in tls and "sslmode" in tls
     ):
