@@ -46,7 +46,7 @@ MANIFEST: dict[str, dict[str, tuple[str, ...]]] = {
         ),
     },
     "database": {
-        "postgresql": ("tests/api/test_postgres_faults.py",),
+        "postgresql": ("tests/api/test_postgres_faults.py", "tests/api/test_postgres_tls.py"),
         "sqlite": ("tests/api/test_sqlite_faults.py", "tests/api/test_sqlite_ids.py"),
     },
     "use_docker": {"yes": ("Dockerfile", "compose.yaml", ".dockerignore")},

@@ -5,9 +5,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from limits import parse
-from pydantic import AfterValidator, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.database_urls import split_tls
 from app.redis_urls import check_redis_url
 
 
@@ -42,6 +50,9 @@ class Settings(BaseSettings):
     database_connect_timeout: float = Field(default=2.0, gt=0)  # open a connection
     database_statement_timeout: float = Field(default=5.0, gt=0)  # one statement, or a lock wait
     database_pool_timeout: float = Field(default=2.0, gt=0)  # wait for a pooled connection
+    # The CA that signed the server's certificate, for DATABASE_URL's sslmode=verify-full (or
+    # verify-ca, require) when the URL names no sslrootcert (README "Before you expose it").
+    database_ssl_root_cert: Path | None = None
 
     # HTTP
     request_max_body: int = Field(default=1024 * 1024, ge=1)  # bytes; larger bodies get 413
@@ -164,6 +175,15 @@ class Settings(BaseSettings):
         if setting == "celery_broker_url" and not url.startswith("redis"):
             return url  # another transport: Celery reads it
         return check_redis_url(setting.upper(), url)
+
+    @model_validator(mode="after")
+    def _database_tls_can_work(self) -> "Settings":
+        """Refuse, naming DATABASE_URL, TLS parameters that asyncpg could not honour."""
+        try:
+            split_tls(self.database_url, self.database_ssl_root_cert)
+        except ValueError as error:
+            raise ValueError(f"DATABASE_URL: {error}") from None
+        return self
 
 
 @lru_cache

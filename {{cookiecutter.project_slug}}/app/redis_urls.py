@@ -9,11 +9,15 @@
   REDIS_SENTINEL_PASSWORD says otherwise.
 
 The schemes are those of the `limits` library. A port left out is 6379 (26379 for a Sentinel).
+Over TLS (`rediss`), every URL may name the CA that signed the servers' certificates,
+`?ssl_ca_certs=/path/ca.pem`, instead of the system's; the certificate and the host name are
+always checked.
 """
 
+import ssl
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from redis.connection import parse_url
 
@@ -36,6 +40,7 @@ class RedisUrl:
     password: str | None = None
     db: int = 0
     service_name: str = ""  # Sentinel only
+    ca_certs: str | None = None  # `ssl_ca_certs`: the CA file TLS trusts instead of the system's
 
 
 def parse_redis_url(url: str) -> RedisUrl:
@@ -50,8 +55,10 @@ def parse_redis_url(url: str) -> RedisUrl:
     if base not in ("redis", "rediss") or topology not in ("cluster", "sentinel"):
         raise ValueError(f"unknown scheme {scheme + '://'!r}; expected one of {SCHEMES}")
     parts = urlsplit(url)
-    if parts.query or parts.fragment:
-        raise ValueError(f"{scheme}:// URLs take no options after '?' or '#'")
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.fragment or len(query) > 1 or any(name != "ssl_ca_certs" for name, _ in query):
+        raise ValueError(f"{scheme}:// URLs take no options after '?' or '#' but ssl_ca_certs")
+    ca_certs = _ca_certs(scheme, query[0][1] if query else None)
     userinfo, _, hosts = parts.netloc.rpartition("@")
     username, _, password = userinfo.partition(":")
     default_port = 26379 if topology == "sentinel" else 6379
@@ -61,14 +68,14 @@ def parse_redis_url(url: str) -> RedisUrl:
     if topology == "cluster":
         if path not in ([], ["0"]):
             raise ValueError("Redis Cluster has database 0 only: end the URL with /0 or nothing")
-        return RedisUrl("cluster", url, tls, nodes, user, secret)
+        return RedisUrl("cluster", url, tls, nodes, user, secret, ca_certs=ca_certs)
     if not path or not path[0] or len(path) > 2:
         raise ValueError(
             "a Sentinel URL names the service and may name the database: "
             "redis+sentinel://host:port,host:port/<service_name>/<db>"
         )
     db = _database(path[1]) if len(path) == 2 else 0
-    return RedisUrl("sentinel", url, tls, nodes, user, secret, db, unquote(path[0]))
+    return RedisUrl("sentinel", url, tls, nodes, user, secret, db, unquote(path[0]), ca_certs)
 
 
 def _one_node(url: str, scheme: str) -> RedisUrl:
@@ -80,7 +87,17 @@ def _one_node(url: str, scheme: str) -> RedisUrl:
         raise ValueError(f"no host in the {scheme}:// URL: {scheme}://host:port/<db>")
     if scheme != "unix" and urlsplit(url).path.strip("/"):
         _database(urlsplit(url).path.strip("/"))  # redis-py would read database 0
-    return RedisUrl("node", url, tls=scheme == "rediss", db=int(options.get("db") or 0))
+    ca_certs = _ca_certs(scheme, options.get("ssl_ca_certs"))
+    return RedisUrl(
+        "node", url, scheme == "rediss", db=int(options.get("db") or 0), ca_certs=ca_certs
+    )
+
+
+def _ca_certs(scheme: str, ca_certs: str | None) -> str | None:
+    """The URL's `ssl_ca_certs`, which only a TLS scheme can use."""
+    if ca_certs is not None and not scheme.startswith("rediss"):
+        raise ValueError(f"ssl_ca_certs is for TLS: use rediss{scheme.removeprefix('redis')}://")
+    return ca_certs
 
 
 def _host_port(text: str, default_port: int) -> tuple[str, int]:
@@ -105,7 +122,14 @@ def _database(text: str) -> int:
 def check_redis_url(setting: str, url: str) -> str:
     """`url` unchanged if it can work, else ValueError naming `setting` and the reason."""
     try:
-        parse_redis_url(url)
+        target = parse_redis_url(url)
     except ValueError as error:
         raise ValueError(f"{setting}: {error}") from None
+    if target.ca_certs is not None:
+        try:
+            ssl.create_default_context(cafile=target.ca_certs)
+        except OSError as error:  # ssl.SSLError too: not a PEM file of certificates
+            raise ValueError(
+                f"{setting}: cannot read the CA file {target.ca_certs}: {error}"
+            ) from None
     return url

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config import get_settings
+from app.database_urls import split_tls
 from app.models import Base
 
 config = context.config
@@ -61,8 +62,9 @@ def _run(connection: Connection) -> None:
 
 
 async def run_migrations_online() -> None:
-    """Run the migrations through an async engine of the configured driver."""
-    engine = create_async_engine(database_url())
+    """Run the migrations through an async engine of the configured driver (and its TLS)."""
+    url, tls = split_tls(database_url(), get_settings().database_ssl_root_cert)
+    engine = create_async_engine(url, connect_args={} if tls is None else {"ssl": tls})
     async with engine.connect() as connection:
         await connection.run_sync(_run)
     await engine.dispose()

@@ -129,6 +129,7 @@ class PostgresServer:
 
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="test-postgres-")))
     port: int = field(default_factory=free_port)
+    listen_addresses: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
@@ -160,7 +161,8 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start the server on its port and wait until it accepts connections."""
-        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -F"
+        listen = f"-c listen_addresses={self.listen_addresses}"
+        options = f"-p {self.port} -k {self.workdir} {listen} -F"
         data, log = str(self.workdir / "data"), str(self.workdir / "log")
         subprocess.run(
             _as_postgres_user(

@@ -28,6 +28,7 @@ FORBIDDEN = {
     "__init__": ABOVE | WIRING,
     "config": ABOVE | WIRING,
     "redis_urls": ABOVE | {"config"} | WIRING,
+    "database_urls": ABOVE | {"config"} | WIRING,
     "gc_freeze": ABOVE | {"config", "models", "schemas", "redis_urls"} | WIRING,
     "models": ABOVE | {"schemas"} | WIRING,
     "schemas": ABOVE | WIRING,

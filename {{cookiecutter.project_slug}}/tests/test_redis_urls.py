@@ -1,8 +1,10 @@
 """Redis URLs: what each topology's URL means, and one message naming the setting for a bad one."""
 
 import re
+from pathlib import Path
 
 import pytest
+import trustme
 from pydantic import ValidationError
 
 from app.config import Settings
@@ -72,6 +74,10 @@ def test_each_topology_is_read_from_its_url(url: str, expected: RedisUrl) -> Non
         ("localhost:6379", "not a URL"),
         ("redis+cluster://a:7000,b:7001/1", "Redis Cluster has database 0 only"),
         ("redis+cluster://a:7000/0?ssl_cert_reqs=none", "take no options"),
+        ("rediss+cluster://a:7000?ssl_ca_certs=/a.pem&ssl_ca_certs=/b.pem", "take no options"),
+        ("redis+cluster://a:7000?ssl_ca_certs=/ca.pem", "use rediss+cluster://"),
+        ("redis+sentinel://s1/mymaster?ssl_ca_certs=/ca.pem", "use rediss+sentinel://"),
+        ("redis://a:6379/0?ssl_ca_certs=/ca.pem", "use rediss://"),
         ("redis+cluster://a:7000,,b:7001", "a host is missing"),
         ("redis+cluster://a:port", "not a port"),
         ("redis+sentinel://s1:26379", "names the service"),
@@ -117,3 +123,35 @@ def test_the_settings_take_every_topology(url: str) -> None:
 
 def test_the_cache_may_stay_in_memory() -> None:
     assert Settings(cache_url="memory://").cache_url == "memory://"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rediss://127.0.0.1:6380/0?ssl_ca_certs={ca}",
+        "rediss+cluster://127.0.0.1:7000?ssl_ca_certs={ca}",
+        "rediss+sentinel://127.0.0.1:26379/mymaster/0?ssl_ca_certs={ca}",
+    ],
+)
+def test_every_tls_url_names_its_ca_file(url: str, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    url = url.format(ca=ca)
+
+    assert parse_redis_url(url).ca_certs == str(ca)
+    assert Settings(cache_url=url).cache_url == url
+
+
+@pytest.mark.parametrize("content", [None, "not a certificate\n"])
+def test_a_ca_file_that_cannot_be_read_is_refused_naming_the_setting(
+    content: str | None, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.pem"
+    if content is not None:
+        ca.write_text(content)
+    with pytest.raises(ValidationError) as refused:
+        Settings(cache_url=f"rediss+cluster://127.0.0.1:7000?ssl_ca_certs={ca}")
+
+    assert refused.value.errors()[0]["msg"].startswith(
+        f"Value error, CACHE_URL: cannot read the CA file {ca}"
+    )

@@ -19,14 +19,16 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from app.config import Settings
+from app.database_urls import split_tls
 
 # What a database that is down, stopped or slow raises besides a driver error (for those,
 # see `is_unavailable`): no pooled connection in time, and asyncpg's own TimeoutError past
 # its timeouts or OSError when it cannot connect at all. The API answers 503.
 DATABASE_UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (PoolTimeoutError, TimeoutError, OSError)
-# SQLSTATE classes of a server that cannot serve now: connection exception, insufficient
-# resources, operator intervention (shutdown, cancelled statement).
-_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+# SQLSTATE classes of a server that cannot serve now: connection exception, the server
+# refusing this client (pg_hba.conf, e.g. plaintext where only TLS is allowed, or a wrong
+# password), insufficient resources, operator intervention (shutdown, cancelled statement).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "28", "53", "57"})
 
 
 def is_unavailable(error: DBAPIError) -> bool:
@@ -51,6 +53,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
             )
         event.listen(engine.sync_engine, "connect", _enforce_foreign_keys)
         return engine
+    url, tls = split_tls(url, settings.database_ssl_root_cert)  # sslmode, sslrootcert
     return create_async_engine(
         url,
         pool_size=settings.database_pool_size,
@@ -59,6 +62,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         connect_args={
             "timeout": settings.database_connect_timeout,
             "command_timeout": settings.database_statement_timeout,
+            **({} if tls is None else {"ssl": tls}),
         },
     )
 

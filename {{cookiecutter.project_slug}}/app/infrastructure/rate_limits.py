@@ -134,6 +134,8 @@ def _cluster_storage(target: RedisUrl, prefix: str, timeout: float) -> RedisClus
         "socket_connect_timeout": timeout,
         "ssl": target.tls,
     }
+    if target.ca_certs:
+        options["ssl_ca_certs"] = target.ca_certs
     if target.username:
         options["username"] = target.username
     if target.password:

@@ -190,14 +190,19 @@ class BlockingProbe:
 
 def _credentials(target: RedisUrl) -> dict[str, Any]:
     """The data nodes' user, password and TLS, as redis-py's keyword arguments."""
-    return {"username": target.username, "password": target.password, "ssl": target.tls}
+    return {"username": target.username, "password": target.password, **_tls(target)}
 
 
 def _sentinel_credentials(target: RedisUrl, sentinel_password: str | None) -> dict[str, Any]:
     """The Sentinels' own: the URL's password unless REDIS_SENTINEL_PASSWORD is set."""
     if sentinel_password is None:
         return _credentials(target)
-    return {"password": sentinel_password or None, "ssl": target.tls}
+    return {"password": sentinel_password or None, **_tls(target)}
+
+
+def _tls(target: RedisUrl) -> dict[str, Any]:
+    """TLS for a cluster's or Sentinel's connections, trusting the URL's `ssl_ca_certs` if any."""
+    return {"ssl": target.tls} | ({"ssl_ca_certs": target.ca_certs} if target.ca_certs else {})
 
 
 class BoundedRedisCluster(RedisCluster):

@@ -42,3 +42,16 @@ async def test_a_redis_that_is_down_fails_at_once(restartable_redis: RedisServer
         assert time.monotonic() - started < 0.5
     finally:
         await client.aclose()
+
+
+async def test_a_sentinel_url_s_ca_file_reaches_the_sentinels_and_the_primary() -> None:
+    # Nothing connects: what every connection the client opens would be given.
+    url = "rediss+sentinel://127.0.0.1:26379/mymaster/0?ssl_ca_certs=/etc/ssl/redis-ca.pem"
+    client = redis_client(url, max_connections=1, timeout=1.0)
+    sentinel = client.connection_pool.sentinel_manager.sentinels[0]  # type: ignore[union-attr]
+    for kwargs in (
+        client.connection_pool.connection_kwargs,  # type: ignore[union-attr]
+        sentinel.connection_pool.connection_kwargs,
+    ):
+        assert kwargs["ssl_ca_certs"] == "/etc/ssl/redis-ca.pem"
+    await client.aclose()

@@ -10,6 +10,7 @@ Your own tasks (`@shared_task`) get the same settings; list their modules in `TA
 
 import logging
 import os
+import ssl
 from typing import Any, cast
 
 from celery import Celery, Task, signals
@@ -214,6 +215,14 @@ def create_celery_app(settings: Settings) -> TaskApp:
     return app
 
 
+def verified_tls(url: str) -> dict[str, Any] | None:
+    """What Celery needs to verify a `rediss://` URL's server (it refuses one without it)."""
+    if not url.lower().startswith("rediss://"):
+        return None
+    ca_certs = parse_redis_url(url).ca_certs
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED} | ({"ssl_ca_certs": ca_certs} if ca_certs else {})
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     """Celery's configuration from the service's settings: at least once, JSON only."""
     return {
@@ -232,6 +241,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_backend": result_backend_of(settings),
+        # rediss://: Celery and kombu check the server's certificate as the service's clients do.
+        "broker_use_ssl": verified_tls(broker_url_of(settings)),
+        "redis_backend_use_ssl": verified_tls(settings.redis_url),
         "result_expires": settings.task_status_ttl,
         "result_serializer": "json",
         "result_accept_content": ["json"],
