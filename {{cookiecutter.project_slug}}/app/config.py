@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     # HTTP
     request_max_body: int = Field(default=1024 * 1024, ge=1)  # bytes; larger bodies get 413
     health_check_timeout: float = Field(default=2.0, gt=0)  # /health/ready answers within this
+    health_check_cache_seconds: float = Field(default=1.0, ge=0)  # one probe round serves them all
     # Several API processes on one host: a directory they share, emptied before they start, so
     # that /metrics sums them (README "Several processes"). Export it: prometheus-client reads
     # the environment variable itself, and the service refuses to start if only .env has it.

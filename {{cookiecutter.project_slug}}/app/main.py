@@ -39,6 +39,7 @@ from app.middleware.shared_routes import SharedRoutes
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.middleware.tracing import trace_server_spans
 {%- endif %}
+from app.services.readiness import Readiness
 from app.state import AppState, OpenedState
 from app.tasks.{{ cookiecutter.task_backend }}.queue import open_task_queue
 
@@ -79,6 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             metrics_page=metrics_page,
             task_queue=task_queue,
             rate_limiter=rate_limiter,
+            readiness=Readiness(settings),
         )
         app.state.opened.open(app.state.resources)  # what the middleware read (`OpenedState`)
         yield

@@ -9,6 +9,7 @@ from app.core.metrics import Metrics
 from app.core.metrics_page import MetricsPage
 from app.infrastructure.cache import Cache
 from app.infrastructure.rate_limits import RateLimiter
+from app.services.readiness import Readiness
 from app.tasks.queue import TaskQueue
 
 
@@ -24,6 +25,7 @@ class AppState:
     metrics_page: MetricsPage  # the /metrics body, reused for METRICS_RENDER_INTERVAL
     task_queue: TaskQueue
     rate_limiter: RateLimiter
+    readiness: Readiness  # /health/ready's last round, reused for HEALTH_CHECK_CACHE_SECONDS
 
 
 class OpenedState:
