@@ -118,7 +118,7 @@ class Settings(BaseSettings):
     task_max_backlog: int = Field(default=100_000, ge=1)  # tasks waiting; past it, 503
     task_max_in_flight_per_client: int = Field(default=100, ge=1)  # queued or running; then 429
 {%- if cookiecutter.task_backend != "background" %}
-    task_dead_letter_limit: int = Field(default=10_000, ge=1)  # the oldest go past it
+    task_dead_letter_limit: int = Field(default=10_000, ge=1)  # per task name; then its oldest go
 {%- endif %}
     task_heartbeat_interval: int = Field(default=60, ge=1)
     task_demo_tasks: bool = False  # true: clients may enqueue the demo tasks sleep and flaky
