@@ -27,7 +27,7 @@ router = APIRouter(
 # A task id's shape (ours are 32 hex digits): anything else is a 422, never a lookup or a log
 # line that a client shapes (CR/LF, 65,000 characters).
 TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-TaskNameQuery = Annotated[str | None, Query(max_length=64, description="a registered task name")]
+TaskNameQuery = Annotated[str | None, Query(max_length=64, description="one task's only")]
 
 
 DEMO_ONLY = "A demo task: accepted only when TASK_DEMO_TASKS=true (else a 422)."
@@ -91,7 +91,7 @@ async def list_dead_letters(
     name: TaskNameQuery = None,
 ) -> list[DeadLetterRead]:
     """The newest dead letters: tasks that failed for good, and entries no worker could read;
-    `name` keeps one task's only (422 for a name that is not registered)."""
+    `name` keeps one task's only."""
     letters = await queue.dead_letters(limit, name)
     return [DeadLetterRead.model_validate(letter) for letter in letters]
 

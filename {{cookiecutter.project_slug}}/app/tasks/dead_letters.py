@@ -17,7 +17,7 @@ from redis.exceptions import WatchError
 
 from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
 from app.tasks.queue import DeadLetter, DeadLetterNotFoundError, NotRequeueableError
-from app.tasks.registry import TaskRegistry, UnknownTaskError
+from app.tasks.registry import TaskRegistry
 from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 
 logger = logging.getLogger(__name__)
@@ -81,9 +81,26 @@ class DeadLetterStore:
     async def newest(self, limit: int, name: str | None = None) -> list[DeadLetter]:
         """The newest `limit` dead letters (of task `name` only, if given), newest first."""
         if name is not None and name not in self._by_name:
-            raise UnknownTaskError(f"unknown task {name!r}; known: {sorted(self._by_name)}")
+            return await self._newest_other(limit, name)
         order = self.order if name is None else self._by_name[name]
         ids = cast(list[bytes], await self._redis.zrevrange(order, 0, limit - 1))
+        return await self._letters(ids)
+
+    async def _newest_other(self, limit: int, name: str) -> list[DeadLetter]:
+        """The newest `limit` of the `other` set named `name`: read it newest first, a chunk
+        at a time (it holds at most TASK_DEAD_LETTER_LIMIT)."""
+        found: list[DeadLetter] = []
+        start = 0
+        while len(found) < limit:
+            ids = cast(list[bytes], await self._redis.zrevrange(self._other, start, start + 499))
+            if not ids:
+                break
+            found += [letter for letter in await self._letters(ids) if letter.name == name]
+            start += len(ids)
+        return found[:limit]
+
+    async def _letters(self, ids: list[bytes]) -> list[DeadLetter]:
+        """The readable dead letters of `ids`, in their order."""
         if not ids:
             return []
         found = cast(list[bytes | None], await self._redis.hmget(self.key, ids))

@@ -94,8 +94,7 @@ class TaskQueue(Protocol):
         ...
 
     async def dead_letters(self, limit: int, name: str | None = None) -> list[DeadLetter]:
-        """The newest `limit` dead letters (of task `name` only, if given), newest first;
-        UnknownTaskError for a `name` the registry does not know."""
+        """The newest `limit` dead letters (of task `name` only, if given), newest first."""
         ...
 
     async def requeue(self, task_id: str) -> TaskStatus:
