@@ -5,7 +5,7 @@ probes would otherwise cost a check of the database, the cache and the broker pe
 (on SQLite, the write lock each time). Callers that arrive while a round runs wait for that
 round instead of starting their own, and its answer serves every caller for
 HEALTH_CHECK_CACHE_SECONDS after it ended: a dependency that goes down is reported within
-that period plus HEALTH_CHECK_TIMEOUT.
+that period plus HEALTH_CHECK_TIMEOUT after the round that missed it ended.
 """
 
 import asyncio

@@ -143,12 +143,14 @@ async def test_a_probe_flood_asks_the_real_redis_once_per_period(
 
 
 @pytest.mark.slow
-async def test_a_killed_redis_is_reported_within_the_period_and_the_timeout(
+async def test_a_killed_redis_is_reported_within_the_documented_bound(
     redis_cache_app: tuple[AsyncClient, AppState], restartable_redis: RedisServer
 ) -> None:
     client, resources = redis_cache_app
     period = resources.settings.health_check_cache_seconds
-    bound = period + resources.settings.health_check_timeout + 5.0  # slack for a busy machine
+    # The README's worst case (a round in flight, the period, the round that sees it), plus
+    # slack for a busy machine.
+    bound = period + 2 * resources.settings.health_check_timeout + 3.0
     assert period > 0
     assert (await client.get("/health/ready")).status_code == 200
 
