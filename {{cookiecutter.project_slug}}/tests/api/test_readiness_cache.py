@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from httpx import ASGITransport, AsyncClient
 from redis.asyncio import Redis
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
@@ -165,29 +164,3 @@ async def test_a_killed_redis_is_reported_within_the_documented_bound(
     assert ready.status_code == 503
     assert ready.json()["components"]["cache"] == "unavailable"
     assert time.monotonic() - killed < bound
-
-
-def count_write_locks(engine: AsyncEngine) -> Counter[str]:
-    """A counter of the `BEGIN IMMEDIATE`s (SQLite's write lock) that `engine` sends."""
-    taken: Counter[str] = Counter()
-
-    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
-        if statement.strip().upper().startswith("BEGIN IMMEDIATE"):
-            taken["write lock"] += 1
-
-    event.listen(engine.sync_engine, "before_cursor_execute", before)
-    return taken
-
-
-async def test_a_probe_flood_takes_the_sqlite_write_lock_once_per_period(
-    client: AsyncClient, resources: AppState, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if resources.engine.dialect.name != "sqlite":
-        pytest.skip("the write lock is SQLite's: PostgreSQL's check is a SELECT 1")
-    taken = count_write_locks(resources.engine)
-    monkeypatch.setattr(resources.settings, "health_check_cache_seconds", 3600.0)
-
-    for _ in range(5):
-        assert await flood(client, 10) == [200] * 10
-
-    assert taken["write lock"] == 1
