@@ -26,6 +26,8 @@ ON_A_CLUSTER = [
     "tests/tasks/test_status.py",
     "tests/tasks/test_finished_counts.py",
     "tests/tasks/test_api.py",
+    "tests/tasks/test_dead_letters.py",
+    "tests/tasks/test_dead_letter_store.py",
 ]
 # They count one server's clients or kill one server's connections: one-node tests.
 ONE_NODE_ONLY = [

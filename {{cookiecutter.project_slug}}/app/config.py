@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     # HTTP
     request_max_body: int = Field(default=1024 * 1024, ge=1)  # bytes; larger bodies get 413
     health_check_timeout: float = Field(default=2.0, gt=0)  # /health/ready answers within this
+    health_check_cache_seconds: float = Field(default=1.0, ge=0)  # one probe round serves them all
     # Several API processes on one host: a directory they share, emptied before they start, so
     # that /metrics sums them (README "Several processes"). Export it: prometheus-client reads
     # the environment variable itself, and the service refuses to start if only .env has it.
@@ -128,7 +129,7 @@ class Settings(BaseSettings):
     task_max_backlog: int = Field(default=100_000, ge=1)  # tasks waiting; past it, 503
     task_max_in_flight_per_client: int = Field(default=100, ge=1)  # queued or running; then 429
 {%- if cookiecutter.task_backend != "background" %}
-    task_dead_letter_limit: int = Field(default=10_000, ge=1)  # the oldest go past it
+    task_dead_letter_limit: int = Field(default=10_000, ge=1)  # per task name; then its oldest go
 {%- endif %}
     task_heartbeat_interval: int = Field(default=60, ge=1)
     task_demo_tasks: bool = False  # true: clients may enqueue the demo tasks sleep and flaky

@@ -39,6 +39,7 @@ from app.observability.metrics_page import MetricsPage
 from app.observability.tracing import request_telemetry, start_tracing
 {%- endif %}
 from app.problems import document_problems_as_problem_json, problem_responses
+from app.services.readiness import Readiness
 from app.state import AppState, OpenedState
 from app.tasks.{{ cookiecutter.task_backend }}.queue import open_task_queue
 
@@ -79,6 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             metrics_page=metrics_page,
             task_queue=task_queue,
             rate_limiter=rate_limiter,
+            readiness=Readiness(settings),
         )
         app.state.opened.open(app.state.resources)  # what the middleware read (`OpenedState`)
         yield

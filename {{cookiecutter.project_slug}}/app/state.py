@@ -9,6 +9,7 @@ from app.infrastructure.cache import Cache
 from app.infrastructure.rate_limits import RateLimiter
 from app.observability.metrics import Metrics
 from app.observability.metrics_page import MetricsPage
+from app.services.readiness import Readiness
 from app.tasks.queue import TaskQueue
 
 
@@ -24,6 +25,7 @@ class AppState:
     metrics_page: MetricsPage  # the /metrics body, reused for METRICS_RENDER_INTERVAL
     task_queue: TaskQueue
     rate_limiter: RateLimiter
+    readiness: Readiness  # /health/ready's last round, reused for HEALTH_CHECK_CACHE_SECONDS
 
 
 class OpenedState:

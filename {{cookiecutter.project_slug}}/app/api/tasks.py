@@ -27,6 +27,7 @@ router = APIRouter(
 # A task id's shape (ours are 32 hex digits): anything else is a 422, never a lookup or a log
 # line that a client shapes (CR/LF, 65,000 characters).
 TaskIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+TaskNameQuery = Annotated[str | None, Query(max_length=64, description="one task's only")]
 
 
 DEMO_ONLY = "A demo task: accepted only when TASK_DEMO_TASKS=true (else a 422)."
@@ -85,10 +86,13 @@ async def enqueue_task(
     responses=problem_responses(422, 503) | ADMIN_PROBLEMS,
 )
 async def list_dead_letters(
-    queue: TaskQueueDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    queue: TaskQueueDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    name: TaskNameQuery = None,
 ) -> list[DeadLetterRead]:
-    """The newest dead letters: tasks that failed for good, and entries no worker could read."""
-    letters = await queue.dead_letters(limit)
+    """The newest dead letters: tasks that failed for good, and entries no worker could read;
+    `name` keeps one task's only."""
+    letters = await queue.dead_letters(limit, name)
     return [DeadLetterRead.model_validate(letter) for letter in letters]
 
 

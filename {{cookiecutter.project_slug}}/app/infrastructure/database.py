@@ -78,7 +78,9 @@ async def check_database(engine: AsyncEngine) -> None:
     """Raise unless the database can serve a write now.
 
     On SQLite, `SELECT 1` succeeds even while another process holds the file locked, so
-    the check takes the write lock (`BEGIN IMMEDIATE`) and gives it back at once.
+    the check takes the write lock (`BEGIN IMMEDIATE`) and gives it back at once; readiness
+    runs it at most once per HEALTH_CHECK_CACHE_SECONDS (`app.services.readiness`), so a
+    probe flood does not contend with the writers for that lock.
     """
     async with engine.connect() as connection:
         if engine.dialect.name == "sqlite":

@@ -1,12 +1,15 @@
 """Dead letters in Redis: tasks no worker will run again unless requeued, kept by id.
 
-One hash holds each dead letter as JSON under its id, and a sorted set orders them by the
+One hash holds each dead letter as JSON under its id; a sorted set orders them all by the
 time they died, so a task is requeued by its id in O(1) and the newest are listed first. At
-most TASK_DEAD_LETTER_LIMIT are kept: adding one past it drops the oldest, in the same script.
+most TASK_DEAD_LETTER_LIMIT are kept per task name: each name has a sorted set of its own,
+and adding one past the bound drops that name's oldest, in the same script, so a flood of one
+task's failures never pushes out another task's dead letter. Letters of a name the registry
+does not know (or of an entry with no readable name) share one more set, `other`.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, NoReturn, cast
 
 from pydantic import ValidationError
@@ -19,14 +22,19 @@ from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 
 logger = logging.getLogger(__name__)
 
-# KEYS: the hash, the order; ARGV: id, JSON, time, limit. Returns how many old ones it dropped.
+# KEYS: the hash, the order, the name's order; ARGV: id, JSON, time, limit. Returns how many
+# of the name's oldest it dropped.
 ADD = """
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+local over = redis.call('ZCARD', KEYS[3]) - tonumber(ARGV[4])
 if over > 0 then
-  local old = redis.call('ZPOPMIN', KEYS[2], over)
-  for i = 1, #old, 2 do redis.call('HDEL', KEYS[1], old[i]) end
+  local old = redis.call('ZPOPMIN', KEYS[3], over)
+  for i = 1, #old, 2 do
+    redis.call('HDEL', KEYS[1], old[i])
+    redis.call('ZREM', KEYS[2], old[i])
+  end
   return over
 end
 return 0
@@ -37,31 +45,62 @@ Push = Callable[[AsyncPipeline, TaskStatus, dict[str, Any]], None]
 
 
 class DeadLetterStore:
-    """Add, list and requeue dead letters under `{<prefix>:tasks}:dead-letters`."""
+    """Add, list and requeue dead letters under `{<prefix>:tasks}:dead-letters`.
 
-    def __init__(self, redis: AsyncRedis, prefix: str, limit: int) -> None:
+    `names`: the task names that are bounded apart (the registry's); every other name shares
+    the `other` set.
+    """
+
+    def __init__(self, redis: AsyncRedis, prefix: str, limit: int, names: Collection[str]) -> None:
         self._redis = redis
         self.key = tasks_key(prefix, "dead-letters")
         self.order = tasks_key(prefix, "dead-letters", "order")
+        self._by_name = {name: tasks_key(prefix, "dead-letters", "by-name", name) for name in names}
+        self._other = tasks_key(prefix, "dead-letters", "other")
         self.limit = limit
+
+    def order_of(self, name: str | None) -> str:
+        """The sorted set that bounds the dead letters of task `name`."""
+        return self._by_name.get(name or "", self._other)
 
     def add_in(self, pipe: AsyncPipeline, letter: DeadLetter) -> None:
         """Keep `letter` (replacing one of the same id), as part of `pipe`."""
         # EVAL, not the cached script's EVALSHA: a cluster pipeline cannot load a missing one.
         pipe.eval(
             ADD,
-            2,
+            3,
             self.key,
             self.order,
+            self.order_of(letter.name),
             letter.id,
             letter.model_dump_json(),
             letter.dead_at.timestamp(),
             self.limit,
         )
 
-    async def newest(self, limit: int) -> list[DeadLetter]:
-        """The newest `limit` dead letters, newest first."""
-        ids = cast(list[bytes], await self._redis.zrevrange(self.order, 0, limit - 1))
+    async def newest(self, limit: int, name: str | None = None) -> list[DeadLetter]:
+        """The newest `limit` dead letters (of task `name` only, if given), newest first."""
+        if name is not None and name not in self._by_name:
+            return await self._newest_other(limit, name)
+        order = self.order if name is None else self._by_name[name]
+        ids = cast(list[bytes], await self._redis.zrevrange(order, 0, limit - 1))
+        return await self._letters(ids)
+
+    async def _newest_other(self, limit: int, name: str) -> list[DeadLetter]:
+        """The newest `limit` of the `other` set named `name`: read it newest first, a chunk
+        at a time (it holds at most TASK_DEAD_LETTER_LIMIT)."""
+        found: list[DeadLetter] = []
+        start = 0
+        while len(found) < limit:
+            ids = cast(list[bytes], await self._redis.zrevrange(self._other, start, start + 499))
+            if not ids:
+                break
+            found += [letter for letter in await self._letters(ids) if letter.name == name]
+            start += len(ids)
+        return found[:limit]
+
+    async def _letters(self, ids: list[bytes]) -> list[DeadLetter]:
+        """The readable dead letters of `ids`, in their order."""
         if not ids:
             return []
         found = cast(list[bytes | None], await self._redis.hmget(self.key, ids))
@@ -106,6 +145,7 @@ class DeadLetterStore:
                     pipe.multi()  # type: ignore[no-untyped-call]
                     pipe.hdel(self.key, task_id)
                     pipe.zrem(self.order, task_id)
+                    pipe.zrem(self.order_of(letter.name), task_id)
                     statuses.save_in(pipe, status)
                     push(pipe, status, payload)
                     await pipe.execute()

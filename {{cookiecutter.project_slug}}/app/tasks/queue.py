@@ -93,8 +93,8 @@ class TaskQueue(Protocol):
         """Raise when the broker cannot be reached."""
         ...
 
-    async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        """The newest `limit` dead letters, newest first."""
+    async def dead_letters(self, limit: int, name: str | None = None) -> list[DeadLetter]:
+        """The newest `limit` dead letters (of task `name` only, if given), newest first."""
         ...
 
     async def requeue(self, task_id: str) -> TaskStatus:

@@ -75,6 +75,10 @@ class TaskRegistry:
             return self
         return TaskRegistry({name: task for name, task in self._tasks.items() if not task.demo})
 
+    def names(self) -> frozenset[str]:
+        """The name of every task."""
+        return frozenset(self._tasks)
+
     def definitions(self) -> list[TaskDefinition]:
         """Every task, sorted by name."""
         return sorted(self._tasks.values(), key=lambda definition: definition.name)

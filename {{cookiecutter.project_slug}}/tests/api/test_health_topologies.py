@@ -28,7 +28,9 @@ async def app_on(settings: Settings, url: str) -> AsyncIterator[AsyncClient]:
     }
     if "celery_broker_url" in Settings.model_fields:
         redis["celery_broker_url"] = settings.redis_url  # type: ignore[attr-defined, unused-ignore]
-    app = create_app(settings.model_copy(update={**redis, "health_check_timeout": BUDGET}))
+    # Each probe runs its own round: it sees the fault the test just made, within BUDGET.
+    fresh = {"health_check_timeout": BUDGET, "health_check_cache_seconds": 0.0}
+    app = create_app(settings.model_copy(update={**redis, **fresh}))
     async with app.router.lifespan_context(app):
         transport = ASGITransport(app=app)
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:

@@ -46,6 +46,7 @@ async def fault_client(postgres: PostgresServer, settings: Settings) -> AsyncIte
         "database_statement_timeout": TIMEOUT,
         "database_pool_timeout": TIMEOUT,
         "health_check_timeout": TIMEOUT,
+        "health_check_cache_seconds": 0.0,  # each probe sees the fault just made (or healed)
         "response_cache_ttl": 0,
     }
     app: FastAPI = create_app(settings.model_copy(update=timeouts))

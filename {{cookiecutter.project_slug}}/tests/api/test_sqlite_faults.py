@@ -6,16 +6,21 @@ writes and uncached reads wait at most `DATABASE_STATEMENT_TIMEOUT` and answer 5
 lock is released the service serves again without a restart.
 """
 
+import asyncio
 import sqlite3
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config import Settings
 from app.main import create_app
+from app.state import AppState
 
 TIMEOUT = 1.0  # the statement (lock wait) timeout
 BUDGET = 2 * TIMEOUT + 3.0  # a statement and its rollback, and slack for a busy machine
@@ -74,7 +79,36 @@ async def test_a_locked_database_costs_503s_and_the_service_recovers(
     finally:
         lock.execute("ROLLBACK")
 
-    assert (await fault_client.get("/health/ready")).status_code == 200
+    # Readiness reuses its last answer for HEALTH_CHECK_CACHE_SECONDS: it recovers after that.
+    released = time.monotonic()
+    while (await fault_client.get("/health/ready")).status_code != 200:
+        assert time.monotonic() - released < BUDGET, "readiness did not recover"
+        await asyncio.sleep(0.05)
     assert (await fault_client.get(f"/api/v1/items/{item_id}")).json()["name"] == "before"
     after = await fault_client.post("/api/v1/items", json={"name": "after", "price": 1})
     assert after.status_code == 201
+
+
+def count_write_locks(engine: AsyncEngine) -> Counter[str]:
+    """A counter of the `BEGIN IMMEDIATE`s (SQLite's write lock) that `engine` sends."""
+    taken: Counter[str] = Counter()
+
+    def before(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.strip().upper().startswith("BEGIN IMMEDIATE"):
+            taken["write lock"] += 1
+
+    event.listen(engine.sync_engine, "before_cursor_execute", before)
+    return taken
+
+
+async def test_a_probe_flood_takes_the_sqlite_write_lock_once_per_period(
+    client: AsyncClient, resources: AppState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken = count_write_locks(resources.engine)
+    monkeypatch.setattr(resources.settings, "health_check_cache_seconds", 3600.0)
+
+    for _ in range(5):
+        responses = await asyncio.gather(*(client.get("/health/ready") for _ in range(10)))
+        assert [response.status_code for response in responses] == [200] * 10
+
+    assert taken["write lock"] == 1

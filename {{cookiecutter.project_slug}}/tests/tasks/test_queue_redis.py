@@ -23,8 +23,13 @@ async def queue_redis(restartable_redis: RedisServer) -> Redis:
 
 @pytest.fixture
 def queue_settings(settings: Settings, restartable_redis: RedisServer) -> Settings:
-    """The test's settings with REDIS_URL on the test's own Redis."""
-    return settings.model_copy(update={"redis_url": restartable_redis.url})
+    """The test's settings with REDIS_URL on the test's own Redis.
+
+    Readiness answers afresh each time, so a probe sees the change the test just made (the
+    reuse of an answer is tests/api/test_readiness_cache.py's).
+    """
+    fresh = {"redis_url": restartable_redis.url, "health_check_cache_seconds": 0.0}
+    return settings.model_copy(update=fresh)
 
 
 @pytest.mark.parametrize("policy", ["allkeys-lru", "volatile-ttl", "allkeys-random"])

@@ -126,7 +126,7 @@ class BackgroundTaskQueue:
     async def ping(self) -> None:
         """Nothing to reach: the work runs in this process."""
 
-    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+    async def dead_letters(self, limit: int, name: str | None = None) -> list[DeadLetter]:
         """None: a task that failed here is only `failed` (nothing outlives the process)."""
         return []
 

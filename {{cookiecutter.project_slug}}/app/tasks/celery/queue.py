@@ -54,7 +54,9 @@ class CeleryTaskQueue:
         self._allow_eviction = settings.redis_allow_eviction
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
-        self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
+        self.dead = DeadLetterStore(
+            redis, settings.cache_prefix, settings.task_dead_letter_limit, registry.names()
+        )
         self._retries: set[asyncio.Task[None]] = set()
         self.quota = RedisQuota(
             redis, self.statuses, settings.cache_prefix, settings.task_max_in_flight_per_client
@@ -161,10 +163,11 @@ class CeleryTaskQueue:
         with unavailable_as("task status store"):
             return await self.statuses.load(task_id)
 
-    async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        """The newest `limit` dead letters (kept by the workers), newest first."""
+    async def dead_letters(self, limit: int, name: str | None = None) -> list[DeadLetter]:
+        """The newest `limit` dead letters (of task `name` only, if given) kept by the workers,
+        newest first."""
         with unavailable_as("task status store"):
-            return await self.dead.newest(limit)
+            return await self.dead.newest(limit, name)
 
     async def requeue(self, task_id: str) -> TaskStatus:
         """Send dead letter `task_id` again with fresh attempts, as `enqueue` sends a task.

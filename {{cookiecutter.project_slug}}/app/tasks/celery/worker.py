@@ -29,6 +29,7 @@ from app.tasks.attempts import TaskAttempts
 from app.tasks.celery.tracing import start_worker_tracing
 {%- endif %}
 from app.tasks.dead_letters import DeadLetterStore
+from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.origin import NO_ORIGIN
 from app.tasks.queue import DeadLetter
@@ -67,7 +68,9 @@ class TaskRunner:
         self.attempts = TaskAttempts(settings, services, dead_letters=True)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
-        self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
+        self.dead = DeadLetterStore(
+            redis, settings.cache_prefix, settings.task_dead_letter_limit, registry.names()
+        )
 
     async def attempt(
         self,

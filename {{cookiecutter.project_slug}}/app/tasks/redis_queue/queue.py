@@ -121,7 +121,9 @@ class RedisTaskQueue:
         self.keys = QueueKeys(settings.cache_prefix)
         self.finished = FinishedCounts(redis, settings.cache_prefix)
         self.statuses = RedisStatusStore(redis, settings.cache_prefix, settings.task_status_ttl)
-        self.dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
+        self.dead = DeadLetterStore(
+            redis, settings.cache_prefix, settings.task_dead_letter_limit, registry.names()
+        )
         self.quota = RedisQuota(
             redis, self.statuses, settings.cache_prefix, settings.task_max_in_flight_per_client
         )
@@ -216,10 +218,10 @@ class RedisTaskQueue:
         if not refused:  # a stall past HOLD_SECONDS: housekeeping released it
             logger.warning("task %s (a 503) runs: it was released before its refusal", task_id)
 
-    async def dead_letters(self, limit: int) -> list[DeadLetter]:
-        """The newest `limit` dead letters, newest first."""
+    async def dead_letters(self, limit: int, name: str | None = None) -> list[DeadLetter]:
+        """The newest `limit` dead letters (of task `name` only, if given), newest first."""
         with unavailable_as("task broker"):
-            return await self.dead.newest(limit)
+            return await self.dead.newest(limit, name)
 
     async def requeue(self, task_id: str) -> TaskStatus:
         """Put dead letter `task_id` back on the stream with fresh attempts.

@@ -17,6 +17,7 @@ from app.tasks.celery import queue as celery_queue
 from app.tasks.celery.backlog import ADMIT_SLOTS
 from app.tasks.celery.task_app import TaskApp, create_celery_app
 from app.tasks.dead_letters import DeadLetterStore
+from app.tasks.definitions import registry
 from app.tasks.queue import DeadLetter
 from app.tasks.status import status_key
 from tests.tasks.celery.fixtures import CeleryProcesses
@@ -143,7 +144,8 @@ async def test_a_requeue_past_the_bound_is_503_and_keeps_the_dead_letter(
     letter = DeadLetter(id="dead-1", name="add", payload={"a": 2, "b": 2}, error="boom")
     redis = Redis.from_url(settings.redis_url)
     try:
-        dead = DeadLetterStore(redis, settings.cache_prefix, settings.task_dead_letter_limit)
+        limit = settings.task_dead_letter_limit
+        dead = DeadLetterStore(redis, settings.cache_prefix, limit, registry.names())
         async with redis.pipeline(transaction=True) as pipe:
             dead.add_in(pipe, letter)
             await pipe.execute()
