@@ -33,7 +33,6 @@ ON_A_CLUSTER = [
 ONE_NODE_ONLY = [
     "tests/infrastructure/cache/test_contract.py::test_open_cache_yields_a_working_cache_and_closes_it",
     "tests/infrastructure/cache/test_redis.py::test_a_pooled_connection_killed_by_the_server_is_retried_on_a_fresh_one",
-    "tests/middleware/test_rate_limit_redis.py",  # rate-limit counters live on one node
 ]
 
 

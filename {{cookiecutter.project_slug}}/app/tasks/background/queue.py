@@ -213,7 +213,14 @@ async def open_task_queue(
 
     Statuses go where the cache lives, through its client and its pool: AsyncRedis when
     CACHE_URL is redis (every API process sees them), else this process's memory.
+    REDIS_REPLICA_ACKS must be 0: nothing here outlives the process for replicas to confirm.
     """
+    if settings.redis_replica_acks:
+        raise ValueError(
+            "REDIS_REPLICA_ACKS: the background backend runs tasks in the API process, at most"
+            " once, and keeps no queue in Redis for replicas to confirm; set it to 0, or pick"
+            " the celery or redis_queue backend"
+        )
     async with AsyncExitStack() as stack:
         redis: AsyncRedis | None = None
         statuses: MemoryStatusStore | RedisStatusStore
