@@ -187,7 +187,8 @@ class CeleryTaskQueue:
 
         The letter is taken and its `queued` status written in one transaction, so two
         requeues cannot both send it; the message is published after. If that publish fails,
-        the status ends `failed` ("not sent") and the letter is kept again for another try.
+        the status ends `failed` ("not sent") and the letter is kept again for another try,
+        as when REDIS_REPLICA_ACKS replicas do not confirm the `queued` status first.
         Admitted under TASK_MAX_BACKLOG as `enqueue` admits a task.
         """
         with unavailable_as("task status store"):
@@ -207,6 +208,7 @@ class CeleryTaskQueue:
                 lambda _pipe, _status, payload: taken.append(payload),
             )
         try:
+            await self._confirm_queued(status)
             await self._publish(status, taken[-1])
         except BrokerUnavailableError as exc:
             letter = DeadLetter(

@@ -81,3 +81,21 @@ async def test_a_message_is_acknowledged_only_once_the_replicas_have_its_final_s
             assert asyncio.get_running_loop().time() < deadline, "the message was never acked"
             await asyncio.sleep(0.05)
     assert body["status"] == "succeeded"
+
+
+async def test_a_requeue_no_replica_confirms_is_a_503_that_keeps_the_dead_letter(
+    settings: Settings, group: SentinelGroup, celery_processes: CeleryProcesses
+) -> None:
+    await celery_processes.worker()
+    async with serve(settings) as client:
+        task_id = await enqueue(client, "flaky", {"fail_times": 3})
+        assert (await wait_final(client, task_id))["dead_lettered"]
+        requeue = f"/api/v1/tasks/dead-letters/{task_id}/requeue"
+        with group.paused_replica():
+            refused = await client.post(requeue)
+            sent = await _messages(settings.redis_url)
+        assert refused.status_code == 503, refused.text
+        assert sent == 0
+        letters = (await client.get("/api/v1/tasks/dead-letters")).json()
+        assert [letter["id"] for letter in letters] == [task_id]
+        assert (await client.post(requeue)).status_code == 202
