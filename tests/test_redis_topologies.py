@@ -1,11 +1,13 @@
-"""The generated suites on a real Redis Cluster (TEST_REDIS_URL=redis+cluster://...).
+"""The generated suites on a real Redis Cluster or Sentinel group (TEST_REDIS_URL=...).
 
 The cluster is the generated project's own (`python -m tests.redis_cluster`: three masters
-on free loopback ports). The subset is every test of the cache (contract, batching, breaker,
-outbox, the services' history checker, the response cache), of statuses and finished counts,
-the task API end to end with real workers (redis_queue; in-process for background), and
-readiness on a cluster: what reads or writes Redis through the app's own clients. The rest of
-each suite tests one-node faults (a restarted or killed `redis-server`) and stays on one node.
+on free loopback ports), and so is the Sentinel group (`python -m tests.redis_sentinel`: a
+primary, a replica, three Sentinels). The subset is every test of the cache (contract,
+batching, breaker, outbox, the services' history checker, the response cache), of statuses
+and finished counts, the task API end to end with real workers (redis_queue, Celery with
+RabbitMQ as its broker on a cluster; in-process for background), and readiness: what reads or
+writes Redis through the app's own clients. The rest of each suite tests one-node faults (a
+restarted or killed `redis-server`) and stays on one node.
 """
 
 import subprocess
@@ -33,23 +35,31 @@ ON_A_CLUSTER = [
 ONE_NODE_ONLY = [
     "tests/infrastructure/cache/test_contract.py::test_open_cache_yields_a_working_cache_and_closes_it",
     "tests/infrastructure/cache/test_redis.py::test_a_pooled_connection_killed_by_the_server_is_retried_on_a_fresh_one",
-    "tests/middleware/test_rate_limit_redis.py",  # rate-limit counters live on one node
 ]
 
 
-def suite_on_a_cluster(project: Path) -> str:
-    """Run the subset with TEST_REDIS_URL at a cluster the project starts; its output."""
-    cluster = subprocess.Popen(
-        ["uv", "run", "python", "-m", "tests.redis_cluster"],
+# The program that serves each topology, and the scheme of the URL it prints first.
+TOPOLOGIES = {
+    "cluster": ("tests.redis_cluster", "redis+cluster://"),
+    "sentinel": ("tests.redis_sentinel", "redis+sentinel://"),
+}
+
+
+def suite_on(project: Path, topology: str) -> str:
+    """Run the subset with TEST_REDIS_URL at a cluster or Sentinel group the project starts;
+    its output."""
+    program, scheme = TOPOLOGIES[topology]
+    servers = subprocess.Popen(
+        ["uv", "run", "python", "-m", program],
         cwd=project,
         env=clean_env(),
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
-        assert cluster.stdout is not None
-        url = cluster.stdout.readline().strip()
-        assert url.startswith("redis+cluster://"), "the project's cluster did not start"
+        assert servers.stdout is not None
+        url = servers.stdout.readline().strip()
+        assert url.startswith(scheme), f"the project's {topology} did not start"
         result = subprocess.run(
             [
                 *["uv", "run", "pytest", "-q", "-rs", "-p", "no:cacheprovider"],
@@ -64,17 +74,27 @@ def suite_on_a_cluster(project: Path) -> str:
             check=False,
         )
     finally:
-        cluster.terminate()
-        cluster.wait(timeout=30)
+        servers.terminate()
+        servers.wait(timeout=30)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"the suite failed on a cluster:\n{output[-8000:]}"
+    assert result.returncode == 0, f"the suite failed on a {topology}:\n{output[-8000:]}"
     return output
 
 
-@pytest.mark.parametrize("backend", ["redis_queue", "background"])
-def test_the_generated_suite_passes_on_a_redis_cluster(render: Render, backend: str) -> None:
+@pytest.mark.parametrize(
+    ("backend", "topology"),
+    [
+        ("redis_queue", "cluster"),
+        ("background", "cluster"),
+        ("celery", "cluster"),  # the broker on RabbitMQ, a node the generated suite starts
+        ("redis_queue", "sentinel"),
+    ],
+)
+def test_the_generated_suite_passes_on_a_redis_topology(
+    render: Render, backend: str, topology: str
+) -> None:
     project = render(task_backend=backend, database="sqlite")
     run(SYNC, project)
-    output = suite_on_a_cluster(project)
+    output = suite_on(project, topology)
     skipped = skipped_count(output.strip())
     assert skipped == 0, f"{skipped} tests were skipped (missing servers?):\n{output[-4000:]}"

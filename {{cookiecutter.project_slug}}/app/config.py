@@ -139,10 +139,8 @@ class Settings(BaseSettings):
 {%- if cookiecutter.task_backend != "background" %}
     redis_allow_eviction: bool = False  # true: run on an evicting REDIS_URL, with a warning
 {%- endif %}
-{%- if cookiecutter.task_backend == "redis_queue" %}
     redis_replica_acks: int = Field(default=0, ge=0)  # replicas that confirm a write (WAIT)
-{%- endif %}
-{%- if cookiecutter.task_backend == "redis_queue" %}
+{%- if cookiecutter.task_backend != "background" %}
     redis_replica_ack_timeout: int = Field(default=100, ge=1, le=10_000)  # ms to wait for them
 {%- endif %}
 {%- if cookiecutter.task_backend == "celery" %}

@@ -29,6 +29,9 @@ from tests.otlp_receiver import no_ambient_tracing, otlp_receiver  # noqa: F401
 {%- endif %}
 from tests.redis_cluster import RedisCluster, running_cluster
 from tests.servers import RedisServer, running_postgres, running_redis
+{%- if cookiecutter.task_backend == "celery" %}
+from tests.tasks.celery.fixtures import broker, broker_url, rabbitmq_server  # noqa: F401
+{%- endif %}
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 {%- if cookiecutter.auth == "none" %}
@@ -208,7 +211,10 @@ def settings(database_url: str, request: pytest.FixtureRequest) -> Settings:
     settings = settings.model_copy(update=scraper)
     if "redis_url" not in Settings.model_fields:  # the background backend has no broker
         return settings
-    return settings.model_copy(update={"redis_url": request.getfixturevalue("redis_url")})
+    queues: dict[str, object] = {"redis_url": request.getfixturevalue("redis_url")}
+    if "celery_broker_url" in Settings.model_fields:  # RabbitMQ when the Redis is a cluster
+        queues["celery_broker_url"] = request.getfixturevalue("broker_url")
+    return settings.model_copy(update=queues)
 
 
 @pytest.fixture

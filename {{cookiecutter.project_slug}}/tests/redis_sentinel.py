@@ -6,14 +6,17 @@ URL, `redis+sentinel://h1:p1,h2:p2,h3:p3/<service>/0`, names the group as every 
 of the service takes it. `kill_primary` SIGKILLs the primary and returns once the Sentinels
 have promoted the replica; `pause_replica` freezes the replica (SIGSTOP) so that the primary
 acknowledges writes no replica has.
+
+`uv run python -m tests.redis_sentinel` runs one until SIGTERM or Ctrl-C and prints its URL:
+`TEST_REDIS_URL=<that URL> uv run pytest` runs the suite on it.
 """
 
 import contextlib
 import functools
-import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +32,9 @@ from tests.servers import free_port, require_binary, wait_for_port
 SERVICE = "mymaster"
 QUORUM = 2
 DOWN_AFTER_MS = 1000  # a primary that does not answer this long is down
+# The program's group, for a whole suite: its tests pause Redis (`CLIENT PAUSE`) for a few
+# seconds to stand for a silent server, which must not turn into a failover there.
+SUITE_DOWN_AFTER_MS = 30_000
 FAILOVER_TIMEOUT_MS = 5000
 STARTUP_BOUND = 60.0  # seconds: every wait here is event-driven, this is only its generous bound
 
@@ -66,6 +72,7 @@ class SentinelGroup:
     replica_port: int = field(default_factory=free_port)
     sentinel_ports: list[int] = field(default_factory=lambda: [free_port() for _ in range(3)])
     processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    down_after_ms: int = DOWN_AFTER_MS
 
     @property
     def url(self) -> str:
@@ -92,7 +99,7 @@ class SentinelGroup:
         conf.write_text(
             f"port {port}\nbind 127.0.0.1\ndir {self.workdir}\nloglevel warning\n"
             f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary_port} {QUORUM}\n"
-            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
+            f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}\n"
             f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
         )
         self._spawn(port, [require_binary("redis-server"), str(conf), "--sentinel"])
@@ -184,9 +191,9 @@ class SentinelGroup:
 
 
 @contextlib.contextmanager
-def running_sentinel_group() -> Iterator[SentinelGroup]:
+def running_sentinel_group(down_after_ms: int = DOWN_AFTER_MS) -> Iterator[SentinelGroup]:
     """Run a fresh Sentinel group for the duration of the block."""
-    group = SentinelGroup()
+    group = SentinelGroup(down_after_ms=down_after_ms)
     try:
         group.start()
         yield group
@@ -194,6 +201,11 @@ def running_sentinel_group() -> Iterator[SentinelGroup]:
         group.stop()
 
 
-def sentinel_group_wanted() -> bool:
-    """Whether the suite runs on a Sentinel group of its own (`TEST_REDIS_TOPOLOGY=sentinel`)."""
-    return os.environ.get("TEST_REDIS_TOPOLOGY", "") == "sentinel"
+if __name__ == "__main__":
+    with running_sentinel_group(SUITE_DOWN_AFTER_MS) as served:
+        # Blocked only now: the servers, started above, must not inherit the mask (SIGTERM
+        # would not stop them, and they would outlive this process).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        sys.stdout.write(f"{served.url}\n")
+        sys.stdout.flush()
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})

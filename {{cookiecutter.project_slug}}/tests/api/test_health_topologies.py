@@ -21,13 +21,15 @@ BUDGET = 2.0  # HEALTH_CHECK_TIMEOUT in these tests
 async def app_on(settings: Settings, url: str) -> AsyncIterator[AsyncClient]:
     """An app whose every Redis use (cache, and queue or status store) is at `url`.
 
-    Celery's broker stays on the test's one-node Redis: kombu cannot use a cluster.
+    Celery's broker stays the test's own (its one-node Redis, or RabbitMQ when the suite's
+    Redis is a cluster): kombu cannot use a cluster.
     """
     redis: dict[str, object] = {
         name: url for name in ("cache_url", "redis_url") if name in Settings.model_fields
     }
     if "celery_broker_url" in Settings.model_fields:
-        redis["celery_broker_url"] = settings.redis_url  # type: ignore[attr-defined, unused-ignore]
+        broker = settings.celery_broker_url or settings.redis_url  # type: ignore[attr-defined, unused-ignore]
+        redis["celery_broker_url"] = broker
     # Each probe runs its own round: it sees the fault the test just made, within BUDGET.
     fresh = {"health_check_timeout": BUDGET, "health_check_cache_seconds": 0.0}
     app = create_app(settings.model_copy(update={**redis, **fresh}))

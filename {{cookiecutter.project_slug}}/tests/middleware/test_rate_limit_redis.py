@@ -1,7 +1,8 @@
 """Rate limits over a real Redis: exact across processes, and bounded when Redis fails.
 
-Two real uvicorn processes share one Redis for their counters: a client gets the limit and
-not one request more, whichever process it reaches. A Redis that is down or hung (SIGSTOP)
+Two real uvicorn processes share one Redis for their counters (the suite's: one node, or with
+TEST_REDIS_URL a cluster or a Sentinel group): a client gets the limit and not one request
+more, whichever process it reaches. A Redis that is down or hung (SIGSTOP)
 costs at most one timeout per request until the breaker opens, then nothing: the request is
 served (RATE_LIMIT_FAIL_OPEN=true, counted) or answered 503 with `Retry-After`.
 """
@@ -16,11 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
-from redis.asyncio import Redis
 
 from app.config import Settings
 from app.main import create_app
 from app.state import AppState
+from tests.redis_cluster import admin_client
 from tests.servers import RedisServer
 from tests.uvicorn_servers import Server, running_servers
 
@@ -74,11 +75,11 @@ async def test_two_processes_admit_exactly_the_limit_from_one_client(
         assert refused.headers["ratelimit"].startswith('"default";r=0;t=')
     assert [other.status_code for other in others] == [404, 404]
     assert others[1].headers["ratelimit"].startswith(f'"default";r={LIMIT - 2};')
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    keys = await redis.keys("*")
+    redis = admin_client(redis_url)  # one node, a cluster (every master) or Sentinel's primary
+    keys = [key.decode() async for key in redis.scan_iter()]
     await redis.aclose()
     assert keys
-    assert all(str(key).startswith(f"{settings.cache_prefix}:ratelimit") for key in keys)
+    assert all(key.startswith(f"{settings.cache_prefix}:ratelimit") for key in keys)
 
 
 @pytest.fixture

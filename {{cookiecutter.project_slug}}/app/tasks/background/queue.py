@@ -214,7 +214,14 @@ async def open_task_queue(
     Statuses go where the cache lives: in the Redis of CACHE_URL when it names one (every API
     process sees them; a client of their own, so a busy cache never delays a status), else in
     this process's memory.
+    REDIS_REPLICA_ACKS must be 0: nothing here outlives the process for replicas to confirm.
     """
+    if settings.redis_replica_acks:
+        raise ValueError(
+            "REDIS_REPLICA_ACKS: the background backend runs tasks in the API process, at most"
+            " once, and keeps no queue in Redis for replicas to confirm; set it to 0, or pick"
+            " the celery or redis_queue backend"
+        )
     async with AsyncExitStack() as stack:
         redis: AsyncRedis | None = None
         statuses: MemoryStatusStore | RedisStatusStore

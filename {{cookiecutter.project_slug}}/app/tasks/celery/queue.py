@@ -14,6 +14,7 @@ from redis.typing import EncodableT
 from app.config import Settings
 from app.infrastructure.queue_redis import check_queue_redis, refuse_evicting_redis_at_start
 from app.infrastructure.redis_client import AsyncRedis, check_redis, redis_client
+from app.infrastructure.replication import ReplicaAcks
 from app.observability.metrics import Metrics
 from app.tasks.celery.backlog import Backlog
 from app.tasks.celery.publish import Publisher
@@ -26,7 +27,7 @@ from app.tasks.definitions import registry
 from app.tasks.finished_counts import FinishedCounts
 from app.tasks.queue import BrokerUnavailableError, DeadLetter, unavailable_as
 from app.tasks.quotas import ADMIT, RedisQuota
-from app.tasks.status import RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.tracing import traced_enqueue
 {%- endif %}
@@ -64,6 +65,8 @@ class CeleryTaskQueue:
         self._save_queued = redis.register_script(ADMIT)
         self.tasks = registry.accepted(settings.task_demo_tasks)  # what clients may enqueue
         self._backlog = Backlog(settings.task_max_backlog)
+        self._acks = ReplicaAcks(settings.redis_replica_acks, settings.redis_replica_ack_timeout)
+        self._replication_probe = tasks_key(settings.cache_prefix, "replication-probe")
 
 {% if cookiecutter.use_opentelemetry == "yes" %}    @traced_enqueue
 {% endif %}    async def enqueue(
@@ -78,7 +81,9 @@ class CeleryTaskQueue:
         If the status store fails at that moment too, the process keeps trying for a minute.
         Raises BacklogFullError when TASK_MAX_BACKLOG tasks wait already, InFlightLimitError
         when `client` has TASK_MAX_IN_FLIGHT_PER_CLIENT tasks in flight: either way writing
-        nothing. A task not sent frees its slot with its `failed` status.
+        nothing. A task not sent frees its slot with its `failed` status. With
+        REDIS_REPLICA_ACKS the `queued` status must reach that many replicas before the
+        publish: short of them the task is not sent (`failed`, as above) and the 503 raised.
         """
         parsed = self.tasks.validate(name, payload).model_dump(mode="json")
         status = TaskStatus(id=uuid.uuid4().hex, name=name, client=client)
@@ -88,8 +93,19 @@ class CeleryTaskQueue:
         async with self._admit(name, parsed):
             with unavailable_as("task status store"):
                 await self.quota.admit(client, lambda: self._save_queued(keys=keys, args=args))
+            await self._confirm_queued(status)
             await self._publish(status, parsed)
         return status
+
+    async def _confirm_queued(self, status: TaskStatus) -> None:
+        """Wait for REDIS_REPLICA_ACKS replicas to have `status`; short of them (or with
+        Redis gone) end it `failed` and raise a 503 error: no message is published whose
+        status a failover could lose, and no `queued` status stays without a message."""
+        try:
+            await self._acks.confirm(self._redis, self._replication_probe)
+        except (RedisError, OSError) as exc:
+            await self._mark_unsent(status, exc)
+            raise BrokerUnavailableError(f"task status not replicated: {exc}") from exc
 
     @asynccontextmanager
     async def _admit(self, name: str, payload: dict[str, Any]) -> AsyncIterator[None]:
@@ -174,7 +190,8 @@ class CeleryTaskQueue:
 
         The letter is taken and its `queued` status written in one transaction, so two
         requeues cannot both send it; the message is published after. If that publish fails,
-        the status ends `failed` ("not sent") and the letter is kept again for another try.
+        the status ends `failed` ("not sent") and the letter is kept again for another try,
+        as when REDIS_REPLICA_ACKS replicas do not confirm the `queued` status first.
         Admitted under TASK_MAX_BACKLOG as `enqueue` admits a task.
         """
         with unavailable_as("task status store"):
@@ -194,6 +211,7 @@ class CeleryTaskQueue:
                 lambda _pipe, _status, payload: taken.append(payload),
             )
         try:
+            await self._confirm_queued(status)
             await self._publish(status, taken[-1])
         except BrokerUnavailableError as exc:
             letter = DeadLetter(
@@ -236,7 +254,7 @@ async def open_task_queue(settings: Settings) -> AsyncIterator[CeleryTaskQueue]:
     redis = redis_client(
         settings.redis_url,
         max_connections=settings.cache_max_connections,
-        timeout=1.0,
+        timeout=1.0 + settings.redis_replica_ack_timeout / 1000,  # a WAIT lasts that long
         sentinel_password=settings.redis_sentinel_password,
     )
     broker = celery.conf.broker_url.partition("://")[0]

@@ -16,6 +16,7 @@ from collections.abc import Coroutine, Mapping
 from typing import Any, TypeVar, cast
 
 from celery import bootsteps
+from celery.exceptions import Reject
 from celery.worker import state
 from celery.worker.consumer import Consumer
 
@@ -23,6 +24,7 @@ from app.config import Settings
 from app.infrastructure.cache import cache_from_url
 from app.infrastructure.database import create_engine, create_session_factory
 from app.infrastructure.redis_client import AsyncRedis, redis_client
+from app.infrastructure.replication import NotReplicatedError, ReplicaAcks
 from app.observability.metrics import Metrics
 from app.tasks.attempts import TaskAttempts
 {%- if cookiecutter.use_opentelemetry == "yes" %}
@@ -34,7 +36,7 @@ from app.tasks.finished_counts import FinishedCounts
 from app.tasks.origin import NO_ORIGIN
 from app.tasks.queue import DeadLetter
 from app.tasks.services import TaskServices, build_task_services
-from app.tasks.status import RedisStatusStore, TaskStatus
+from app.tasks.status import RedisStatusStore, TaskStatus, tasks_key
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,10 @@ class TaskRunner:
     Attempts are counted in the stored status, not by Celery, so an attempt cut short by a
     lost worker process counts as well. A message delivered again after its task reached a
     final status is acknowledged without running the task again. A task that fails for good
-    is kept in the dead letters, as in the `redis_queue` backend.
+    is kept in the dead letters, as in the `redis_queue` backend. With REDIS_REPLICA_ACKS
+    the message is acknowledged only once that many replicas have its final status (and dead
+    letter); short of them it goes back to the queue (`Reject`), and its next delivery finds
+    that status (confirmed again) or, if a failover lost it, runs the task again.
     """
 
     def __init__(
@@ -71,6 +76,8 @@ class TaskRunner:
         self.dead = DeadLetterStore(
             redis, settings.cache_prefix, settings.task_dead_letter_limit, registry.names()
         )
+        self.acks = ReplicaAcks(settings.redis_replica_acks, settings.redis_replica_ack_timeout)
+        self._probe = tasks_key(settings.cache_prefix, "replication-probe")
 
     async def attempt(
         self,
@@ -85,18 +92,39 @@ class TaskRunner:
         """
         claim = self.attempts.claim(await self.statuses.load(task_id), task_id, name)
         if claim.kind == "finished":
+            await self._confirm_final(claim.status)
             return claim.status.result
         status = claim.status
         if claim.kind == "run":
-            await self.statuses.save(status)
+            await self._save(status)
             status = await self.attempts.attempt(status, payload, origin)
         if status.status == "retrying":
-            await self.statuses.save(status)
+            await self._save(status)
             raise AttemptFailedError(status.error)
         await self._finish(status, payload)
+        await self._confirm_final(status)
         if status.status == "failed":
             raise TaskFailedError(status.error)
         return status.result
+
+    async def _save(self, status: TaskStatus) -> None:
+        """Store a `running` or `retrying` status and wait for the replicas; short of them,
+        log it and go on: the message is still held, so a failover that loses the status
+        loses no task (its next delivery counts one attempt more)."""
+        await self.statuses.save(status)
+        try:
+            await self.acks.confirm(self._redis, self._probe)
+        except NotReplicatedError as exc:
+            logger.warning("task %s %s not confirmed: %s", status.id, status.status, exc)
+
+    async def _confirm_final(self, status: TaskStatus) -> None:
+        """Wait for the replicas to have the final `status`; short of them, give the message
+        back to the queue (it must not be acknowledged for a status a failover could lose)."""
+        try:
+            await self.acks.confirm(self._redis, self._probe)
+        except NotReplicatedError as exc:
+            what = f"task {status.id} {status.status} not confirmed by the replicas: {exc}"
+            raise Reject(what, requeue=True) from exc
 
     async def _finish(self, status: TaskStatus, payload: Any) -> None:
         """Write a final status and count it (and keep a failed task's dead letter), at once."""
@@ -121,7 +149,7 @@ class WorkerProcess:
         self._redis = redis_client(
             settings.redis_url,
             max_connections=settings.cache_max_connections,
-            timeout=5.0,
+            timeout=5.0 + settings.redis_replica_ack_timeout / 1000,  # a WAIT lasts that long
             sentinel_password=settings.redis_sentinel_password,
         )
         self._cache = cache_from_url(settings.cache_url, settings=settings, metrics=Metrics())

@@ -31,6 +31,13 @@ async def capped_client(settings: Settings) -> AsyncIterator[AsyncClient]:
         yield http
 
 
+async def test_replica_acks_stop_the_start_with_the_in_process_runner(settings: Settings) -> None:
+    app = create_app(settings.model_copy(update={"redis_replica_acks": 1}))
+    with pytest.raises(ValueError, match="REDIS_REPLICA_ACKS: the background backend"):
+        async with app.router.lifespan_context(app):
+            pass
+
+
 async def test_at_most_task_concurrency_tasks_run_at_once(capped_client: AsyncClient) -> None:
     # Four 1.5 s tasks, two at a time: while the first two run together, the others wait
     # their turn. No bound on the elapsed time, which a busy machine stretches.

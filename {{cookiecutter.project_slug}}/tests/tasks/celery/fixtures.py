@@ -17,6 +17,7 @@ import pytest
 from kombu import Connection
 
 from app.config import Settings
+from app.redis_urls import parse_redis_url
 from tests.rabbitmq_server import RabbitMQServer, running_rabbitmq
 from tests.tasks.helpers import settings_env
 
@@ -142,9 +143,11 @@ def rabbitmq_server() -> Iterator[RabbitMQServer | str]:
 
 
 @pytest.fixture
-def broker(request: pytest.FixtureRequest) -> str:
-    """The broker of the test: `redis` unless parametrized (indirectly) with `rabbitmq`."""
-    return str(getattr(request, "param", "redis"))
+def broker(request: pytest.FixtureRequest, redis_server: str) -> str:
+    """The broker of the test: `redis` unless parametrized (indirectly) with `rabbitmq`, or
+    the suite's Redis is a cluster (`TEST_REDIS_URL`), which kombu cannot use: `rabbitmq`."""
+    on_a_cluster = parse_redis_url(redis_server).topology == "cluster"
+    return str(getattr(request, "param", "rabbitmq" if on_a_cluster else "redis"))
 
 
 @pytest.fixture

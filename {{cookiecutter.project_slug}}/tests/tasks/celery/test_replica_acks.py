@@ -1,0 +1,101 @@
+"""REDIS_REPLICA_ACKS for Celery: a 202 means the replicas have the `queued` status, and a
+message is acknowledged only once they have its final one. Against a real primary and
+replica (the Sentinel group's), the broker on the same primary."""
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from app.config import Settings
+from app.tasks.status import status_key
+from tests.redis_sentinel import SentinelGroup, running_sentinel_group
+from tests.tasks.celery.fixtures import CeleryProcesses
+from tests.tasks.helpers import enqueue, serve, wait_final, wait_status
+
+HELD = 1.0  # seconds the replica stays frozen while a worker would acknowledge the message
+
+
+@pytest.fixture(scope="module")
+def group() -> Iterator[SentinelGroup]:
+    """A primary, its replica and three Sentinels for this module's tests."""
+    with running_sentinel_group() as sentinel_group:
+        yield sentinel_group
+
+
+@pytest.fixture
+async def settings(settings: Settings, group: SentinelGroup) -> Settings:
+    """Statuses and broker on the group's primary (emptied first), one replica to confirm."""
+    primary = group.direct_url(group.primary_port)
+    redis = Redis.from_url(primary)
+    await redis.flushdb()
+    await redis.aclose()
+    update = {"redis_url": primary, "celery_broker_url": None, "redis_replica_acks": 1}
+    return settings.model_copy(update=update)
+
+
+async def _messages(url: str) -> int:
+    """Messages kombu's Redis transport holds: waiting in the queue or delivered, unacked."""
+    async with Redis.from_url(url) as redis:
+        return int(await redis.llen("celery")) + int(await redis.hlen("unacked"))
+
+
+async def test_an_enqueue_no_replica_confirms_is_a_503_that_sends_nothing(
+    settings: Settings, group: SentinelGroup, celery_processes: CeleryProcesses
+) -> None:
+    await celery_processes.worker()
+    async with serve(settings) as client:
+        with group.paused_replica():
+            refused = await client.post(
+                "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}}
+            )
+            sent = await _messages(settings.redis_url)
+        assert refused.status_code == 503, refused.text
+        assert int(refused.headers["Retry-After"]) >= 1
+        assert sent == 0
+        async with Redis.from_url(settings.redis_url) as redis:
+            keys = [key async for key in redis.scan_iter(status_key(settings.cache_prefix, "*"))]
+            left = [await redis.get(key) for key in keys]
+        assert all(b'"status":"failed"' in raw and b"not sent" in raw for raw in left if raw)
+        # The replica back: the next enqueue is confirmed and a real worker runs it.
+        task_id = await enqueue(client, "add", {"a": 2, "b": 3})
+        assert (await wait_final(client, task_id))["result"] == 5
+
+
+async def test_a_message_is_acknowledged_only_once_the_replicas_have_its_final_status(
+    settings: Settings, group: SentinelGroup, celery_processes: CeleryProcesses
+) -> None:
+    await celery_processes.worker()
+    async with serve(settings) as client:
+        task_id = await enqueue(client, "sleep", {"seconds": 0.5})
+        await wait_status(client, [task_id], "running")
+        with group.paused_replica():
+            await wait_final(client, task_id)  # the primary has it, the replica not
+            await asyncio.sleep(HELD)
+            held = await _messages(settings.redis_url)
+        assert held == 1  # given back to the queue, not acknowledged
+        body = await wait_final(client, task_id)
+        deadline = asyncio.get_running_loop().time() + 30
+        while await _messages(settings.redis_url):  # confirmed now: acknowledged
+            assert asyncio.get_running_loop().time() < deadline, "the message was never acked"
+            await asyncio.sleep(0.05)
+    assert body["status"] == "succeeded"
+
+
+async def test_a_requeue_no_replica_confirms_is_a_503_that_keeps_the_dead_letter(
+    settings: Settings, group: SentinelGroup, celery_processes: CeleryProcesses
+) -> None:
+    await celery_processes.worker()
+    async with serve(settings) as client:
+        task_id = await enqueue(client, "flaky", {"fail_times": 3})
+        assert (await wait_final(client, task_id))["dead_lettered"]
+        requeue = f"/api/v1/tasks/dead-letters/{task_id}/requeue"
+        with group.paused_replica():
+            refused = await client.post(requeue)
+            sent = await _messages(settings.redis_url)
+        assert refused.status_code == 503, refused.text
+        assert sent == 0
+        letters = (await client.get("/api/v1/tasks/dead-letters")).json()
+        assert [letter["id"] for letter in letters] == [task_id]
+        assert (await client.post(requeue)).status_code == 202
