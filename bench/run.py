@@ -24,7 +24,17 @@ from harness import machine, report
 from harness.context import BENCH, Bench, Sizes
 from harness.procs import RedisServer, processes
 from harness.results import Row
-from harness.sections import decorator, http, invalidation, stampede, tasks, template, tracing, visibility
+from harness.sections import (
+    decorator,
+    http,
+    invalidation,
+    stampede,
+    tasks,
+    template,
+    topologies,
+    tracing,
+    visibility,
+)
 
 SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "http": http.run,
@@ -34,6 +44,7 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "tasks": tasks.run,
     "tracing": tracing.run,
     "visibility": visibility.run,
+    "topologies": topologies.run,
     "template": template.run,
 }
 COMMAND = "uv run --project bench python bench/run.py"
