@@ -28,6 +28,7 @@ from harness.sections import (
     decorator,
     http,
     invalidation,
+    rate_limit,
     stampede,
     tasks,
     template,
@@ -45,6 +46,7 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "tracing": tracing.run,
     "visibility": visibility.run,
     "topologies": topologies.run,
+    "rate_limit": rate_limit.run,
     "template": template.run,
 }
 COMMAND = "uv run --project bench python bench/run.py"
