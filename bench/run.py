@@ -28,6 +28,7 @@ from harness.sections import (
     decorator,
     http,
     invalidation,
+    key_flood,
     rate_limit,
     stampede,
     tasks,
@@ -47,6 +48,7 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "visibility": visibility.run,
     "topologies": topologies.run,
     "rate_limit": rate_limit.run,
+    "key_flood": key_flood.run,
     "template": template.run,
 }
 COMMAND = "uv run --project bench python bench/run.py"
