@@ -30,6 +30,7 @@ from harness.sections import (
     invalidation,
     key_flood,
     rate_limit,
+    scrape_flood,
     stampede,
     tasks,
     template,
@@ -49,6 +50,7 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "topologies": topologies.run,
     "rate_limit": rate_limit.run,
     "key_flood": key_flood.run,
+    "scrape_flood": scrape_flood.run,
     "template": template.run,
 }
 COMMAND = "uv run --project bench python bench/run.py"
