@@ -34,6 +34,7 @@ from harness.sections import (
     stampede,
     tasks,
     template,
+    token_auth,
     topologies,
     tracing,
     visibility,
@@ -51,6 +52,7 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "rate_limit": rate_limit.run,
     "key_flood": key_flood.run,
     "scrape_flood": scrape_flood.run,
+    "token_auth": token_auth.run,
     "template": template.run,
 }
 COMMAND = "uv run --project bench python bench/run.py"

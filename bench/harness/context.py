@@ -20,7 +20,10 @@ SCRIPTS = BENCH / "scripts"
 COMPETITORS = ("fastapi-cache2==0.2.2", "jinja2==3.1.6", "cashews==7.6.0", "aiocache==0.12.3", "httpx==0.28.1")
 ARQ = "arq==0.28.0"
 # Services rendered with other answers than the defaults, named like a backend where one is asked for.
-VARIANTS = {"redis_queue-no-otel": {"task_backend": "redis_queue", "use_opentelemetry": "no"}}
+VARIANTS = {
+    "redis_queue-no-otel": {"task_backend": "redis_queue", "use_opentelemetry": "no"},
+    "redis_queue-oidc": {"task_backend": "redis_queue", "auth": "oidc"},
+}
 
 
 @dataclass(frozen=True)
