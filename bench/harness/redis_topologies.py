@@ -47,9 +47,3 @@ def start(bench: Bench, kind: str) -> Topology:
     argv = [bench.python("redis_queue"), str(SCRIPTS / "redis_topology.py"), kind]
     process = bench.procs.spawn(name, argv, cwd=project, env={"PYTHONPATH": str(project)})
     return Topology(kind, process, log, offset)
-
-
-def urls(bench: Bench) -> dict[str, str]:
-    """One node (the bench's Redis), a Cluster and a Sentinel group, started side by side."""
-    started = [start(bench, kind) for kind in ("cluster", "sentinel")]
-    return {"one node": bench.redis.url, **{t.kind: t.url() for t in started}}

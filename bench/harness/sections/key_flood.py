@@ -67,10 +67,10 @@ def run(bench: Bench) -> list[Row]:
             "CACHE_LOCAL_MAX_BYTES",
         ),
     }
-    bases = {
-        name: bench.serve(f"uvicorn-flood-{i}", python, "app.main:app", "redis_queue", e)
-        for i, (name, (e, _)) in enumerate(servers.items())
-    }
+    specs = [
+        (f"uvicorn-flood-{i}", python, "app.main:app", "redis_queue", e) for i, (e, _) in enumerate(servers.values())
+    ]
+    bases = dict(zip(servers, bench.serve_many(specs), strict=True))
     with httpx.Client(base_url=bases["memory://"], timeout=10) as client:
         ids = [client.post("/api/v1/items", json=ITEM).raise_for_status().json()["id"] for _ in range(items)]
     rows = []

@@ -42,19 +42,30 @@ def _limiter_errors(base: str) -> float:
 def run(bench: Bench) -> list[Row]:
     """Response-cache HIT and @cached HIT, limiter on vs off, on one node and on a Cluster."""
     cluster = redis_topologies.start(bench, "cluster")
+    database = bench.service_env("redis_queue", "bench-rl")
+    bench.migrate("redis_queue", database)  # while the cluster starts
     urls = {"one node": bench.redis.url, "cluster": cluster.url()}
     python = bench.python("redis_queue")
-    servers: dict[tuple[str, bool], str] = {}
-    items = {}
+    specs, keys = [], []
     for kind, url in urls.items():
+        slug = kind.replace(" ", "-")
         env = bench.service_env(
-            "redis_queue", f"bench-rl-{kind.replace(' ', '-')}", CACHE_URL=url, REDIS_URL=url, RATE_LIMIT_DEFAULT=LIMIT
+            "redis_queue",
+            f"bench-rl-{slug}",
+            CACHE_URL=url,
+            REDIS_URL=url,
+            DATABASE_URL=database["DATABASE_URL"],
+            RATE_LIMIT_DEFAULT=LIMIT,
         )
-        bench.migrate("redis_queue", env)
         for enabled in (True, False):
-            name = f"uvicorn-rl-{kind.replace(' ', '-')}-{'on' if enabled else 'off'}"
             server_env = {**env, "RATE_LIMIT_ENABLED": str(enabled).lower()}
-            servers[kind, enabled] = bench.serve(name, python, "app.main:app", "redis_queue", server_env)
+            specs.append(
+                (f"uvicorn-rl-{slug}-{'on' if enabled else 'off'}", python, "app.main:app", "redis_queue", server_env)
+            )
+            keys.append((kind, enabled))
+    servers = dict(zip(keys, bench.serve_many(specs), strict=True))
+    items = {}
+    for kind in urls:
         items[kind] = f"/api/v1/items/{_seed(servers[kind, True])}"
         for enabled in (True, False):
             _warm(servers[kind, enabled], items[kind], expect_hit=True)

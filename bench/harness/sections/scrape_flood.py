@@ -66,12 +66,11 @@ def run(bench: Bench) -> list[Row]:
     env = bench.service_env("redis_queue", "bench-scrape")
     bench.migrate("redis_queue", env)
     python = bench.python("redis_queue")
-    servers = {
-        label: bench.serve(
-            f"uvicorn-scrape-{value}", python, "app.main:app", "redis_queue", {**env, "METRICS_RENDER_INTERVAL": value}
-        )
-        for label, value in INTERVALS.items()
-    }
+    specs = [
+        (f"uvicorn-scrape-{value}", python, "app.main:app", "redis_queue", {**env, "METRICS_RENDER_INTERVAL": value})
+        for value in INTERVALS.values()
+    ]
+    servers = dict(zip(INTERVALS, bench.serve_many(specs), strict=True))
     item = f"/api/v1/items/{_seed(next(iter(servers.values())))}"
     for base in servers.values():
         _warm(base, item, expect_hit=True)

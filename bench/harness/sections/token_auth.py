@@ -43,32 +43,42 @@ def _fetches(bench: Bench, process: "subprocess.Popen[bytes]") -> int:
     return int(json.loads(last)["jwks_fetches"])
 
 
-def _oidc_server(bench: Bench, provider: dict[str, str]) -> tuple[str, str, dict[str, str]]:
-    """The auth=oidc service pointed at the provider; its URL, an item path, the auth header."""
-    env = bench.service_env(OIDC, "bench-oidc", AUTH_ISSUER=provider["issuer"], AUTH_AUDIENCE=provider["audience"])
-    bench.migrate(OIDC, env)
-    base = bench.serve("uvicorn-oidc", bench.python(OIDC), "app.main:app", OIDC, env)
-    auth = {"authorization": f"Bearer {provider['token']}"}
+def _servers(bench: Bench, provider: dict[str, str]) -> tuple[str, str]:
+    """The auth=oidc service pointed at the provider, and the auth=none one; their URLs."""
+    oidc = bench.service_env(OIDC, "bench-oidc", AUTH_ISSUER=provider["issuer"], AUTH_AUDIENCE=provider["audience"])
+    bench.migrate(OIDC, oidc)
+    opened = bench.service_env("redis_queue", "bench-open")
+    bench.migrate("redis_queue", opened)
+    oidc_base, open_base = bench.serve_many(
+        [
+            ("uvicorn-oidc", bench.python(OIDC), "app.main:app", OIDC, oidc),
+            ("uvicorn-open", bench.python("redis_queue"), "app.main:app", "redis_queue", opened),
+        ]
+    )
+    return oidc_base, open_base
+
+
+def _verified_item(base: str, auth: dict[str, str]) -> str:
+    """Seed an item with the token, check that the read refuses no token, warm it with one."""
     with httpx.Client(base_url=base, timeout=10) as client:
         item = f"/api/v1/items/{client.post('/api/v1/items', json=ITEM, headers=auth).raise_for_status().json()['id']}"
         if client.get(item).status_code != 401:
             raise RuntimeError(f"{item}: a request without a token was not refused")
         for _ in range(3):
             client.get(item, headers=auth).raise_for_status()
-    return base, item, auth
+    return item
 
 
 def run(bench: Bench) -> list[Row]:
     """wrk on the @cached read: with a valid bearer token (verified each request) and open."""
     process, provider = _provider(bench)
-    oidc_base, oidc_item, auth = _oidc_server(bench, provider)
+    oidc_base, open_base = _servers(bench, provider)
+    auth = {"authorization": f"Bearer {provider['token']}"}
+    oidc_item = _verified_item(oidc_base, auth)
     token_script = bench.out / "bearer_no_store.lua"
     token_script.write_text(
         f'wrk.headers["Authorization"] = "{auth["authorization"]}"\nwrk.headers["Cache-Control"] = "no-store"\n'
     )
-    env = bench.service_env("redis_queue", "bench-open")
-    bench.migrate("redis_queue", env)
-    open_base = bench.serve("uvicorn-open", bench.python("redis_queue"), "app.main:app", "redis_queue", env)
     open_item = f"/api/v1/items/{_seed(open_base)}"
     _warm(open_base, open_item, expect_hit=True)
     systems = {

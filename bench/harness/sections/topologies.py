@@ -25,39 +25,57 @@ ROUTES: dict[str, tuple[str, Path | None]] = {
 PACED_CLIENTS = 50
 PACED_RATE = 4.0  # requests/s per client: 200 req/s in all, as in section 6
 INVALIDATIONS = 200  # calls per repeat
-ACKS = "REDIS_REPLICA_ACKS=1"
+ACKS_SETTING = "REDIS_REPLICA_ACKS"
+ACKS = f"sentinel, {ACKS_SETTING}=1"
 
 
-def _slug(kind: str) -> str:
-    return kind.replace(" ", "-")
+def _routes(bench: Bench) -> dict[str, tuple[str, Path | None]]:
+    """Every route in a full run; `--quick` leaves out the tier-off pair (the same code path)."""
+    return {label: spec for label, spec in ROUTES.items() if not (bench.quick and spec[0] == "off")}
 
 
-def _api(bench: Bench, kind: str, url: str, *, tier_off: bool = True, **extra: str) -> dict[str, str]:
-    """One topology's service on a prefix of its own: its database, a worker, an API with the
-    tier on and (`tier_off`) one with it off; `env` is the environment, as JSON."""
-    slug = _slug(kind) + "".join(f"-{name.lower()}-{value}" for name, value in extra.items())
-    env = bench.service_env("redis_queue", f"bench-topo-{slug}", CACHE_URL=url, REDIS_URL=url, **extra)
-    bench.migrate("redis_queue", env)
-    _start_worker(bench, "redis_queue", env, f"redis_queue-worker-topo-{slug}")
+def _services(bench: Bench, urls: dict[str, str]) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """Per topology, on a prefix of its own over one database: a worker, an API with the tier on
+    and one with it off; and on Sentinel, a worker and an API with ACKS=1. Each service's `env`
+    is its environment as JSON."""
+    database = bench.service_env("redis_queue", "bench-topo")["DATABASE_URL"]
+    envs = {}
+    for name, url, extra in [
+        *((kind, url, {}) for kind, url in urls.items()),
+        (ACKS, urls["sentinel"], {ACKS_SETTING: "1"}),
+    ]:
+        slug = name.replace(" ", "-").replace("=", "-").lower()
+        env = bench.service_env(
+            "redis_queue", f"bench-topo-{slug}", CACHE_URL=url, REDIS_URL=url, DATABASE_URL=database, **extra
+        )
+        envs[name] = (slug, env)
     python = bench.python("redis_queue")
-    apis = {"env": json.dumps(env)}
-    apis["on"] = bench.serve(f"uvicorn-topo-{slug}", python, "app.main:app", "redis_queue", env)
-    if tier_off:
-        off = {**env, "CACHE_LOCAL_MAX_ENTRIES": "0"}  # the same data: only the tier differs
-        apis["off"] = bench.serve(f"uvicorn-topo-{slug}-tier-off", python, "app.main:app", "redis_queue", off)
-    return apis
+    specs = []
+    for name, (slug, env) in envs.items():
+        _start_worker(bench, "redis_queue", env, f"redis_queue-worker-topo-{slug}")
+        specs.append((name, "on", (f"uvicorn-topo-{slug}", python, "app.main:app", "redis_queue", env)))
+        if name != ACKS and any(which == "off" for which, _ in _routes(bench).values()):
+            off = {**env, "CACHE_LOCAL_MAX_ENTRIES": "0"}  # the same data: only the tier differs
+            specs.append((name, "off", (f"uvicorn-topo-{slug}-tier-off", python, "app.main:app", "redis_queue", off)))
+    services: dict[str, dict[str, str]] = {name: {"env": json.dumps(env)} for name, (_, env) in envs.items()}
+    for (name, which, _), base in zip(specs, bench.serve_many([spec for _, _, spec in specs]), strict=True):
+        services[name][which] = base
+    acks = services.pop(ACKS)
+    return services, acks
 
 
 def run(bench: Bench) -> list[Row]:
     """HITs, invalidation, enqueue p99 and task throughput per topology; ratios to one node."""
-    urls = redis_topologies.urls(bench)
-    services = {kind: _api(bench, kind, url) for kind, url in urls.items()}
-    acks = _api(bench, "sentinel", urls["sentinel"], tier_off=False, REDIS_REPLICA_ACKS="1")
+    started = [redis_topologies.start(bench, kind) for kind in ("cluster", "sentinel")]
+    bench.migrate("redis_queue", bench.service_env("redis_queue", "bench-topo"))  # while they start
+    urls = {BASELINE: bench.redis.url, **{topology.kind: topology.url() for topology in started}}
+    services, acks = _services(bench, urls)
     items = {}
     for kind, apis in services.items():
         items[kind] = f"/api/v1/items/{_seed(apis['on'])}"
-        _warm(apis["on"], items[kind], expect_hit=True)
-        _warm(apis["off"], items[kind], expect_hit=True)
+        for which in ("on", "off"):
+            if which in apis:
+                _warm(apis[which], items[kind], expect_hit=True)
     rows = _hits(bench, services, items)
     rows += _invalidation(bench, services)
     rows += _enqueue(bench, services, acks)
@@ -67,16 +85,17 @@ def run(bench: Bench) -> list[Row]:
 
 def _hits(bench: Bench, services: dict[str, dict[str, str]], items: dict[str, str]) -> list[Row]:
     sizes = bench.sizes
-    results: dict[tuple[str, str], list[WrkResult]] = {(r, k): [] for r in ROUTES for k in services}
+    routes = _routes(bench)
+    results: dict[tuple[str, str], list[WrkResult]] = {(r, k): [] for r in routes for k in services}
     for _ in range(sizes.wrk_repeats):  # interleaved, so drifting load hits every topology alike
-        for route, (which, script) in ROUTES.items():
+        for route, (which, script) in routes.items():
             for kind, apis in services.items():
                 url = apis[which] + items[kind]
                 results[route, kind].append(
                     run_wrk(url, seconds=sizes.wrk_seconds, connections=sizes.wrk_connections, script=script)
                 )
     rows = []
-    for route in ROUTES:
+    for route in routes:
         for kind in services:
             runs = results[route, kind]
             failures = sum(r.non_2xx + r.errors for r in runs)
@@ -96,7 +115,7 @@ def _hits(bench: Bench, services: dict[str, dict[str, str]], items: dict[str, st
 
 
 def _invalidation(bench: Bench, services: dict[str, dict[str, str]]) -> list[Row]:
-    repeats = bench.sizes.invalidation_repeats
+    repeats = 1 if bench.quick else bench.sizes.invalidation_repeats
     samples: dict[str, list[float]] = {kind: [] for kind in services}
     for _ in range(repeats):
         for kind, apis in services.items():
@@ -128,7 +147,7 @@ def _invalidation(bench: Bench, services: dict[str, dict[str, str]]) -> list[Row
 
 
 def _paced(bench: Bench, api: str) -> dict[str, float]:
-    seconds = str(bench.sizes.wrk_seconds * 2)
+    seconds = str(bench.sizes.wrk_seconds * (1 if bench.quick else 2))
     args = (f"{api}/api/v1/tasks", str(PACED_CLIENTS), str(PACED_RATE), seconds)
     out = bench.run_script(bench.python("redis_queue"), "paced_load.py", "redis_queue", {}, *args)
     return json.loads(out)
@@ -136,7 +155,7 @@ def _paced(bench: Bench, api: str) -> dict[str, float]:
 
 def _enqueue(bench: Bench, services: dict[str, dict[str, str]], acks: dict[str, str]) -> list[Row]:
     """Open-loop POST /api/v1/tasks at 200 req/s per topology, and on Sentinel with ACKS=1."""
-    targets = {**{kind: apis["on"] for kind, apis in services.items()}, f"sentinel, {ACKS}": acks["on"]}
+    targets = {**{kind: apis["on"] for kind, apis in services.items()}, ACKS: acks["on"]}
     found: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
     for _ in range(bench.sizes.wrk_repeats):
         for name, api in targets.items():
