@@ -26,6 +26,7 @@ from harness.procs import RedisServer, processes
 from harness.results import Row
 from harness.sections import (
     decorator,
+    failover,
     http,
     invalidation,
     key_flood,
@@ -53,6 +54,7 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "key_flood": key_flood.run,
     "scrape_flood": scrape_flood.run,
     "token_auth": token_auth.run,
+    "failover": failover.run,
     "template": template.run,
 }
 COMMAND = "uv run --project bench python bench/run.py"
