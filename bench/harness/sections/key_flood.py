@@ -24,7 +24,7 @@ CONCURRENCY = 8
 
 def _sizes(bench: Bench) -> tuple[int, int, int, int]:
     """Items seeded, flood requests, the cache's byte bound (MiB), Redis maxmemory (MiB)."""
-    return (150, 400, 4, 8) if bench.quick else (300, 4000, 16, 32)
+    return (120, 200, 2, 8) if bench.quick else (300, 4000, 16, 32)
 
 
 def _rss(process: "subprocess.Popen[bytes]") -> int:

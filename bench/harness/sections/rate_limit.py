@@ -66,13 +66,18 @@ def _limiter_errors(base: str) -> float:
     return sum(float(value) for value in ERRORS.findall(scrape.text))
 
 
+def _configs(bench: Bench) -> tuple[tuple[str, str, str, bool], ...]:
+    """Every config in a full run; `--quick` leaves out the one-client one."""
+    return CONFIGS[:2] if bench.quick else CONFIGS
+
+
 def _servers(bench: Bench, urls: dict[str, str]) -> dict[tuple[str, str], str]:
     """A server per (topology, config) over one database; their URLs."""
     python = bench.python("redis_queue")
     database = bench.service_env("redis_queue", "bench-rl")["DATABASE_URL"]
     specs, keys = [], []
     for kind, url in urls.items():
-        for n, (label, enabled, limit, _) in enumerate(CONFIGS):
+        for n, (label, enabled, limit, _) in enumerate(_configs(bench)):
             slug = f"{kind.replace(' ', '-')}-{n}"
             env = bench.service_env(
                 "redis_queue",
@@ -97,7 +102,7 @@ def run(bench: Bench) -> list[Row]:
     items = {}
     for kind in urls:
         items[kind] = f"/api/v1/items/{_seed(servers[kind, CONFIGS[0][0]])}"
-        for label, enabled, _, _ in CONFIGS:
+        for label, enabled, _, _ in _configs(bench):
             _warm(servers[kind, label], items[kind], expect_hit=True)
             if enabled == "true":
                 _limited(servers[kind, label], items[kind])
@@ -121,7 +126,7 @@ def run(bench: Bench) -> list[Row]:
     for route in ROUTES:
         for kind in urls:
             off = results[route, kind, CONFIGS[0][0]]
-            for label, enabled, _, _ in CONFIGS:
+            for label, enabled, _, _ in _configs(bench):
                 runs = results[route, kind, label]
                 refused = sum(r.non_2xx + r.errors for r in runs)
                 detail = (
