@@ -24,7 +24,22 @@ from harness import machine, report
 from harness.context import BENCH, Bench, Sizes
 from harness.procs import RedisServer, processes
 from harness.results import Row
-from harness.sections import decorator, http, invalidation, stampede, tasks, template, tracing, visibility
+from harness.sections import (
+    decorator,
+    failover,
+    http,
+    invalidation,
+    key_flood,
+    rate_limit,
+    scrape_flood,
+    stampede,
+    tasks,
+    template,
+    token_auth,
+    topologies,
+    tracing,
+    visibility,
+)
 
 SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "http": http.run,
@@ -34,6 +49,12 @@ SECTIONS: dict[str, Callable[[Bench], list[Row]]] = {
     "tasks": tasks.run,
     "tracing": tracing.run,
     "visibility": visibility.run,
+    "topologies": topologies.run,
+    "rate_limit": rate_limit.run,
+    "key_flood": key_flood.run,
+    "scrape_flood": scrape_flood.run,
+    "token_auth": token_auth.run,
+    "failover": failover.run,
     "template": template.run,
 }
 COMMAND = "uv run --project bench python bench/run.py"

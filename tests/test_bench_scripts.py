@@ -29,28 +29,42 @@ def _top_level_names(module: Path) -> set[str]:
     return names
 
 
-def _app_imports(script: Path) -> list[tuple[str, str]]:
-    """(module, name) for every `from app... import name` in a bench script."""
+def _imports(script: Path, package: str = "app") -> list[tuple[str, str]]:
+    """(module, name) for every `from <package>... import name` in a bench script."""
     return [
         (node.module, alias.name)
         for node in ast.walk(ast.parse(script.read_text()))
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "app"
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == package
         for alias in node.names
     ]
 
 
+def _missing(project: Path, package: str) -> list[str]:
+    """The bench scripts' `from <package>... import name` that `project` lacks."""
+    missing = []
+    for script in BENCH_SCRIPTS:
+        for module, name in _imports(script, package):
+            path = project / Path(*module.split("."))
+            source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+            if not source.exists() or name not in _top_level_names(source):
+                missing.append(f"{script.name}: from {module} import {name}")
+    return missing
+
+
 def test_the_bench_has_scripts_that_import_the_app() -> None:
-    assert any(_app_imports(script) for script in BENCH_SCRIPTS)
+    assert any(_imports(script) for script in BENCH_SCRIPTS)
 
 
 @pytest.mark.parametrize("task_backend", CHOICES["task_backend"])
 def test_every_bench_import_from_the_app_exists(render: Render, task_backend: str) -> None:
     project = render(task_backend=task_backend, project_slug="my-service")
-    missing = []
-    for script in BENCH_SCRIPTS:
-        for module, name in _app_imports(script):
-            path = project / Path(*module.split("."))
-            source = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-            if not source.exists() or name not in _top_level_names(source):
-                missing.append(f"{script.name}: from {module} import {name}")
+    missing = _missing(project, "app")
     assert not missing, "bench scripts import what the generated app lacks:\n" + "\n".join(missing)
+
+
+def test_every_bench_import_from_the_projects_tests_exists(render: Render) -> None:
+    """Scripts that run the project's test helpers as programs (the Cluster and Sentinel
+    servers, the OpenID provider) find them in the render they run in: redis_queue, auth=oidc."""
+    project = render(task_backend="redis_queue", auth="oidc", project_slug="my-service")
+    missing = _missing(project, "tests")
+    assert not missing, "bench scripts import what the project's tests lack:\n" + "\n".join(missing)

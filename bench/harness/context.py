@@ -2,11 +2,12 @@
 
 import os
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from harness.procs import Processes, RedisServer, free_port, wait_for_port
+from harness.procs import Processes, RedisServer, free_ports, wait_for_port
 from harness.render import environment, export_pins, render, sync
 from harness.results import Row
 
@@ -20,7 +21,10 @@ SCRIPTS = BENCH / "scripts"
 COMPETITORS = ("fastapi-cache2==0.2.2", "jinja2==3.1.6", "cashews==7.6.0", "aiocache==0.12.3", "httpx==0.28.1")
 ARQ = "arq==0.28.0"
 # Services rendered with other answers than the defaults, named like a backend where one is asked for.
-VARIANTS = {"redis_queue-no-otel": {"task_backend": "redis_queue", "use_opentelemetry": "no"}}
+VARIANTS = {
+    "redis_queue-no-otel": {"task_backend": "redis_queue", "use_opentelemetry": "no"},
+    "redis_queue-oidc": {"task_backend": "redis_queue", "auth": "oidc"},
+}
 
 
 @dataclass(frozen=True)
@@ -137,34 +141,24 @@ class Bench:
 
     def serve(self, name: str, python: str, target: str, backend: str, env: dict[str, str]) -> str:
         """Start one uvicorn worker for `target` (module:app); return its base URL."""
-        port = free_port()
-        process = self.procs.spawn(
-            name,
-            [
-                python,
-                "-m",
-                "uvicorn",
-                target,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
-            cwd=self.project(backend),
-            env=env,
-        )
-        try:
-            wait_for_port(port, timeout=60, process=process)
-        except (RuntimeError, TimeoutError) as error:
-            log = (self.procs.log_dir / f"{name}.log").read_text(errors="replace")
-            raise RuntimeError(f"{error}; the end of its log:\n{log[-3000:]}") from error
-        self.servers[name] = process
-        return f"http://127.0.0.1:{port}"
+        return self.serve_many([(name, python, target, backend, env)])[0]
+
+    def serve_many(self, specs: Sequence[tuple[str, str, str, str, dict[str, str]]]) -> list[str]:
+        """Start a uvicorn worker per (name, python, target, backend, env), all at once so that
+        they import in parallel; return their base URLs once each one listens."""
+        started = []
+        for (name, python, target, backend, env), port in zip(specs, free_ports(len(specs)), strict=True):
+            argv = [python, "-m", "uvicorn", target, "--host", "127.0.0.1", "--port", str(port)]
+            argv += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
+            started.append((name, port, self.procs.spawn(name, argv, cwd=self.project(backend), env=env)))
+        for name, port, process in started:
+            try:
+                wait_for_port(port, timeout=120, process=process)
+            except (RuntimeError, TimeoutError) as error:
+                log = (self.procs.log_dir / f"{name}.log").read_text(errors="replace")
+                raise RuntimeError(f"{error}; the end of its log:\n{log[-3000:]}") from error
+            self.servers[name] = process
+        return [f"http://127.0.0.1:{port}" for _, port, _ in started]
 
     @property
     def plot_dir(self) -> Path:

@@ -1,6 +1,7 @@
 """An open-loop load: C clients, each sending one POST every 1/rate s, for a bounded time.
 
-argv: url, clients, requests per second per client, seconds. Loopback only. Prints JSON
+argv: url, clients, requests per second per client, seconds, and optionally GET (default: a
+POST of a no-op task, answered 202; GET expects 200). Loopback only. Prints JSON
 {"p50": ms, "p99": ms, "sent": n, "failed": n}. Unlike wrk (closed loop: each connection sends
 again as soon as it is answered), the offered load here does not rise with the server's speed,
 so latency shows the cost of a request rather than the length of the queue.
@@ -17,11 +18,13 @@ import time
 from urllib.parse import urlsplit
 
 BODY = json.dumps({"name": "add", "payload": {"a": 1, "b": 2}}).encode()
-EXPECTED_STATUS = 202
+EXPECTED_STATUS = {"POST": 202, "GET": 200}
 
 
-def request_bytes(host: str, path: str) -> bytes:
-    """The whole POST, headers and body, as the client writes it."""
+def request_bytes(host: str, path: str, method: str = "POST") -> bytes:
+    """The whole request (a POST with its body, or a GET), as the client writes it."""
+    if method == "GET":
+        return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {len(BODY)}\r\n\r\n"
     )
@@ -48,6 +51,7 @@ async def client(
     host: str,
     port: int,
     request: bytes,
+    expected: int,
     interval: float,
     offset: float,
     until: float,
@@ -62,7 +66,7 @@ async def client(
             started = time.perf_counter()
             try:
                 status = await asyncio.wait_for(exchange(reader, writer, request), timeout=10)
-                if status != EXPECTED_STATUS:
+                if status != expected:
                     failures.append(status)
             except (OSError, TimeoutError, asyncio.IncompleteReadError):
                 failures.append(0)
@@ -77,11 +81,12 @@ async def client(
 
 async def main() -> None:
     url, clients, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+    method = sys.argv[5] if len(sys.argv) > 5 else "POST"
     if not url.startswith("http://127.0.0.1:"):
         raise SystemExit("loopback only")
     parts = urlsplit(url)
     assert parts.hostname is not None and parts.port is not None
-    request = request_bytes(parts.netloc, parts.path)
+    request = request_bytes(parts.netloc, parts.path, method)
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     await exchange(reader, writer, request)  # the server's first request is not timed
     writer.close()
@@ -90,7 +95,17 @@ async def main() -> None:
     until = time.perf_counter() + seconds
     await asyncio.gather(
         *(
-            client(parts.hostname, parts.port, request, 1 / rate, k / rate / clients, until, latencies, failures)
+            client(
+                parts.hostname,
+                parts.port,
+                request,
+                EXPECTED_STATUS[method],
+                1 / rate,
+                k / rate / clients,
+                until,
+                latencies,
+                failures,
+            )
             for k in range(clients)
         )
     )
