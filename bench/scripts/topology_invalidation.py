@@ -12,7 +12,7 @@ import sys
 import time
 
 from app.config import Settings
-from app.core.metrics import Metrics
+from app.observability.metrics import Metrics
 from app.infrastructure.cache import RedisCache, open_cache
 from app.services.invalidation import ResourceCacheInvalidator
 from app.services.items import ITEMS
