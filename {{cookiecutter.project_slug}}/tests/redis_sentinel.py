@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
 from tests.servers import free_port, require_binary, wait_for_port
@@ -209,3 +211,18 @@ if __name__ == "__main__":
         sys.stdout.write(f"{served.url}\n")
         sys.stdout.flush()
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
+
+
+@pytest.fixture(scope="module")
+def group() -> Iterator[SentinelGroup]:
+    """A primary, its replica and three Sentinels for the importing module's tests."""
+    with running_sentinel_group() as sentinel_group:
+        yield sentinel_group
+
+
+async def emptied_primary(group: SentinelGroup) -> str:
+    """The group's primary, addressed directly and emptied: what a test starts from."""
+    primary = group.direct_url(group.primary_port)
+    async with AsyncRedis.from_url(primary) as redis:
+        await redis.flushdb()
+    return primary

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 import redis
 import trustme
 
@@ -138,3 +139,16 @@ def _hold_every_slot(port: int, authorities: Authorities) -> None:
             time.sleep(0.05)
     finally:
         node.close()
+
+
+@pytest.fixture(scope="module")
+def authorities(tmp_path_factory: pytest.TempPathFactory) -> Authorities:
+    """The CA that signed the server's certificate, and one that did not."""
+    return Authorities(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def tls_port(authorities: Authorities) -> Iterator[int]:
+    """A redis-server of the importing module's own, on TLS only."""
+    with running_tls_redis(authorities) as port:
+        yield port

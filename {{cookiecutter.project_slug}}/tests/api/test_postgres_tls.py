@@ -16,15 +16,10 @@ from app.main import create_app
 from tests.conftest import create_database, migrate
 from tests.servers import PostgresServer, running_postgres_server
 from tests.tls_servers import Authorities, running_tls_postgres
+from tests.tls_servers import authorities as authorities
 
 pytestmark = pytest.mark.slow
 TIMEOUT = 1.0  # each database wait, so that a refused connection answers quickly
-
-
-@pytest.fixture(scope="module")
-def authorities(tmp_path_factory: pytest.TempPathFactory) -> Authorities:
-    """The CA that signed the server's certificate, and one that did not."""
-    return Authorities(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ expose it").
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
@@ -18,24 +18,13 @@ from app.main import create_app
 from tests.prometheus_text import parse, value
 from tests.services.reads import NO_RESPONSE_CACHE
 from tests.tls_servers import Authorities, running_tls_redis
+from tests.tls_servers import authorities as authorities
+from tests.tls_servers import tls_port as tls_port
 
 pytestmark = pytest.mark.slow
 BUDGET = 2.0  # HEALTH_CHECK_TIMEOUT in these tests
 ADD = {"name": "add", "payload": {"a": 1, "b": 2}}
 HAS_BROKER = "redis_url" in Settings.model_fields  # background keeps tasks in the cache's store
-
-
-@pytest.fixture(scope="module")
-def authorities(tmp_path_factory: pytest.TempPathFactory) -> Authorities:
-    """The CA that signed the server's certificate, and one that did not."""
-    return Authorities(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_port(authorities: Authorities) -> Iterator[int]:
-    """A redis-server of this module's own, on TLS only."""
-    with running_tls_redis(authorities) as port:
-        yield port
 
 
 @asynccontextmanager

@@ -3,34 +3,24 @@ message is acknowledged only once they have its final one. Against a real primar
 replica (the Sentinel group's), the broker on the same primary."""
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
 from app.tasks.status import status_key
-from tests.redis_sentinel import SentinelGroup, running_sentinel_group
+from tests.redis_sentinel import SentinelGroup, emptied_primary
+from tests.redis_sentinel import group as group
 from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.helpers import enqueue, serve, wait_final, wait_status
 
 HELD = 1.0  # seconds the replica stays frozen while a worker would acknowledge the message
 
 
-@pytest.fixture(scope="module")
-def group() -> Iterator[SentinelGroup]:
-    """A primary, its replica and three Sentinels for this module's tests."""
-    with running_sentinel_group() as sentinel_group:
-        yield sentinel_group
-
-
 @pytest.fixture
 async def settings(settings: Settings, group: SentinelGroup) -> Settings:
     """Statuses and broker on the group's primary (emptied first), one replica to confirm."""
-    primary = group.direct_url(group.primary_port)
-    redis = Redis.from_url(primary)
-    await redis.flushdb()
-    await redis.aclose()
+    primary = await emptied_primary(group)
     update = {"redis_url": primary, "celery_broker_url": None, "redis_replica_acks": 1}
     return settings.model_copy(update=update)
 

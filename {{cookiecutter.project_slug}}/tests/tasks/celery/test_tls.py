@@ -2,30 +2,17 @@
 backend verify the server as the service's own clients do (README "TLS to ... Redis").
 """
 
-from collections.abc import Iterator
-
 import pytest
 
 from app.config import Settings
 from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.helpers import enqueue, serve, wait_final
 from tests.tls_servers import Authorities, running_tls_redis
+from tests.tls_servers import authorities as authorities
+from tests.tls_servers import tls_port as tls_port
 
 pytestmark = pytest.mark.slow
 ADD = {"a": 1, "b": 2}
-
-
-@pytest.fixture(scope="module")
-def authorities(tmp_path_factory: pytest.TempPathFactory) -> Authorities:
-    """The CA that signed the server's certificate, and one that did not."""
-    return Authorities(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def tls_port(authorities: Authorities) -> Iterator[int]:
-    """A redis-server of this module's own, on TLS only."""
-    with running_tls_redis(authorities) as port:
-        yield port
 
 
 async def test_a_worker_runs_a_task_with_broker_and_statuses_over_verified_tls(

@@ -1,33 +1,22 @@
 """REDIS_REPLICA_ACKS: a 202 means the replicas have the task; short of them, a 503 that
 leaves nothing behind. Against a real primary and replica (the Sentinel group's)."""
 
-from collections.abc import Iterator
-
 import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
 from app.tasks.redis_queue.queue import QueueKeys
 from app.tasks.status import status_key
-from tests.redis_sentinel import SentinelGroup, running_sentinel_group
+from tests.redis_sentinel import SentinelGroup, emptied_primary
+from tests.redis_sentinel import group as group
 from tests.tasks.helpers import enqueue, serve, wait_final
 from tests.tasks.redis_queue.fixtures import Workers
-
-
-@pytest.fixture(scope="module")
-def group() -> Iterator[SentinelGroup]:
-    """A primary, its replica and three Sentinels for this module's tests."""
-    with running_sentinel_group() as sentinel_group:
-        yield sentinel_group
 
 
 @pytest.fixture
 async def settings(settings: Settings, group: SentinelGroup) -> Settings:
     """The queue on the group's primary (emptied first), one replica required to confirm."""
-    primary = group.direct_url(group.primary_port)
-    redis = Redis.from_url(primary)
-    await redis.flushdb()
-    await redis.aclose()
+    primary = await emptied_primary(group)
     return settings.model_copy(update={"redis_url": primary, "redis_replica_acks": 1})
 
 
