@@ -4,7 +4,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from limits import parse
 from pydantic import (
     AfterValidator,
     Field,
@@ -16,12 +15,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.database_urls import split_tls
+from app.rates import parse_rate
 from app.redis_urls import check_redis_url
 
 
 def _valid_rate_limit(text: str) -> str:
-    """Refuse at start a limit that `limits` cannot read (say `600/minute`, `10/second`)."""
-    parse(text)  # raises ValueError naming the text
+    """Refuse at start a rate that is not one (say `600/minute`, `10/second`)."""
+    parse_rate(text)  # raises ValueError naming the text
     return text
 
 

@@ -29,6 +29,7 @@ FORBIDDEN = {
     "config": ABOVE | WIRING,
     "redis_urls": ABOVE | {"config"} | WIRING,
     "database_urls": ABOVE | {"config"} | WIRING,
+    "rates": ABOVE | {"config", "redis_urls", "database_urls"} | WIRING,
     "gc_freeze": ABOVE | {"config", "models", "schemas", "redis_urls"} | WIRING,
     "models": ABOVE | {"schemas"} | WIRING,
     "schemas": ABOVE | WIRING,

@@ -16,7 +16,7 @@ SECTION = "11. Rate limiter's cost: RATE_LIMIT_ENABLED=true vs false (wrk)"
 CLIENTS = 4096  # forwarded client addresses; at 10,000 req/s each sends < 150 a minute
 # (label, RATE_LIMIT_ENABLED, RATE_LIMIT_DEFAULT, many clients): the shipped default limit with
 # traffic spread over CLIENTS clients, and one client under a limit high enough never to be hit
-# (the moving window then holds every request of the last minute in that client's key).
+# (all of its requests then update one key, on one slot of a cluster).
 CONFIGS = (
     ("off", "false", "600/minute", True),
     (f"on, 600/minute (the default), {CLIENTS} clients", "true", "600/minute", True),

@@ -1,31 +1,47 @@
-"""Per-client request counters: the `limits` library's moving window, in Redis or in memory.
+"""Per-client request counters: GCRA (a token bucket kept as one timestamp), in Redis or memory.
 
-The moving window remembers the time of each counted request for one window, so at most the
-limit's amount is admitted in any window of its length (a client may spend it all at once:
-that is the burst), never the double burst of fixed windows at their boundary. In Redis one
-Lua script checks and counts atomically, so every API process on every host shares one exact
-count. Each call is bounded by one timeout; Redis's own failure opens the cache's breaker, and
+Each (policy, client) has one number, its theoretical arrival time (TAT): when its quota will
+be whole again. A request is admitted when that is at most one period ahead, and then moves
+it one interval (period / amount) on. So a client may spend its whole amount at once (its
+burst) and then one request per interval: never the double burst of fixed windows at their
+boundary. In Redis one Lua script reads, decides and writes that one key on Redis's own clock,
+in one round trip, so every API process on every host shares one exact count whatever its
+own clock says. Each call is bounded by one timeout; Redis's own failure opens a breaker, and
 while it is open no call waits for Redis at all (`RateLimitUnavailableError` at once).
 """
 
 import asyncio
+import math
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
-
-from limits import RateLimitItem
-from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
+from typing import Protocol
 
 from app.config import Settings
 from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker, probe_timeout
 from app.infrastructure.redis_client import AsyncRedis, BlockingProbe, redis_client
-from app.redis_urls import RedisUrl, parse_redis_url
+from app.rates import Rate
 
 _MAX_CONNECTIONS = 50
+
+# KEYS[1]: the client's TAT, in microseconds of Redis's clock. ARGV: the rate's interval in
+# microseconds, its amount. Returns admitted (1/0), remaining, microseconds until the quota is
+# whole, microseconds until one more request is admitted (0 when this one was).
+GCRA = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval = tonumber(ARGV[1])
+local capacity = interval * tonumber(ARGV[2])
+local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
+if tat + interval - now > capacity then
+  return {0, 0, tat - now, tat + interval - capacity - now}
+end
+tat = tat + interval
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
+return {1, math.floor((capacity - (tat - now)) / interval + 1e-9), tat - now, 0}
+"""
 
 
 class RateLimitUnavailableError(Exception):
@@ -34,52 +50,99 @@ class RateLimitUnavailableError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
-    """One counted request: admitted or not, what is left, and when the oldest count expires."""
+    """One counted request: admitted or not, what is left, and when that changes."""
 
     allowed: bool
     remaining: int
-    reset_after: float  # seconds until the window frees its oldest request
+    reset_after: float  # seconds until the client's whole quota is back
+    retry_after: float  # seconds until one more request is admitted; 0 when this one was
+
+
+class Counters(Protocol):
+    """Where the TATs live: one process's memory, or a Redis of any topology."""
+
+    async def count(self, key: str, rate: Rate) -> Decision:
+        """Admit and count one request against `rate` for `key`, or refuse it uncounted."""
+        ...
+
+    async def close(self) -> None:
+        """Let go of what the counters hold (connections)."""
+        ...
+
+
+class MemoryCounters:
+    """The TATs of one process, forgotten once a quota is whole again (the oldest first)."""
+
+    def __init__(self) -> None:
+        self.tats: OrderedDict[str, float] = OrderedDict()  # least recently counted first
+
+    async def count(self, key: str, rate: Rate) -> Decision:
+        """GCRA on `time.monotonic`, as the module docstring says."""
+        now = time.monotonic()
+        while self.tats and next(iter(self.tats.values())) <= now:
+            self.tats.popitem(last=False)
+        tat = max(self.tats.get(key, now), now)
+        if tat + rate.interval - now > rate.period:
+            return Decision(False, 0, tat - now, tat + rate.interval - rate.period - now)
+        tat += rate.interval
+        self.tats[key] = tat
+        self.tats.move_to_end(key)
+        remaining = math.floor((rate.period - (tat - now)) / rate.interval + 1e-9)
+        return Decision(True, remaining, tat - now, 0.0)
+
+    async def close(self) -> None:
+        """Nothing to let go of."""
+
+
+class RedisCounters:
+    """The TATs in Redis: one key per client and policy, expiring when its quota is whole."""
+
+    def __init__(self, client: AsyncRedis) -> None:
+        self.client = client
+        self.script = client.register_script(GCRA)
+
+    async def count(self, key: str, rate: Rate) -> Decision:
+        """One script call, on the key's own slot (see GCRA)."""
+        interval = rate.interval * 1_000_000
+        allowed, remaining, whole, retry = await self.script(
+            keys=[key], args=[repr(interval), rate.amount]
+        )
+        return Decision(bool(allowed), int(remaining), whole / 1e6, retry / 1e6)
+
+    async def close(self) -> None:
+        """Close Redis's connections."""
+        await self.client.aclose()
 
 
 class RateLimiter:
     """Count requests per (policy, client) key; see the module docstring for the guarantees."""
 
     def __init__(
-        self,
-        storage: MemoryStorage | RedisStorage,
-        *,
-        client: AsyncRedis | None,
-        breaker: Breaker | None,
-        timeout: float,
+        self, counters: Counters, *, prefix: str, breaker: Breaker | None, timeout: float
     ) -> None:
-        self.storage = storage
-        self.client = client  # the Redis client whose pool the storage uses
-        self.strategy = MovingWindowRateLimiter(storage)
-        self.breaker = breaker
+        self.counters = counters
+        self.prefix = prefix  # every key starts with it
+        self.breaker = breaker  # None for memory://, which cannot fail
         self.timeout = timeout
 
-    async def acquire(self, limit: RateLimitItem, *identifiers: str) -> Decision:
-        """Count one request against `limit` for `identifiers`, unless it is already spent."""
-        if self.breaker is not None and self.breaker.is_open():
+    async def acquire(self, rate: Rate, policy: str, client: str) -> Decision:
+        """Count one request of `client` against `policy`'s `rate`, unless it is already spent."""
+        if self.breaker is None:
+            return await self.counters.count(f"{self.prefix}:{policy}:{client}", rate)
+        if self.breaker.is_open():
             raise RateLimitUnavailableError("rate-limit counters are backing off after a failure")
         try:
             async with asyncio.timeout(self.timeout):
-                allowed = await self.strategy.hit(limit, *identifiers)
-                reset_at, remaining = await self.strategy.get_window_stats(limit, *identifiers)
-        except (*CACHE_ERRORS, StorageError) as error:
-            if self.breaker is not None:
-                self.breaker.trip(error, may_probe=True)
+                decision = await self.counters.count(f"{self.prefix}:{policy}:{client}", rate)
+        except CACHE_ERRORS as error:
+            self.breaker.trip(error, may_probe=True)
             raise RateLimitUnavailableError(f"{type(error).__name__}: {error}") from error
-        if self.breaker is not None:
-            self.breaker.close()
-        return Decision(allowed, max(0, remaining), max(0.0, reset_at - time.time()))
+        self.breaker.close()
+        return decision
 
     async def close(self) -> None:
-        """Close Redis's connections, or stop the memory store's expiry timer."""
-        if isinstance(self.storage, MemoryStorage) and self.storage.timer is not None:
-            self.storage.timer.cancel()
-        if self.client is not None:
-            await self.client.aclose()
+        """Close Redis's connections and stop the breaker's probe."""
+        await self.counters.close()
         if self.breaker is not None:
             await self.breaker.stop()
 
@@ -92,58 +155,21 @@ def rate_limit_url(settings: Settings) -> str:
 def rate_limiter_from_settings(settings: Settings) -> RateLimiter:
     """The limiter RATE_LIMIT_URL names: `memory://`, or a Redis of any topology.
 
-    One node and Sentinel count through a pool of the service's own client (Sentinel's finds
-    the primary again after a failover); a cluster through limits' RedisClusterStorage, which
-    builds its own cluster client: its moving-window script touches one key, so one slot.
+    On a cluster the script touches one key, so it runs on that key's slot; on Sentinel the
+    client finds the primary again after a failover.
     """
     url = rate_limit_url(settings)
+    prefix = f"{settings.cache_prefix}:ratelimit"
     timeout = settings.cache_socket_timeout
     if url.startswith("memory://"):
-        return RateLimiter(MemoryStorage(), client=None, breaker=None, timeout=timeout)
-    target = parse_redis_url(url)
-    prefix = f"{settings.cache_prefix}:ratelimit"
-    storage: RedisStorage
-    if target.topology == "cluster":
-        storage = _cluster_storage(target, prefix, timeout)
-        client: AsyncRedis = storage.bridge.get_connection()  # type: ignore[attr-defined]
-    else:
-        client = redis_client(
-            url,
-            max_connections=_MAX_CONNECTIONS,
-            timeout=timeout,
-            sentinel_password=settings.redis_sentinel_password,
-        )
-        storage = RedisStorage(
-            "async+redis://",
-            implementation="redispy",
-            key_prefix=prefix,
-            connection_pool=client.connection_pool,  # type: ignore[arg-type,union-attr]
-        )
-    probe = BlockingProbe(
-        url, timeout=probe_timeout(timeout), sentinel_password=settings.redis_sentinel_password
+        return RateLimiter(MemoryCounters(), prefix=prefix, breaker=None, timeout=timeout)
+    sentinel_password = settings.redis_sentinel_password
+    client = redis_client(
+        url, max_connections=_MAX_CONNECTIONS, timeout=timeout, sentinel_password=sentinel_password
     )
+    probe = BlockingProbe(url, timeout=probe_timeout(timeout), sentinel_password=sentinel_password)
     breaker = Breaker(probe, settings.cache_backoff_seconds)
-    return RateLimiter(storage, client=client, breaker=breaker, timeout=timeout)
-
-
-def _cluster_storage(target: RedisUrl, prefix: str, timeout: float) -> RedisClusterStorage:
-    """limits' cluster storage on the URL's seed nodes, bounded as the service's clients are."""
-    options: dict[str, Any] = {
-        "max_connections": _MAX_CONNECTIONS,
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        "ssl": target.tls,
-    }
-    if target.ca_certs:
-        options["ssl_ca_certs"] = target.ca_certs
-    if target.username:
-        options["username"] = target.username
-    if target.password:
-        options["password"] = target.password
-    seeds = ",".join(f"{host}:{port}" for host, port in target.nodes)
-    return RedisClusterStorage(
-        f"async+redis+cluster://{seeds}", implementation="redispy", key_prefix=prefix, **options
-    )
+    return RateLimiter(RedisCounters(client), prefix=prefix, breaker=breaker, timeout=timeout)
 
 
 @asynccontextmanager

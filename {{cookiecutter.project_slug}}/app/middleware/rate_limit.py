@@ -15,7 +15,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from limits import RateLimitItem, parse
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +22,7 @@ from app.config import Settings
 from app.infrastructure.rate_limits import Decision, RateLimitUnavailableError
 from app.middleware.route_templates import RouteTemplates
 from app.problems import RETRY_AFTER_SECONDS, problem_response
+from app.rates import Rate, parse_rate
 from app.state import AppState, OpenedState
 
 PREFIX = "/api/v1/"
@@ -35,18 +35,18 @@ class RoutePolicy:
 
     name: str
     limit: str
-    item: RateLimitItem = field(init=False)
+    rate: Rate = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "item", parse(self.limit))
+        object.__setattr__(self, "rate", parse_rate(self.limit))
 
     @property
     def header(self) -> str:
         """This policy as a `RateLimit-Policy` member: its quota and window in seconds."""
-        return f'"{self.name}";q={self.item.amount};w={self.item.get_expiry()}'
+        return f'"{self.name}";q={self.rate.amount};w={self.rate.period}'
 
     def current(self, decision: Decision) -> str:
-        """The `RateLimit` member: what is left, and the seconds until the oldest count ends."""
+        """The `RateLimit` member: what is left, and the seconds until the quota is whole."""
         return f'"{self.name}";r={decision.remaining};t={math.ceil(decision.reset_after)}'
 
 
@@ -98,13 +98,13 @@ class RateLimitMiddleware:
         policy = self._policy(scope)
         state = self.opened.current
         try:
-            decision = await state.rate_limiter.acquire(policy.item, policy.name, client_key(scope))
+            decision = await state.rate_limiter.acquire(policy.rate, policy.name, client_key(scope))
         except RateLimitUnavailableError as error:
             await self._unavailable(state, error, scope, receive, send)
             return
         fields = {"RateLimit-Policy": policy.header, "RateLimit": policy.current(decision)}
         if not decision.allowed:
-            retry_after = str(max(1, math.ceil(decision.reset_after)))
+            retry_after = str(max(1, math.ceil(decision.retry_after)))
             detail = f"this client is over its limit of {policy.limit}; retry in {retry_after} s"
             logger.info("answered 429: %s", detail, extra={"status": 429})
             response = problem_response(429, detail, headers={**fields, "Retry-After": retry_after})

@@ -41,7 +41,7 @@ async def instances(settings: Settings, counters_url: str) -> AsyncIterator[list
     shared = settings.model_copy(
         update={
             "rate_limit_url": counters_url,
-            "rate_limit_default": f"{LIMIT}/minute",
+            "rate_limit_default": f"{LIMIT}/hour",  # 2 min per request: none comes back in a test
             "rate_limit_fail_open": False,  # a counter that failed shows as a 503, not a pass
             "rate_limit_enabled": True,
             "cache_socket_timeout": 2.0,

@@ -1,0 +1,87 @@
+"""GCRA counters, in memory and on the suite's real Redis: the same decisions, bounded state.
+
+A client spends its quota at once, then gets one request back per interval; the state of a
+client whose quota is whole again is gone (a dict entry, a key that expired).
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from app.infrastructure.rate_limits import Counters, MemoryCounters, RedisCounters
+from app.infrastructure.redis_client import redis_client
+from app.rates import Rate, parse_rate
+
+BURST = parse_rate("4/2 seconds")  # 0.5 s per request
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def counters(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Counters]:
+    """MemoryCounters, or RedisCounters on an emptied Redis (any topology the suite runs on)."""
+    if request.param == "memory":
+        yield MemoryCounters()
+        return
+    redis = RedisCounters(redis_client(redis_url, max_connections=4, timeout=5.0))
+    yield redis
+    await redis.close()
+
+
+async def test_the_burst_is_the_amount_then_one_per_interval(counters: Counters) -> None:
+    admitted = [await counters.count("client", BURST) for _ in range(5)]
+
+    assert [decision.allowed for decision in admitted] == [True] * 4 + [False]
+    assert [decision.remaining for decision in admitted] == [3, 2, 1, 0, 0]
+    assert 1.5 < admitted[3].reset_after <= 2.0  # the whole quota is back in one period
+    assert 0 < admitted[4].retry_after <= 0.5  # one more in at most one interval
+    await asyncio.sleep(admitted[4].retry_after + 0.05)
+    again = [await counters.count("client", BURST) for _ in range(2)]
+    assert [decision.allowed for decision in again] == [True, False]
+
+
+async def test_a_refused_request_is_not_counted(counters: Counters) -> None:
+    rate = Rate(amount=2, period=3600)
+    for _ in range(2):
+        assert (await counters.count("client", rate)).allowed
+    refusals = [await counters.count("client", rate) for _ in range(20)]
+
+    assert not any(decision.allowed for decision in refusals)
+    later = refusals[-1].retry_after
+    assert 1800 - 60 < later <= 1800  # still one interval away: refusals pushed nothing on
+
+
+async def test_each_key_counts_apart(counters: Counters) -> None:
+    rate = Rate(amount=1, period=3600)
+    assert (await counters.count("a", rate)).allowed
+    assert not (await counters.count("a", rate)).allowed
+
+    assert (await counters.count("b", rate)).allowed
+
+
+async def test_memory_forgets_a_client_whose_quota_is_whole() -> None:
+    counters = MemoryCounters()
+    rate = Rate(amount=10, period=1)
+    for client in range(1000):
+        await counters.count(f"client-{client}", rate)
+    await asyncio.sleep(0.15)  # each spent 0.1 s of its quota: all are whole again
+    await counters.count("late", rate)
+
+    assert list(counters.tats) == ["late"]
+
+
+async def test_a_redis_key_expires_when_its_quota_is_whole(redis_url: str) -> None:
+    client = redis_client(redis_url, max_connections=2, timeout=5.0)
+    counters = RedisCounters(client)
+    try:
+        await counters.count("held", Rate(amount=3, period=3600))  # 20 min spent
+        await counters.count("brief", Rate(amount=10, period=1))
+        ttl = await client.pttl("held")
+        await asyncio.sleep(0.3)
+        assert await client.exists("brief") == 0
+        size = await client.memory_usage("held")
+    finally:
+        await counters.close()
+
+    assert 1190_000 < ttl <= 1200_000
+    assert size is not None
+    assert size <= 128  # bytes: a key and a number
