@@ -1,13 +1,14 @@
 """Per-client request counters: GCRA (a token bucket kept as one timestamp), in Redis or memory.
 
-Each (policy, client) has one number, its theoretical arrival time (TAT): when its quota will
-be whole again. A request is admitted when that is at most one period ahead, and then moves
-it one interval (period / amount) on. So a client may spend its whole amount at once (its
-burst) and then one request per interval: never the double burst of fixed windows at their
-boundary. In Redis one Lua script reads, decides and writes that one key on Redis's own clock,
-in one round trip, so every API process on every host shares one exact count whatever its
-own clock says. Each call is bounded by one timeout; Redis's own failure opens a breaker, and
-while it is open no call waits for Redis at all (`RateLimitUnavailableError` at once).
+Each (policy, client) has one number, its theoretical arrival time (TAT): when its quota will be
+whole again. A request is admitted when that is at most one period ahead, and then moves it one
+interval (period / amount) on. So a client may spend its whole amount at once (its burst) and
+then one request per interval: never the double burst of fixed windows at their boundary. In
+Redis one Lua script reads, decides and writes that one key on Redis's own clock, in one round
+trip (shared with the counts made meanwhile), so every API process on every host shares one
+exact count whatever its own clock says. Each call is bounded by one timeout; Redis's own
+failure opens a breaker, and while it is open no call waits for Redis at all
+(`RateLimitUnavailableError` at once).
 """
 
 import asyncio
@@ -19,7 +20,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
+from redis.exceptions import NoScriptError
+
 from app.config import Settings
+from app.infrastructure.autopipeline import Autopipeline
 from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker, probe_timeout
 from app.infrastructure.redis_client import AsyncRedis, BlockingProbe, redis_client
 from app.rates import Rate
@@ -95,18 +99,25 @@ class MemoryCounters:
 
 
 class RedisCounters:
-    """The TATs in Redis: one key per client and policy, expiring when its quota is whole."""
+    """The TATs in Redis: one key per client and policy, expiring when its quota is whole.
 
-    def __init__(self, client: AsyncRedis) -> None:
+    Counts made while others wait on Redis share one pipeline (`Autopipeline`); Redis runs
+    their scripts one after another, so each decision is as exact as if it were sent alone.
+    """
+
+    def __init__(self, client: AsyncRedis, *, connections: int, timeout: float) -> None:
         self.client = client
         self.script = client.register_script(GCRA)
+        self.pipeline = Autopipeline(client, asyncio.Semaphore(connections), timeout)
 
     async def count(self, key: str, rate: Rate) -> Decision:
         """One script call, on the key's own slot (see GCRA)."""
-        interval = rate.interval * 1_000_000
-        allowed, remaining, whole, retry = await self.script(
-            keys=[key], args=[repr(interval), rate.amount]
-        )
+        args = (repr(rate.interval * 1_000_000), rate.amount)
+        try:
+            reply = await self.pipeline.execute("EVALSHA", self.script.sha, 1, key, *args)
+        except NoScriptError:  # a Redis that restarted, a new master: load it and run it
+            reply = await self.script(keys=[key], args=args)
+        allowed, remaining, whole, retry = reply
         return Decision(bool(allowed), int(remaining), whole / 1e6, retry / 1e6)
 
     async def close(self) -> None:
@@ -169,7 +180,8 @@ def rate_limiter_from_settings(settings: Settings) -> RateLimiter:
     )
     probe = BlockingProbe(url, timeout=probe_timeout(timeout), sentinel_password=sentinel_password)
     breaker = Breaker(probe, settings.cache_backoff_seconds)
-    return RateLimiter(RedisCounters(client), prefix=prefix, breaker=breaker, timeout=timeout)
+    counters = RedisCounters(client, connections=_MAX_CONNECTIONS, timeout=timeout)
+    return RateLimiter(counters, prefix=prefix, breaker=breaker, timeout=timeout)
 
 
 @asynccontextmanager

@@ -12,6 +12,7 @@ import pytest
 from app.infrastructure.rate_limits import Counters, MemoryCounters, RedisCounters
 from app.infrastructure.redis_client import redis_client
 from app.rates import Rate, parse_rate
+from tests.redis_cluster import admin_client
 
 BURST = parse_rate("4/2 seconds")  # 0.5 s per request
 
@@ -22,7 +23,8 @@ async def counters(request: pytest.FixtureRequest, redis_url: str) -> AsyncItera
     if request.param == "memory":
         yield MemoryCounters()
         return
-    redis = RedisCounters(redis_client(redis_url, max_connections=4, timeout=5.0))
+    client = redis_client(redis_url, max_connections=4, timeout=5.0)
+    redis = RedisCounters(client, connections=4, timeout=5.0)
     yield redis
     await redis.close()
 
@@ -71,7 +73,7 @@ async def test_memory_forgets_a_client_whose_quota_is_whole() -> None:
 
 async def test_a_redis_key_expires_when_its_quota_is_whole(redis_url: str) -> None:
     client = redis_client(redis_url, max_connections=2, timeout=5.0)
-    counters = RedisCounters(client)
+    counters = RedisCounters(client, connections=2, timeout=5.0)
     try:
         await counters.count("held", Rate(amount=3, period=3600))  # 20 min spent
         await counters.count("brief", Rate(amount=10, period=1))
@@ -85,3 +87,27 @@ async def test_a_redis_key_expires_when_its_quota_is_whole(redis_url: str) -> No
     assert 1190_000 < ttl <= 1200_000
     assert size is not None
     assert size <= 128  # bytes: a key and a number
+
+
+async def test_concurrent_counts_share_a_pipeline_and_stay_exact(counters: Counters) -> None:
+    rate = Rate(amount=25, period=3600)
+    decisions = await asyncio.gather(*(counters.count("crowd", rate) for _ in range(100)))
+
+    assert sum(decision.allowed for decision in decisions) == 25
+    assert sorted(d.remaining for d in decisions if d.allowed) == list(range(25))
+
+
+async def test_a_script_redis_forgot_is_loaded_again(redis_url: str) -> None:
+    client = redis_client(redis_url, max_connections=4, timeout=5.0)
+    counters = RedisCounters(client, connections=4, timeout=5.0)
+    rate = Rate(amount=3, period=3600)
+    try:
+        assert (await counters.count("k", rate)).remaining == 2
+        admin = admin_client(redis_url)
+        await admin.script_flush()  # as a restarted Redis (or a new master) would have
+        await admin.aclose()
+        flushed = await asyncio.gather(*(counters.count("k", rate) for _ in range(3)))
+    finally:
+        await counters.close()
+
+    assert sorted(decision.remaining for decision in flushed) == [0, 0, 1]

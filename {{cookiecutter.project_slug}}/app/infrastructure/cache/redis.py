@@ -1,11 +1,12 @@
 """The cache on Redis: one connection pool, short timeouts, failing open.
 
 A hit costs one MGET of the namespace version and the entry (batched with concurrent lookups,
-see `batching`); a miss then runs one script that takes the key's lease. A Redis error or
-timeout never reaches the caller: the lookup reports a miss, the error is counted, and the
-breaker decides whether to skip Redis for a while (see `breaker`). Each operation is bounded
-by one `asyncio.timeout` of CACHE_SOCKET_TIMEOUT. Values longer than CACHE_MAX_VALUE_BYTES
-are never stored, so one large value cannot slow the cache down for everyone.
+see `app.infrastructure.autopipeline`); a miss then runs one script that takes the key's lease.
+A Redis error or timeout never reaches the caller: the lookup reports a miss, the error is
+counted, and the breaker decides whether to skip Redis for a while (see `breaker`). Each
+operation is bounded by one `asyncio.timeout` of CACHE_SOCKET_TIMEOUT. Values longer than
+CACHE_MAX_VALUE_BYTES are never stored, so one large value cannot slow the cache down for
+everyone.
 """
 
 import asyncio
@@ -14,8 +15,8 @@ from collections.abc import Iterable
 
 from redis.asyncio import RedisCluster
 
+from app.infrastructure.autopipeline import Autopipeline
 from app.infrastructure.cache import lua
-from app.infrastructure.cache.batching import MgetBatcher
 from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker, probe_timeout
 from app.infrastructure.cache.epoch import ServerEpoch
 from app.infrastructure.cache.keeper import TierKeeper
@@ -70,7 +71,7 @@ class RedisCache:
         self.local: LocalTier | None = None if local is None else local.tier
         self.breaker = breaker
         self.slots = asyncio.Semaphore(connections)
-        self.batcher = MgetBatcher(client, self.slots, timeout)
+        self.batcher = Autopipeline(client, self.slots, timeout)
         self.outbox = InvalidationOutbox(self._deliver, self._recovered)
         self.timeout = timeout
         self.prefix = prefix
@@ -119,8 +120,8 @@ class RedisCache:
             async with asyncio.timeout(self.timeout):
                 value = None
                 if not refresh:
-                    version, stored = await self.batcher.mget(
-                        self._version_key(namespace), self._entry_key(namespace, key)
+                    version, stored = await self.batcher.execute(
+                        "MGET", self._version_key(namespace), self._entry_key(namespace, key)
                     )
                     value = _unstamp(self.epoch, self._node(namespace), version, stored)
                 if value is None:
