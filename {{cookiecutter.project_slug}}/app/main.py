@@ -24,6 +24,7 @@ from app.middleware.authentication import AuthenticationMiddleware
 from app.middleware.body_limit import RequestBodyLimitMiddleware
 from app.middleware.cache import ResponseCacheMiddleware
 from app.middleware.metrics import HttpMetricsMiddleware
+from app.middleware.query_repeats import QueryRepeatsMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware, RoutePolicy
 from app.middleware.raw_path import RawPathMiddleware
 from app.middleware.request_id import RequestIdMiddleware
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ResponseCacheMiddleware, settings=settings, routes=shared_routes, opened=opened
     )
     app.add_middleware(RequestBodyLimitMiddleware, max_bytes=settings.request_max_body)
+    app.add_middleware(QueryRepeatsMiddleware, routes=app.router.routes)  # before the cache
     # Route templates, found once per path for every middleware that names a request's route.
     templates = RouteTemplates(app.router)
     if settings.rate_limit_enabled:  # outside the cache: a cache hit counts too

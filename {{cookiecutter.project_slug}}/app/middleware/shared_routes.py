@@ -252,6 +252,20 @@ def _params(root: Dependant, template: str) -> tuple[_Param, ...]:
     return tuple(found[key] for key in sorted(found))
 
 
+def query_parameters(root: Dependant) -> list[tuple[str, bool]]:
+    """Each query parameter of a dependency tree: its name, and whether it is a list."""
+    found: list[tuple[str, bool]] = []
+    pending = [root]
+    while pending:
+        dependant = pending.pop()
+        pending.extend(dependant.dependencies)
+        found += [
+            (field.alias, _is_sequence(field.field_info.annotation))
+            for field in dependant.query_params
+        ]
+    return found
+
+
 def _options(annotation: Any) -> tuple[Any, ...]:
     """The types of an annotation, `X | None` and `Optional[X]` unwrapped."""
     if get_origin(annotation) is Union or type(annotation).__name__ == "UnionType":

@@ -58,6 +58,9 @@ def client_from(address: str) -> httpx.AsyncClient:
 async def test_two_processes_admit_exactly_the_limit_from_one_client(
     servers: list[Server], redis_url: str, settings: Settings
 ) -> None:
+    async with client_from("127.0.0.3") as warming:  # each process connects to Redis first
+        for server in servers:
+            assert (await warming.get(f"{server.url}{ITEM}")).status_code == 404
     async with client_from("127.0.0.1") as noisy, client_from("127.0.0.2") as quiet:
         answers: list[httpx.Response] = []
         for batch in range(9):  # 90 requests, 10 at a time, alternating between the processes

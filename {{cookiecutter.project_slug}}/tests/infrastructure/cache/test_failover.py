@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 
 
 def _cache(url: str) -> RedisCache:
-    cache = cache_from_url(url, settings=cache_settings(), metrics=Metrics())
+    # A timeout and a lease no busy machine outlasts: the test is about what a failover loses.
+    settings = cache_settings(cache_socket_timeout=5.0, cache_lease_seconds=10.0)
+    cache = cache_from_url(url, settings=settings, metrics=Metrics())
     assert isinstance(cache, RedisCache)
     return cache
 
