@@ -1,6 +1,7 @@
 """10. Redis topologies: a 3-master Cluster and a Sentinel group beside one node, in one run."""
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from harness import redis_topologies
@@ -128,20 +129,23 @@ def _invalidation(bench: Bench, services: dict[str, dict[str, str]]) -> list[Row
                 str(INVALIDATIONS),
             )
             samples[kind] += json.loads(out)["ms"]
+    label = "invalidation (ResourceCacheInvalidator.changed, from a client process)"
+    detail = f"{INVALIDATIONS} calls per repeat, one after another"
+    return _against_one_node(samples, label, "ms", detail, lambda ratio: ratio <= 1.1, "≤ 1.1×")
+
+
+def _against_one_node(
+    samples: dict[str, list[float]], label: str, unit: str, detail: str, meets: Callable[[float], bool], goal: str
+) -> list[Row]:
+    """One row per topology, each judged by the ratio of its median to one node's."""
     rows = []
     for kind, found in samples.items():
-        row = measured(
-            SECTION,
-            f"invalidation (ResourceCacheInvalidator.changed, from a client process): {kind}",
-            found,
-            "ms",
-            detail=f"{INVALIDATIONS} calls per repeat, one after another",
-        )
+        row = measured(SECTION, f"{label}: {kind}", found, unit, detail=detail)
         ratio = median(found) / median(samples[BASELINE])
         if kind == BASELINE:
             row.ratio, row.ratio_of = ratio, "× one node"
         else:
-            judge(row, ratio, "× one node", "≤ 1.1×", ratio <= 1.1)
+            judge(row, ratio, "× one node", goal, meets(ratio))
         rows.append(row)
     return rows
 
@@ -199,19 +203,6 @@ def _throughput(bench: Bench, services: dict[str, dict[str, str]]) -> list[Row]:
                 timeout=timeout + 120,
             )
             samples[kind] += [sizes.tasks / s for s in json.loads(out)["seconds"]]
-    rows = []
-    for kind, found in samples.items():
-        row = measured(
-            SECTION,
-            f"redis_queue throughput, {sizes.tasks} no-op tasks: {kind}",
-            found,
-            "tasks/s",
-            detail=f"one worker, concurrency {CONCURRENCY}",
-        )
-        ratio = median([r / b for r, b in zip(found, samples[BASELINE], strict=True)])
-        if kind == BASELINE:
-            row.ratio, row.ratio_of = ratio, "× one node"
-        else:
-            judge(row, ratio, "× one node", "≥ 0.9×", ratio >= 0.9)
-        rows.append(row)
-    return rows
+    label = f"redis_queue throughput, {sizes.tasks} no-op tasks"
+    detail = f"one worker, concurrency {CONCURRENCY}"
+    return _against_one_node(samples, label, "tasks/s", detail, lambda ratio: ratio >= 0.9, "≥ 0.9×")

@@ -28,8 +28,6 @@ from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker, probe_timeou
 from app.infrastructure.redis_client import AsyncRedis, BlockingProbe, redis_client
 from app.rates import Rate
 
-_MAX_CONNECTIONS = 50
-
 # KEYS[1]: the client's TAT, in microseconds of Redis's clock. ARGV: the rate's interval in
 # microseconds, its amount. Returns admitted (1/0), remaining, microseconds until the quota is
 # whole, microseconds until one more request is admitted (0 when this one was).
@@ -175,12 +173,13 @@ def rate_limiter_from_settings(settings: Settings) -> RateLimiter:
     if url.startswith("memory://"):
         return RateLimiter(MemoryCounters(), prefix=prefix, breaker=None, timeout=timeout)
     sentinel_password = settings.redis_sentinel_password
+    connections = settings.cache_max_connections
     client = redis_client(
-        url, max_connections=_MAX_CONNECTIONS, timeout=timeout, sentinel_password=sentinel_password
+        url, max_connections=connections, timeout=timeout, sentinel_password=sentinel_password
     )
     probe = BlockingProbe(url, timeout=probe_timeout(timeout), sentinel_password=sentinel_password)
     breaker = Breaker(probe, settings.cache_backoff_seconds)
-    counters = RedisCounters(client, connections=_MAX_CONNECTIONS, timeout=timeout)
+    counters = RedisCounters(client, connections=connections, timeout=timeout)
     return RateLimiter(counters, prefix=prefix, breaker=breaker, timeout=timeout)
 
 

@@ -69,10 +69,8 @@ async def until_a_local_hit(client: AsyncClient, path: str) -> None:
         await asyncio.sleep(0.1)
 
 
-async def test_the_cache_rate_limits_and_tasks_work_over_verified_tls(
-    settings: Settings, tls_port: int, authorities: Authorities
-) -> None:
-    url = f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={authorities.ca_file}"
+async def serves_everything_over(settings: Settings, url: str) -> None:
+    """The cache (its in-process tier too), the rate limits and the tasks all work over `url`."""
     async with app_on(settings, url) as client:
         ready = await client.get("/health/ready")
         created = await client.post("/api/v1/items", json={"name": "over tls", "price": 1})
@@ -93,6 +91,14 @@ async def test_the_cache_rate_limits_and_tasks_work_over_verified_tls(
     assert any(b":ratelimit" in key for key in keys)  # the limiter counted in that Redis
     assert task.status_code == 202, task.text
     assert status.status_code == 200
+
+
+async def test_the_cache_rate_limits_and_tasks_work_over_verified_tls(
+    settings: Settings, tls_port: int, authorities: Authorities
+) -> None:
+    await serves_everything_over(
+        settings, f"rediss://127.0.0.1:{tls_port}/0?ssl_ca_certs={authorities.ca_file}"
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,21 +136,4 @@ async def test_a_cluster_over_tls_takes_its_ca_from_the_url(
     # limiter's own cluster client and the in-process tier's tracking connections.
     with running_tls_redis(authorities, cluster=True) as port:
         url = f"rediss+cluster://127.0.0.1:{port}?ssl_ca_certs={authorities.ca_file}"
-        async with app_on(settings, url) as client:
-            ready = await client.get("/health/ready")
-            created = await client.post("/api/v1/items", json={"name": "cluster", "price": 1})
-            path = f"/api/v1/items/{created.json()['id']}"
-            reads = [await client.get(path, headers=NO_RESPONSE_CACHE) for _ in range(3)]
-            task = await client.post("/api/v1/tasks", json=ADD)
-            samples = parse((await client.get("/metrics")).text)
-            await until_a_local_hit(client, path)
-        keys = await keys_in(url)
-
-    assert ready.status_code == 200, ready.text
-    assert set(ready.json()["components"].values()) == {"ok"}
-    assert [read.status_code for read in reads] == [200, 200, 200]
-    assert value(samples, "cache_hits_total", namespace="item") == 2
-    assert value(samples, "cache_errors_total", namespace="item") == 0
-    assert value(samples, "rate_limit_errors_total", action="served") == 0
-    assert any(b":ratelimit" in key for key in keys)
-    assert task.status_code == 202, task.text
+        await serves_everything_over(settings, url)

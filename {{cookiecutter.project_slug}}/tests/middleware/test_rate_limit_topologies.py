@@ -3,7 +3,7 @@ counters admit a client's limit and not one request more, whichever instance it 
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 
 import pytest
@@ -12,17 +12,11 @@ from httpx import ASGITransport, AsyncClient
 from app.config import Settings
 from app.main import create_app
 from tests.redis_cluster import RedisCluster
-from tests.redis_sentinel import running_sentinel_group
+from tests.redis_sentinel import SentinelGroup
+from tests.redis_sentinel import group as group
 
 pytestmark = [pytest.mark.slow, pytest.mark.anonymous_callers]
 LIMIT = 30
-
-
-@pytest.fixture(scope="module")
-def sentinel_url() -> Iterator[str]:
-    """The URL of a Sentinel group of this module's own."""
-    with running_sentinel_group() as group:
-        yield group.url
 
 
 @pytest.fixture(params=["cluster", "sentinel"])
@@ -32,7 +26,8 @@ def counters_url(request: pytest.FixtureRequest) -> str:
         cluster: RedisCluster = request.getfixturevalue("redis_cluster")
         cluster.flush()
         return cluster.url
-    return str(request.getfixturevalue("sentinel_url"))
+    sentinel_group: SentinelGroup = request.getfixturevalue("group")
+    return sentinel_group.url
 
 
 @pytest.fixture

@@ -1,25 +1,17 @@
 """kombu's Sentinel broker: a real Celery worker takes its tasks from the primary a real
 Sentinel group names (`sentinel://h1:p1;sentinel://h2:p2` and `master_name`)."""
 
-from collections.abc import Iterator
-
 import pytest
 from httpx import AsyncClient
 from redis.asyncio import Redis
 
 from app.config import Settings
-from tests.redis_sentinel import SERVICE, SentinelGroup, running_sentinel_group
+from tests.redis_sentinel import SERVICE, SentinelGroup
+from tests.redis_sentinel import group as group  # the broker's; statuses stay on the test's Redis
 from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.helpers import enqueue, wait_final
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def group() -> Iterator[SentinelGroup]:
-    """A Sentinel group for the broker; the status store stays on the test's Redis."""
-    with running_sentinel_group() as sentinel_group:
-        yield sentinel_group
 
 
 @pytest.fixture
