@@ -9,6 +9,9 @@ no result-backend subscription is made per message.
 kombu publishes over blocking sockets. The API therefore publishes from threads of its own,
 each through one producer taken from the app's pool and held for the life of the process:
 the event loop only waits on a future, and no connection or channel is opened per message.
+
+kombu's Redis transport does not `WAIT` for replicas: with REDIS_REPLICA_ACKS a message
+counts as sent only once `BrokerReplicas` has seen that many replicas take it.
 """
 
 import asyncio
@@ -21,6 +24,8 @@ from amqp.exceptions import MessageNacked
 from celery import Celery
 from kombu import Connection, Producer, Queue
 from kombu.exceptions import OperationalError
+from redis import Redis
+from redis.exceptions import RedisError
 
 from app.tasks.origin import outgoing
 
@@ -51,6 +56,50 @@ def send_registered_task(
     )
 
 
+class BrokerReplicas:
+    """REDIS_REPLICA_ACKS for a Redis broker: a message counts once `count` replicas have it.
+
+    After the message, a probe is written on the transport's own pool and WAITed for on the
+    same connection: the replication stream is in order, so replicas that have the probe have
+    the message the primary took before it. The server's identity (`run_id` and
+    `master_replid`, new at each start and each promotion) is read before the message and
+    again with the WAIT: if it changed, a failover came in between and nothing is confirmed.
+    """
+
+    def __init__(self, count: int, timeout_ms: int, probe_key: str) -> None:
+        self.count = count
+        self.timeout_ms = timeout_ms
+        self.probe_key = probe_key
+
+    @staticmethod
+    def identity(client: Redis) -> tuple[str, str]:
+        """The primary's `run_id` and `master_replid`; OperationalError when unreachable."""
+        try:
+            info = client.info("server", "replication")
+        except RedisError as exc:
+            raise OperationalError(f"task broker unavailable: {exc}") from exc
+        return str(info["run_id"]), str(info["master_replid"])
+
+    def confirm(self, client: Redis, before: tuple[str, str]) -> None:
+        """Raise OperationalError unless `count` replicas of the server that was the primary
+        `before` the message have everything it took since."""
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                pipe.incr(self.probe_key)
+                pipe.wait(self.count, self.timeout_ms)
+                pipe.info("server", "replication")
+                _, confirmed, info = pipe.execute()
+        except RedisError as exc:
+            raise OperationalError(f"the broker's replicas could not be asked: {exc}") from exc
+        if (str(info["run_id"]), str(info["master_replid"])) != before:
+            raise OperationalError("the broker failed over while the message was confirmed")
+        if int(confirmed) < self.count:
+            raise OperationalError(
+                f"{confirmed} of {self.count} broker replicas confirmed the message"
+                f" within {self.timeout_ms} ms"
+            )
+
+
 class Publisher:
     """Send messages from a few threads of their own, each with one producer held for good.
 
@@ -60,8 +109,11 @@ class Publisher:
     the life of the process, and is given back by `close`.
     """
 
-    def __init__(self, app: Celery, threads: int = PUBLISH_THREADS) -> None:
+    def __init__(
+        self, app: Celery, replicas: BrokerReplicas | None, threads: int = PUBLISH_THREADS
+    ) -> None:
         self._app = app
+        self._replicas = replicas  # confirms each message on a Redis broker; None: no wait
         self._threads = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="celery-publish")
         self._local = threading.local()
         self._producers: list[Producer] = []
@@ -75,8 +127,22 @@ class Publisher:
         await loop.run_in_executor(self._threads, context.run, self._send, task_id, name, payload)
 
     def _send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
+        producer = self._producer()
+        connection = cast(Connection, producer.connection)  # a pooled producer has one
+        if self._replicas is None or connection.transport.driver_type != "redis":
+            self._publish(task_id, name, payload, producer)
+            return
+        channel: Any = connection.default_channel  # kombu's Redis channel
+        with channel.conn_or_acquire() as redis:  # a client on the pool it publishes through
+            before = self._replicas.identity(redis)
+            self._publish(task_id, name, payload, producer)
+            self._replicas.confirm(redis, before)
+
+    def _publish(
+        self, task_id: str, name: str, payload: dict[str, Any], producer: Producer
+    ) -> None:
         try:
-            send_registered_task(self._app, task_id, name, payload, self._producer())
+            send_registered_task(self._app, task_id, name, payload, producer)
         except MessageNacked as exc:  # RabbitMQ confirmed it did not take the message
             raise OperationalError("the broker refused the message (nack)") from exc
 

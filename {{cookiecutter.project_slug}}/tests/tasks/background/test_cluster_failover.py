@@ -102,6 +102,8 @@ async def test_a_cluster_failover_under_load_answers_no_5xx_and_recovers(
     promoted, serving = failing.result()
     recovery = run.recovery()
     assert run.server_errors() == []
+    problems = run.history.stale_reads()
+    assert problems == [], f"{len(problems)} stale reads; first ones:\n" + "\n".join(problems[:5])
     accepted = list(zip(run.accepted, run.accepted_at, strict=True))
     after = [task_id for task_id, at in accepted if at > serving]
     assert after, "no enqueue succeeded once the promoted replica served the slots"

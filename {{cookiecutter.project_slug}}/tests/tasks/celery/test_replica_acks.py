@@ -1,20 +1,24 @@
-"""REDIS_REPLICA_ACKS for Celery: a 202 means the replicas have the `queued` status, and a
-message is acknowledged only once they have its final one. Against a real primary and
-replica (the Sentinel group's), the broker on the same primary."""
+"""REDIS_REPLICA_ACKS for Celery: a 202 means the replicas have the `queued` status and the
+message, and a message is acknowledged only once they have its final status. Against a real
+primary and replica (the Sentinel group's), the broker on the same primary."""
 
 import asyncio
+import signal
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.tasks.status import status_key
+from app.tasks.celery.queue import CeleryTaskQueue
+from app.tasks.status import TaskStatus, status_key
 from tests.redis_sentinel import SentinelGroup, emptied_primary
 from tests.redis_sentinel import group as group
 from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.helpers import enqueue, serve, wait_final, wait_status
 
 HELD = 1.0  # seconds the replica stays frozen while a worker would acknowledge the message
+ADD: dict[str, Any] = {"name": "add", "payload": {"a": 1, "b": 2}}
 
 
 @pytest.fixture
@@ -89,3 +93,53 @@ async def test_a_requeue_no_replica_confirms_is_a_503_that_keeps_the_dead_letter
         letters = (await client.get("/api/v1/tasks/dead-letters")).json()
         assert [letter["id"] for letter in letters] == [task_id]
         assert (await client.post(requeue)).status_code == 202
+
+
+async def test_a_message_the_broker_replicas_miss_is_a_503_and_never_runs(
+    settings: Settings,
+    group: SentinelGroup,
+    celery_processes: CeleryProcesses,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The race widened: the replica confirms the `queued` status, then freezes before the
+    # message, which the broker's primary takes alone (kombu does not WAIT).
+    confirm_queued = CeleryTaskQueue._confirm_queued
+
+    async def confirmed_then_frozen(queue: CeleryTaskQueue, status: TaskStatus) -> None:
+        await confirm_queued(queue, status)
+        group.signal_replica(signal.SIGSTOP)
+
+    monkeypatch.setattr(CeleryTaskQueue, "_confirm_queued", confirmed_then_frozen)
+    async with serve(settings) as client:
+        try:
+            refused = await client.post("/api/v1/tasks", json=ADD)
+            sent = await _messages(settings.redis_url)
+        finally:
+            group.signal_replica(signal.SIGCONT)
+        monkeypatch.undo()
+        statuses = await _statuses(settings)
+        (task_id,) = statuses
+        # A worker only now: one that takes the message before the API gives up runs it (the
+        # 503 then says "not confirmed", as for a publish whose answer was lost).
+        await celery_processes.worker()
+        deadline = asyncio.get_running_loop().time() + 30
+        while await _messages(settings.redis_url):  # the worker takes it and lets it go
+            assert asyncio.get_running_loop().time() < deadline, "the message was never acked"
+            await asyncio.sleep(0.05)
+        after = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+
+    assert refused.status_code == 503, refused.text
+    assert sent == 1  # on the primary alone
+    assert statuses[task_id]["status"] == "failed"
+    assert "broker replicas confirmed" in statuses[task_id]["error"]
+    assert after["status"] == "failed"  # acknowledged without running
+    assert after["attempts"] == 0
+
+
+async def _statuses(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Every task status in the store, by id."""
+    async with Redis.from_url(settings.redis_url) as redis:
+        keys = [key async for key in redis.scan_iter(status_key(settings.cache_prefix, "*"))]
+        raws = [await redis.get(key) for key in keys]
+    found = [TaskStatus.model_validate_json(raw) for raw in raws if raw]
+    return {status.id: status.model_dump(mode="json") for status in found}

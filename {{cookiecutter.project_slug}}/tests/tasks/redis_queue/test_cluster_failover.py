@@ -118,5 +118,7 @@ async def test_a_cluster_failover_under_load_loses_no_accepted_task(
         f" {recovery:.1f} s; {len(run.accepted)} accepted, {run.refused} refused (503)"
     )
     assert run.server_errors() == []
+    problems = run.history.stale_reads()
+    assert problems == [], f"{len(problems)} stale reads; first ones:\n" + "\n".join(problems[:5])
     for task_id in run.accepted:  # the ledger: every 202 ends, on the new master
         assert (await wait_final(http, task_id, within=60.0))["status"] == "succeeded"
