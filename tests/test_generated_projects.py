@@ -48,10 +48,18 @@ def run(command: list[str], cwd: Path, timeout: float = 600) -> str:
         timeout=timeout,
         check=False,
     )
-    output = result.stdout + result.stderr
     if result.returncode != 0:
-        pytest.fail(f"`{' '.join(command)}` exited {result.returncode} in {cwd}:\n{output[-8000:]}")
-    return output
+        shown = " ".join(command)
+        pytest.fail(f"`{shown}` exited {result.returncode} in {cwd}:\n{failure(result)}")
+    return result.stdout + result.stderr
+
+
+def failure(result: subprocess.CompletedProcess[str]) -> str:
+    """What a failed command printed: pytest's FAILED and ERROR lines (`-rfE`) first, which
+    the logs of a long run would push out of view, then the ends of its output."""
+    lines = result.stdout.splitlines()
+    failed = [line for line in lines if line.startswith(("FAILED", "ERROR"))]
+    return "\n".join([*failed[:40], result.stdout[-6000:], result.stderr[-2000:]])
 
 
 # Bytecode compiled at install, as the Docker image does: where PYTHONDONTWRITEBYTECODE is
@@ -75,7 +83,7 @@ def test_generated_project_lints_type_checks_and_passes_its_tests(
     run(["uv", "run", "ruff", "check", "--no-cache", "."], root)
     run(["uv", "run", "ruff", "format", "--check", "."], root)
     run(["uv", "run", "mypy", "--no-incremental", "."], root)
-    output = run(["uv", "run", "pytest", "-q", "-rs", "-p", "no:cacheprovider"], root, 1200)
+    output = run(["uv", "run", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider"], root, 1200)
     assert re.search(r"\d+ passed", output), output[-2000:]
     skipped = skipped_count(output.strip())
     if UNDER_CI:

@@ -27,9 +27,8 @@ def test_redis_queue_loses_nothing_and_revives_nothing_across_a_sentinel_failove
 ) -> None:
     root = render(task_backend="redis_queue", database="sqlite", use_docker="no")
     run(SYNC, root)
-    output = run(
-        ["uv", "run", "pytest", "-q", "-s", "-rs", "-p", "no:cacheprovider", *SENTINEL_TESTS], root
-    )
+    suite = ["uv", "run", "pytest", "-q", "-s", "-rfEs", "-p", "no:cacheprovider"]
+    output = run([*suite, *SENTINEL_TESTS], root)
     assert re.search(r"\b5 passed", output), output[-4000:]
     if UNDER_CI:
         assert skipped_count(output.strip()) == 0, output[-4000:]

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Render
-from tests.test_generated_projects import SYNC, clean_env, run, skipped_count
+from tests.test_generated_projects import SYNC, clean_env, failure, run, skipped_count
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def suite_on(project: Path, topology: str) -> str:
         assert url.startswith(scheme), f"the project's {topology} did not start"
         result = subprocess.run(
             [
-                *["uv", "run", "pytest", "-q", "-rs", "-p", "no:cacheprovider"],
+                *["uv", "run", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider"],
                 *(path for path in ON_A_CLUSTER if (project / path).exists()),
                 *(f"--deselect={test}" for test in ONE_NODE_ONLY),
             ],
@@ -77,7 +77,7 @@ def suite_on(project: Path, topology: str) -> str:
         servers.terminate()
         servers.wait(timeout=30)
     output = result.stdout + result.stderr
-    assert result.returncode == 0, f"the suite failed on a {topology}:\n{output[-8000:]}"
+    assert result.returncode == 0, f"the suite failed on a {topology}:\n{failure(result)}"
     return output
 
 

@@ -132,7 +132,7 @@ def test_the_recipe_adds_a_resource_in_eight_files_that_pass_every_check(
     run(["uv", "run", "mypy", "--no-incremental", "."], root)
     orders = run(["uv", "run", "pytest", "-q", "-p", "no:cacheprovider", NEW_TESTS], root)
     assert re.search(r"\d+ passed", orders), orders[-2000:]
-    suite = ["uv", "run", "pytest", "-q", "-rs", "-m", "not slow", "-p", "no:cacheprovider"]
+    suite = ["uv", "run", "pytest", "-q", "-rfEs", "-m", "not slow", "-p", "no:cacheprovider"]
     output = run(suite, root, 1500)
     assert re.search(r"\d+ passed", output), output[-2000:]
     assert skipped_count(output.strip()) == 0, output[-4000:]
