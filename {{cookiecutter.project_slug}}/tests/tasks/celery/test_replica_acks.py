@@ -126,7 +126,7 @@ async def test_a_message_the_broker_replicas_miss_is_a_503_and_never_runs(
         while await _messages(settings.redis_url):  # the worker takes it and lets it go
             assert asyncio.get_running_loop().time() < deadline, "the message was never acked"
             await asyncio.sleep(0.05)
-        after = (await client.get(f"/api/v1/tasks/{task_id}")).json()
+        after = (await _statuses(settings))[task_id]
 
     assert refused.status_code == 503, refused.text
     assert sent == 1  # on the primary alone
