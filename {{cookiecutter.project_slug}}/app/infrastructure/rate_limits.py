@@ -136,13 +136,14 @@ class RateLimiter:
 
     async def acquire(self, rate: Rate, policy: str, client: str) -> Decision:
         """Count one request of `client` against `policy`'s `rate`, unless it is already spent."""
+        key = f"{self.prefix}:{policy}:{client}"
         if self.breaker is None:
-            return await self.counters.count(f"{self.prefix}:{policy}:{client}", rate)
+            return await self.counters.count(key, rate)
         if self.breaker.is_open():
             raise RateLimitUnavailableError("rate-limit counters are backing off after a failure")
         try:
             async with asyncio.timeout(self.timeout):
-                decision = await self.counters.count(f"{self.prefix}:{policy}:{client}", rate)
+                decision = await self.counters.count(key, rate)
         except CACHE_ERRORS as error:
             self.breaker.trip(error, may_probe=True)
             raise RateLimitUnavailableError(f"{type(error).__name__}: {error}") from error

@@ -13,7 +13,7 @@ requests whose token was verified before routing. The cache runs before routing:
 route's path and query parameters as the route validates them.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar, Union, get_args, get_origin
@@ -239,10 +239,7 @@ def _caller_dependent(root: Dependant, *, any_token: bool) -> list[str]:
 def _params(root: Dependant, template: str) -> tuple[_Param, ...]:
     """The path and query parameters of the whole tree, each once, in a stable order."""
     found: dict[tuple[bool, str], _Param] = {}
-    pending = [root]
-    while pending:
-        dependant = pending.pop()
-        pending.extend(dependant.dependencies)
+    for dependant in _tree(root):
         for in_path, fields in ((True, dependant.path_params), (False, dependant.query_params)):
             for field in fields:
                 annotation = field.field_info.annotation
@@ -254,16 +251,20 @@ def _params(root: Dependant, template: str) -> tuple[_Param, ...]:
 
 def query_parameters(root: Dependant) -> list[tuple[str, bool]]:
     """Each query parameter of a dependency tree: its name, and whether it is a list."""
-    found: list[tuple[str, bool]] = []
+    return [
+        (field.alias, _is_sequence(field.field_info.annotation))
+        for dependant in _tree(root)
+        for field in dependant.query_params
+    ]
+
+
+def _tree(root: Dependant) -> Iterator[Dependant]:
+    """Every dependant of a route's tree, its own and its dependencies'."""
     pending = [root]
     while pending:
         dependant = pending.pop()
         pending.extend(dependant.dependencies)
-        found += [
-            (field.alias, _is_sequence(field.field_info.annotation))
-            for field in dependant.query_params
-        ]
-    return found
+        yield dependant
 
 
 def _options(annotation: Any) -> tuple[Any, ...]:
