@@ -6,7 +6,6 @@ route dependencies of `app.api.access.oidc` read `VERIFIED` / `REJECTION` to ans
 or 503. Nothing is answered here: routes outside `/api/` (health, metrics) ignore tokens.
 """
 
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.infrastructure.oidc import (
@@ -19,6 +18,7 @@ from app.observability.logging import subject
 
 VERIFIED = "verified_token"  # scope["state"] key: the VerifiedToken
 REJECTION = "token_rejection"  # scope["state"] key: why the token was not accepted
+_NAME = b"authorization"
 
 
 class AuthenticationMiddleware:
@@ -31,12 +31,14 @@ class AuthenticationMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Record the token's subject and scopes (or why it failed), then pass the request on."""
-        header = Headers(scope=scope).get("authorization") if scope["type"] == "http" else None
-        if not header or not str(scope["path"]).startswith(self.prefix):  # empty: none sent
+        header = None
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            header = next((value for name, value in scope["headers"] if name == _NAME), None)
+        if not header:  # none sent (or empty), or a route that ignores tokens
             await self.app(scope, receive, send)
             return
         state = scope.setdefault("state", {})
-        scheme, _, token = header.partition(" ")
+        scheme, _, token = header.decode("latin-1").partition(" ")
         try:
             if scheme.lower() != "bearer" or not token.strip():
                 raise TokenRejectedError("the Authorization header is not `Bearer <token>`")

@@ -9,8 +9,10 @@ scheme and each route's scopes in the OpenAPI document, so `/docs` can authorise
 
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, Security, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi import HTTPException, Request, Security, status
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
 
 from app.infrastructure.oidc import KeysUnavailableError, TokenRejectedError, VerifiedToken
 from app.middleware.authentication import REJECTION, VERIFIED
@@ -28,13 +30,6 @@ ADMIN_PROBLEMS: dict[int | str, dict[str, Any]] = {}  # PROBLEMS already has the
 # How a read route declares its answer the same for every valid token (scopes aside).
 cacheable = cacheable_for_any_token
 
-bearer = HTTPBearer(
-    scheme_name="bearer",
-    bearerFormat="JWT",
-    description="An access token from the OpenID Connect provider (AUTH_ISSUER).",
-    auto_error=False,  # the answers below are RFC 6750's, as problem documents
-)
-
 
 def _challenge(**params: str) -> dict[str, str]:
     """The `WWW-Authenticate` header of a 401 or 403 (RFC 6750 section 3)."""
@@ -42,32 +37,45 @@ def _challenge(**params: str) -> dict[str, str]:
     return {"WWW-Authenticate": f"Bearer {quoted}" if quoted else "Bearer"}
 
 
-@token_check
-async def verified_token(
-    request: Request,
-    required: SecurityScopes,
-    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> VerifiedToken:
-    """The caller's verified token, holding every scope the route requires."""
-    state = request.scope.get("state", {})
-    token: VerifiedToken | None = state.get(VERIFIED)
-    if token is None:
-        error = state.get(REJECTION)
-        if isinstance(error, KeysUnavailableError):
-            raise error
-        if isinstance(error, TokenRejectedError):
-            detail = f"the bearer token is not valid: {error}"
-            headers = _challenge(error="invalid_token", error_description="the token is not valid")
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=headers)
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "a bearer token is required", headers=_challenge()
+class VerifiedBearer(SecurityBase):
+    """The bearer scheme of the OpenAPI document and the check of its token, in one dependency
+    (FastAPI's `HTTPBearer` beneath it would be one more to solve on every request)."""
+
+    def __init__(self) -> None:
+        self.scheme_name = "bearer"
+        self.model = HTTPBearerModel(
+            bearerFormat="JWT",
+            description="An access token from the OpenID Connect provider (AUTH_ISSUER).",
         )
-    missing = [scope for scope in required.scopes if scope not in token.scopes]
-    if missing:
-        detail = f"the token lacks the scope {' '.join(missing)}"
-        headers = _challenge(error="insufficient_scope", scope=" ".join(required.scopes))
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail, headers=headers)
-    return token
+
+    async def __call__(self, request: Request, required: SecurityScopes) -> VerifiedToken:
+        """The caller's verified token, holding every scope the route requires."""
+        state = request.scope.get("state", {})
+        token: VerifiedToken | None = state.get(VERIFIED)
+        if token is None:
+            raise _refusal(state.get(REJECTION))
+        missing = [scope for scope in required.scopes if scope not in token.scopes]
+        if missing:
+            detail = f"the token lacks the scope {' '.join(missing)}"
+            headers = _challenge(error="insufficient_scope", scope=" ".join(required.scopes))
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail, headers=headers)
+        return token
+
+
+def _refusal(error: Exception | None) -> Exception:
+    """What answers a request without a verified token: 503, or a 401 as RFC 6750 words it."""
+    if isinstance(error, KeysUnavailableError):
+        return error
+    if isinstance(error, TokenRejectedError):
+        headers = _challenge(error="invalid_token", error_description="the token is not valid")
+        detail = f"the bearer token is not valid: {error}"
+        return HTTPException(status.HTTP_401_UNAUTHORIZED, detail, headers=headers)
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "a bearer token is required", headers=_challenge()
+    )
+
+
+verified_token = token_check(VerifiedBearer())
 
 
 def requires(*scopes: str) -> list[Any]:
