@@ -25,7 +25,12 @@ class ItemService(ResourceService[Item, ItemRead]):
     @cached(ITEMS.pages)
     async def list(self, *, offset: int, limit: int) -> ItemPage:
         """Return one page of items with the total count."""
-        return await self.load_page(ItemPage, offset=offset, limit=limit)
+        return await self.load_page(ItemPage, offset=offset, limit=limit, total=await self.total())
+
+    @cached(ITEMS.pages)
+    async def total(self) -> int:
+        """How many items there are, cached apart from the pages: a new page costs no count."""
+        return await self.count()
 
     def new_row(self, data: BaseModel) -> Item:
         """A new item, created and updated at the same instant."""

@@ -1,9 +1,9 @@
 """The use cases every resource shares: writes that invalidate after commit, reads by id and page.
 
 A resource's service subclasses `ResourceService`, names its model, its read schema and its
-cache namespaces, and declares its two cached reads (`find`, `list`) with `@cached` and its own
-return types: `@cached` decodes a hit with the function's return annotation, so they cannot be
-written once here. `app/services/items.py` is the example to copy.
+cache namespaces, and declares its cached reads (`find`, `list`, `total`) with `@cached` and its
+own return types: `@cached` decodes a hit with the function's return annotation, so they cannot
+be written once here. `app/services/items.py` is the example to copy.
 """
 
 from typing import Any, Generic, TypeVar
@@ -99,14 +99,19 @@ class ResourceService(Generic[Model, Read]):
             row = await Rows(session, self.model).get(row_id)
             return None if row is None else self.read.model_validate(row)
 
-    async def load_page(self, page: type[ReadPage], *, offset: int, limit: int) -> ReadPage:
-        """Read one page and the total count from the database (no cache)."""
+    async def load_page(
+        self, page: type[ReadPage], *, offset: int, limit: int, total: int
+    ) -> ReadPage:
+        """Read one page from the database (no cache); `total` is the count it reports."""
         async with self.sessions() as session:
-            rows = Rows(session, self.model)
-            found = await rows.page(offset=offset, limit=limit)
-            total = await rows.count()
+            found = await Rows(session, self.model).page(offset=offset, limit=limit)
             items = [self.read.model_validate(row) for row in found]
         return page(items=items, total=total, offset=offset, limit=limit)
+
+    async def count(self) -> int:
+        """Count the rows in the database (no cache); a subclass caches it with `@cached`."""
+        async with self.sessions() as session:
+            return await Rows(session, self.model).count()
 
     async def _existing(self, rows: Rows[Model], row_id: int) -> Model:
         row = await rows.get(row_id)

@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from httpx import ASGITransport, AsyncClient
 from redis.asyncio import Redis
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
@@ -82,6 +83,34 @@ async def test_a_read_served_by_the_service_cache_opens_no_database_session(
 
     assert miss.json() == hit.json() == created
     assert len(opened) == 1  # the miss loaded from the database; the hit did not open a session
+
+
+async def test_distinct_pages_share_one_count_until_a_write(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    for name in "abc":
+        await client.post("/api/v1/items", json={"name": name, "price": 1})
+    resources: AppState = app.state.resources
+    counts: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if "count(" in statement.lower():
+            counts.append(statement)
+
+    engine = resources.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        totals = []
+        for offset in range(5):  # five pages no one asked for yet: five misses
+            page = await client.get(f"/api/v1/items?offset={offset}", headers=NO_RESPONSE_CACHE)
+            totals.append(page.json()["total"])
+        assert (totals, len(counts)) == ([3] * 5, 1)
+
+        await client.post("/api/v1/items", json={"name": "d", "price": 1})
+        page = await client.get("/api/v1/items?offset=1", headers=NO_RESPONSE_CACHE)
+        assert (page.json()["total"], len(counts)) == (4, 2)  # the write dropped the count too
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
 
 
 @pytest.mark.shared_response_cache
