@@ -22,6 +22,9 @@ CONFIGS = (
     (f"on, 600/minute (the default), {CLIENTS} clients", "true", "600/minute", True),
     ("on, 1000000000/minute, one client", "true", "1000000000/minute", False),
 )
+# One client far past its limit: after its first request every answer is a 429, which each
+# process gives from its memory of the refusal (no Redis round trip).
+FLOOD_LIMIT = "1/hour"
 ROUTES = {"response-cache HIT": "", "@cached HIT (request no-store)": 'wrk.headers["Cache-Control"] = "no-store"\n'}
 ERRORS = re.compile(r"^rate_limit_errors_total(?:\{[^}]*\})? (\S+)$", re.M)
 
@@ -93,6 +96,36 @@ def _servers(bench: Bench, urls: dict[str, str]) -> dict[tuple[str, str], str]:
     return dict(zip(keys, bench.serve_many(specs), strict=True))
 
 
+def _flood_row(bench: Bench, url: str, item: str, off: list[WrkResult]) -> Row:
+    """429s per second for one client past its limit, beside the limiter-off HIT (one node)."""
+    python = bench.python("redis_queue")
+    env = bench.service_env(
+        "redis_queue",
+        "bench-rl-flood",
+        CACHE_URL=url,
+        REDIS_URL=url,
+        DATABASE_URL=bench.service_env("redis_queue", "bench-rl")["DATABASE_URL"],
+        RATE_LIMIT_ENABLED="true",
+        RATE_LIMIT_DEFAULT=FLOOD_LIMIT,
+    )
+    (base,) = bench.serve_many([("uvicorn-rl-flood", python, "app.main:app", "redis_queue", env)])
+    script = _script(bench, "response-cache HIT", many=False)
+    sizes = bench.sizes
+    runs = [
+        run_wrk(base + item, seconds=sizes.wrk_seconds, connections=sizes.wrk_connections, script=script)
+        for _ in range(sizes.wrk_repeats)
+    ]
+    errors = _limiter_errors(base)
+    admitted = sum(r.requests - r.non_2xx for r in runs)
+    detail = (
+        f"p50 {median([r.p50 for r in runs]):.2f} ms, p99 {median([r.p99 for r in runs]):.2f} ms, "
+        f"answers other than 429: {admitted} (the first request is admitted), limiter errors: {errors:.0f}; "
+        f"{median([r.rps for r in runs]) / median([o.rps for o in off]):.2f}× the limiter-off response-cache HIT"
+    )
+    label = f"one client past its limit ({FLOOD_LIMIT}), one node: 429 answers"
+    return measured(SECTION, label, [r.rps for r in runs], "req/s", detail=detail)
+
+
 def run(bench: Bench) -> list[Row]:
     """Response-cache HIT and @cached HIT, limiter on (two ways) vs off, on one node and Cluster."""
     cluster = redis_topologies.start(bench, "cluster")
@@ -143,4 +176,6 @@ def run(bench: Bench) -> list[Row]:
                     passed = ratio >= 0.9 and refused == 0 and errors[kind, label] == 0
                     judge(row, ratio, "× limiter off", "≥ 0.9×, no 429, no limiter errors", passed)
                 rows.append(row)
+    off = results["response-cache HIT", "one node", CONFIGS[0][0]]
+    rows.append(_flood_row(bench, urls["one node"], items["one node"], off))
     return rows

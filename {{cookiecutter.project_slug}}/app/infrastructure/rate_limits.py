@@ -6,9 +6,10 @@ interval (period / amount) on. So a client may spend its whole amount at once (i
 then one request per interval: never the double burst of fixed windows at their boundary. In
 Redis one Lua script reads, decides and writes that one key on Redis's own clock, in one round
 trip (shared with the counts made meanwhile), so every API process on every host shares one
-exact count whatever its own clock says. Each call is bounded by one timeout; Redis's own
-failure opens a breaker, and while it is open no call waits for Redis at all
-(`RateLimitUnavailableError` at once).
+exact count whatever its own clock says. A refusal is remembered in the process until its
+`Retry-After` (`Refusals`), so a client flooding past its limit costs no round trip. Each call
+is bounded by one timeout; Redis's own failure opens a breaker, and while it is open no call
+waits for Redis at all (`RateLimitUnavailableError` at once).
 """
 
 import asyncio
@@ -44,6 +45,7 @@ tat = tat + interval
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
 return {1, math.floor((capacity - (tat - now)) / interval + 1e-9), tat - now, 0}
 """
+MAX_REFUSALS_KEPT = 10_000  # clients refused in this process, remembered until Retry-After
 
 
 class RateLimitUnavailableError(Exception):
@@ -58,6 +60,7 @@ class Decision:
     remaining: int
     reset_after: float  # seconds until the client's whole quota is back
     retry_after: float  # seconds until one more request is admitted; 0 when this one was
+    remembered: bool = False  # a refusal this process already had from the counters
 
 
 class Counters(Protocol):
@@ -123,6 +126,42 @@ class RedisCounters:
         await self.client.aclose()
 
 
+class Refusals:
+    """Refusals remembered until they lapse, so that a client past its limit is refused again
+    in this process without asking the counters.
+
+    Exact: a refusal says no request is admitted for `retry_after` seconds, and every count
+    (from any process) only moves the client's TAT later, so nothing could be admitted before
+    then anyway. The wait is measured from when the answer arrived, so a client may be refused
+    up to one round trip longer than Redis alone would. At most `max_keys` are kept, the
+    oldest dropped first (a dropped one is only asked of the counters again).
+    """
+
+    def __init__(self, max_keys: int = MAX_REFUSALS_KEPT) -> None:
+        self.max_keys = max_keys
+        self.until: OrderedDict[str, tuple[float, float]] = OrderedDict()  # key -> (retry, whole)
+
+    def held(self, key: str) -> Decision | None:
+        """The refusal of `key` while it lasts, with its times counted down; else None."""
+        found = self.until.get(key)
+        if found is None:
+            return None
+        retry_at, whole_at = found
+        now = time.monotonic()
+        if now >= retry_at:
+            del self.until[key]
+            return None
+        return Decision(False, 0, whole_at - now, retry_at - now, remembered=True)
+
+    def remember(self, key: str, refusal: Decision) -> None:
+        """Hold `refusal` (an answer of the counters that just arrived) for its retry time."""
+        now = time.monotonic()
+        self.until[key] = (now + refusal.retry_after, now + refusal.reset_after)
+        self.until.move_to_end(key)
+        if len(self.until) > self.max_keys:
+            self.until.popitem(last=False)
+
+
 class RateLimiter:
     """Count requests per (policy, client) key; see the module docstring for the guarantees."""
 
@@ -133,10 +172,20 @@ class RateLimiter:
         self.prefix = prefix  # every key starts with it
         self.breaker = breaker  # None for memory://, which cannot fail
         self.timeout = timeout
+        self.refusals = Refusals()
 
     async def acquire(self, rate: Rate, policy: str, client: str) -> Decision:
         """Count one request of `client` against `policy`'s `rate`, unless it is already spent."""
         key = f"{self.prefix}:{policy}:{client}"
+        refused = self.refusals.held(key)
+        if refused is not None:
+            return refused
+        decision = await self._count(key, rate)
+        if not decision.allowed:
+            self.refusals.remember(key, decision)
+        return decision
+
+    async def _count(self, key: str, rate: Rate) -> Decision:
         if self.breaker is None:
             return await self.counters.count(key, rate)
         if self.breaker.is_open():

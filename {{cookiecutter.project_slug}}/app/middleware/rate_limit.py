@@ -106,7 +106,9 @@ class RateLimitMiddleware:
         if not decision.allowed:
             retry_after = str(max(1, math.ceil(decision.retry_after)))
             detail = f"this client is over its limit of {policy.limit}; retry in {retry_after} s"
-            logger.info("answered 429: %s", detail, extra={"status": 429})
+            # Logged once per refusal from the counters: a flood repeats it from memory.
+            log = logger.debug if decision.remembered else logger.info
+            log("answered 429: %s", detail, extra={"status": 429})
             response = problem_response(429, detail, headers={**fields, "Retry-After": retry_after})
             await response(scope, receive, send)
             return

@@ -1,4 +1,5 @@
-"""GCRA counters, in memory and on the suite's real Redis: the same decisions, bounded state.
+"""GCRA counters, in memory and on the suite's real Redis: the same decisions, bounded state;
+the limiter's remembered refusals, exact and bounded.
 
 A client spends its quota at once, then gets one request back per interval; the state of a
 client whose quota is whole again is gone (a dict entry, a key that expired).
@@ -9,7 +10,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.infrastructure.rate_limits import Counters, MemoryCounters, RedisCounters
+from app.infrastructure.rate_limits import (
+    Counters,
+    Decision,
+    MemoryCounters,
+    RateLimiter,
+    RedisCounters,
+    Refusals,
+)
 from app.infrastructure.redis_client import redis_client
 from app.rates import Rate, parse_rate
 from tests.redis_cluster import admin_client
@@ -111,3 +119,51 @@ async def test_a_script_redis_forgot_is_loaded_again(redis_url: str) -> None:
         await counters.close()
 
     assert sorted(decision.remaining for decision in flushed) == [0, 0, 1]
+
+
+class CountingCounters:
+    """Counters that count the calls passed on to them."""
+
+    def __init__(self, inner: Counters) -> None:
+        self.inner = inner
+        self.calls = 0
+
+    async def count(self, key: str, rate: Rate) -> Decision:
+        self.calls += 1
+        return await self.inner.count(key, rate)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_refused_client_is_refused_again_without_asking_the_counters(
+    counters: Counters,
+) -> None:
+    counting = CountingCounters(counters)
+    limiter = RateLimiter(counting, prefix="t", breaker=None, timeout=5.0)
+    rate = parse_rate("2/4 seconds")  # one request back every 2 s
+    decisions = [await limiter.acquire(rate, "p", "c") for _ in range(50)]
+
+    assert [d.allowed for d in decisions] == [True, True] + [False] * 48
+    assert counting.calls == 3  # the 47 refusals after the first came from memory
+    assert [d.remembered for d in decisions[2:4]] == [False, True]  # the first one is logged
+    assert 0 < decisions[-1].retry_after <= decisions[2].retry_after <= 2.0  # counted down
+    assert decisions[-1].reset_after <= decisions[2].reset_after
+    # Exact: while this process refuses from memory, the counters refuse too.
+    assert not (await counters.count("t:p:c", rate)).allowed
+    await asyncio.sleep(decisions[-1].retry_after + 0.05)
+    assert (await limiter.acquire(rate, "p", "c")).allowed  # not held past its Retry-After
+    assert counting.calls == 4
+
+
+def test_refusals_keep_at_most_their_bound_the_oldest_dropped() -> None:
+    refusals = Refusals(max_keys=3)
+    for n in range(5):
+        refusals.remember(f"k{n}", Decision(False, 0, 60.0, 60.0))
+
+    assert list(refusals.until) == ["k2", "k3", "k4"]
+    assert refusals.held("k0") is None  # dropped: the counters are asked again
+    held = refusals.held("k4")
+    assert held is not None
+    assert not held.allowed
+    assert 59 < held.retry_after <= 60

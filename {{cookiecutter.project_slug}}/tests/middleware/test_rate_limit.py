@@ -6,6 +6,7 @@ over one Redis and Redis's failures are in `test_rate_limit_redis.py`.
 """
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
@@ -74,6 +75,17 @@ async def test_past_the_limit_a_client_gets_429_with_the_headers(client: AsyncCl
     assert fields(refused)[0] == 0
     assert 60 - SLACK <= fields(refused)[1] <= 60
     assert refused.headers["ratelimit-policy"] == f'"default";q={LIMIT};w=60'
+
+
+async def test_a_flood_past_the_limit_is_logged_once(
+    client: AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="app.middleware.rate_limit"):
+        answers = [await client.get(ITEM) for _ in range(LIMIT + 20)]
+    refusals = [r.levelno for r in caplog.records if r.getMessage().startswith("answered 429")]
+
+    assert [answer.status_code for answer in answers].count(429) == 20
+    assert refusals == [logging.INFO] + [logging.DEBUG] * 19  # the rest repeat it from memory
 
 
 async def test_the_quota_comes_back_one_request_per_interval(settings: Settings) -> None:
