@@ -24,19 +24,26 @@ T = TypeVar("T")
 IN_FLIGHT_RETRY_AFTER = 5  # seconds a client at its bound is asked to wait
 FULL = -1  # what an enqueue script answers for a client at its bound
 
-# Celery's enqueue: write the `queued` status and take the client's slot, unless its set is
-# full. KEYS: the status, the client's set. ARGV: the status, its ttl, the bound (0: the task
-# has no client, a periodic job's), the task id. The redis_queue scripts do the same.
-ADMIT = """
-local bound = tonumber(ARGV[3])
-if bound > 0 and redis.call('SCARD', KEYS[2]) >= bound then
+# The step every enqueue script takes: unless the client's set holds `bound` tasks already
+# (then -1, and nothing written), write the `queued` status and take the client's slot. It
+# reads the Lua locals status_key, status, ttl, slots_key, bound (0: the task has no client,
+# a periodic job's) and task_id, which each script sets from its own KEYS and ARGV.
+TAKE_SLOT = """
+if bound > 0 and redis.call('SCARD', slots_key) >= bound then
   return -1
 end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('SET', status_key, status, 'EX', ttl)
 if bound > 0 then
-  redis.call('SADD', KEYS[2], ARGV[4])
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
+  redis.call('SADD', slots_key, task_id)
+  redis.call('EXPIRE', slots_key, ttl)
 end
+"""
+# Celery's enqueue: TAKE_SLOT alone. KEYS: the status, the client's set. ARGV: the status, its
+# ttl, the bound, the task id. Returns 1, or -1 (FULL).
+ADMIT = f"""
+local status_key, slots_key = KEYS[1], KEYS[2]
+local status, ttl, bound, task_id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+{TAKE_SLOT}
 return 1
 """
 
