@@ -8,6 +8,7 @@ answer under `/api/v1` carries the IETF `RateLimit-Policy` and `RateLimit` field
 Counters unreachable: served and counted (RATE_LIMIT_FAIL_OPEN=true) or a 503.
 """
 
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -15,7 +16,6 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.config import Settings
@@ -26,6 +26,7 @@ from app.rates import Rate, parse_rate
 from app.state import AppState, OpenedState
 
 PREFIX = "/api/v1/"
+ADDRESSES_KEPT = 16_384  # client addresses whose key is kept ready (least recently used go)
 logger = logging.getLogger(__name__)
 
 
@@ -56,7 +57,13 @@ def client_key(scope: Scope) -> str:
     if isinstance(subject, str) and subject:
         return "subject:" + hashlib.sha256(subject.encode()).hexdigest()[:32]
     client = scope.get("client")
-    host = client[0] if client else "unknown"
+    return address_key(client[0] if client else "unknown")
+
+
+@functools.lru_cache(maxsize=ADDRESSES_KEPT)
+def address_key(host: str) -> str:
+    """The key of a client address, in its canonical spelling (cached: a parse costs more
+    than the rest of the key's making, and the same clients come back)."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -102,22 +109,22 @@ class RateLimitMiddleware:
         except RateLimitUnavailableError as error:
             await self._unavailable(state, error, scope, receive, send)
             return
-        fields = {"RateLimit-Policy": policy.header, "RateLimit": policy.current(decision)}
+        current = policy.current(decision)
         if not decision.allowed:
             retry_after = str(max(1, math.ceil(decision.retry_after)))
             detail = f"this client is over its limit of {policy.limit}; retry in {retry_after} s"
             # Logged once per refusal from the counters: a flood repeats it from memory.
             log = logger.debug if decision.remembered else logger.info
             log("answered 429: %s", detail, extra={"status": 429})
+            fields = {"RateLimit-Policy": policy.header, "RateLimit": current}
             response = problem_response(429, detail, headers={**fields, "Retry-After": retry_after})
             await response(scope, receive, send)
             return
+        added = ((b"ratelimit-policy", policy.header.encode()), (b"ratelimit", current.encode()))
 
         async def send_with_rate_limit_fields(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in fields.items():
-                    headers.append(name, value)
+                message["headers"] = [*message.get("headers", ()), *added]
             await send(message)
 
         await self.app(scope, receive, send_with_rate_limit_fields)

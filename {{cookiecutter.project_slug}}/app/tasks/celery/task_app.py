@@ -12,8 +12,10 @@ import logging
 import os
 import ssl
 from typing import Any, cast
+from urllib.parse import quote
 
 from celery import Celery, Task, signals
+from celery.backends.base import DisabledBackend
 from redis import WatchError
 from redis.exceptions import RedisError
 
@@ -163,8 +165,29 @@ def broker_url_of(settings: Settings) -> str:
 
 
 def result_backend_of(settings: Settings) -> str | None:
-    """REDIS_URL as Celery's result backend (users' own tasks, chords), unless a cluster."""
-    return None if parse_redis_url(settings.redis_url).topology == "cluster" else settings.redis_url
+    """REDIS_URL as Celery's result backend (users' own tasks, chords): a one-node URL as it
+    is, a Sentinel group in Celery's own spelling (with `result_backend_options`); none on a
+    cluster, which Celery cannot use, or a TLS Sentinel, which it would not verify."""
+    url = parse_redis_url(settings.redis_url)
+    if url.topology == "node":
+        return settings.redis_url
+    if url.topology == "cluster" or url.tls:
+        return None
+    auth = f"{quote(url.username or '')}:{quote(url.password)}@" if url.password else ""
+    return ";".join(f"sentinel://{auth}{host}:{port}/{url.db}" for host, port in url.nodes)
+
+
+def result_backend_options(settings: Settings) -> dict[str, object]:
+    """The Sentinel backend's service name, and the Sentinels' password as REDIS_URL's
+    clients use it (REDIS_SENTINEL_PASSWORD, else the URL's)."""
+    url = parse_redis_url(settings.redis_url)
+    if url.topology != "sentinel":
+        return {}
+    password = settings.redis_sentinel_password
+    password = url.password if password is None else password
+    return {"master_name": url.service_name} | (
+        {"sentinel_kwargs": {"password": password}} if password else {}
+    )
 
 
 def broker_transport_options(settings: Settings) -> dict[str, object]:
@@ -203,6 +226,10 @@ def create_celery_app(settings: Settings) -> TaskApp:
         name=RUN_TASK,
         bind=True,
         shared=False,
+        # Statuses live in the status store: the run task keeps nothing in Celery's result
+        # backend, not even the "retry" mark Celery writes when it stops a run on a lost broker
+        # connection (a write that fails while Redis is away would make the stop a revocation).
+        backend=DisabledBackend(app),
         # Only the status store failing can raise anything else out of an attempt.
         autoretry_for=(AttemptFailedError, RedisError, OSError),
         throws=(TaskFailedError,),  # an expected outcome: logged without a traceback
@@ -241,6 +268,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_serializer": "json",
         "accept_content": ["json"],
         "result_backend": result_backend_of(settings),
+        "result_backend_transport_options": result_backend_options(settings),
         # rediss://: Celery and kombu check the server's certificate as the service's clients do.
         "broker_use_ssl": verified_tls(broker_url_of(settings)),
         "redis_backend_use_ssl": verified_tls(settings.redis_url),
