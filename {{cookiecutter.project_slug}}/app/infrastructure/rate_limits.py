@@ -29,9 +29,11 @@ from app.infrastructure.cache.breaker import CACHE_ERRORS, Breaker, probe_timeou
 from app.infrastructure.redis_client import AsyncRedis, BlockingProbe, redis_client
 from app.rates import Rate
 
-# KEYS[1]: the client's TAT, in microseconds of Redis's clock. ARGV: the rate's interval in
-# microseconds, its amount. Returns admitted (1/0), remaining, microseconds until the quota is
-# whole, microseconds until one more request is admitted (0 when this one was).
+# KEYS[1]: the client's TAT, in whole microseconds of Redis's clock. ARGV: the rate's interval
+# in microseconds, its amount. Returns admitted (1/0), remaining, microseconds until the quota
+# is whole, microseconds until one more request is admitted (0 when this one was). A rate whose
+# interval is under a microsecond leaves the TAT where it was (it admits everything) and its
+# key still expires, after at least 1 ms.
 GCRA = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
@@ -42,8 +44,10 @@ if tat + interval - now > capacity then
   return {0, 0, tat - now, tat + interval - capacity - now}
 end
 tat = tat + interval
-redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000))
-return {1, math.floor((capacity - (tat - now)) / interval + 1e-9), tat - now, 0}
+local ttl = math.max(1, math.ceil((tat - now) / 1000))
+redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', ttl)
+local remaining = math.floor((capacity - (tat - now)) / interval + 1e-9)
+return {1, math.min(remaining, tonumber(ARGV[2]) - 1), tat - now, 0}
 """
 MAX_REFUSALS_KEPT = 10_000  # clients refused in this process, remembered until Retry-After
 

@@ -60,6 +60,16 @@ async def test_a_refused_request_is_not_counted(counters: Counters) -> None:
     assert 1800 - 60 < later <= 1800  # still one interval away: refusals pushed nothing on
 
 
+async def test_a_rate_finer_than_the_clock_admits_and_counts_without_error(
+    counters: Counters,
+) -> None:
+    rate = parse_rate("1000000000/minute")  # one request every 60 ns
+    decisions = [await counters.count("fast", rate) for _ in range(3)]
+
+    assert all(decision.allowed for decision in decisions)
+    assert all(rate.amount - 3 <= decision.remaining < rate.amount for decision in decisions)
+
+
 async def test_each_key_counts_apart(counters: Counters) -> None:
     rate = Rate(amount=1, period=3600)
     assert (await counters.count("a", rate)).allowed
