@@ -1,5 +1,6 @@
 """The load a failover test runs: item writers and readers under the history checker, task
-enqueuers keeping a ledger of every 202, and every answer's status (no 5xx but 503)."""
+enqueuers keeping a ledger of every 202, and every answer's status (no 5xx but 503); and the
+Sentinel failover those tests run under it."""
 
 import asyncio
 import itertools
@@ -8,8 +9,10 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from httpx import ASGITransport, AsyncClient
+from redis.asyncio import Redis
 from redis.crc import key_slot
 
 from app.config import Settings
@@ -18,6 +21,7 @@ from app.main import create_app
 from app.services.items import ITEMS
 from app.tasks.status import tasks_key
 from tests.redis_cluster import RedisCluster
+from tests.redis_sentinel import SentinelGroup
 from tests.services.history import History, Read, Write
 from tests.services.test_history import timed, with_slow_reads
 
@@ -129,3 +133,32 @@ async def enqueuer(http: AsyncClient, run: Run, task: dict[str, object]) -> None
             assert int(response.headers["Retry-After"]) >= 1
             run.refused += 1
             await asyncio.sleep(0.05)
+
+
+class Killable(Protocol):
+    """A worker process a test can SIGKILL (a `Popen`, a `CeleryProcess`)."""
+
+    def kill(self) -> None: ...
+
+
+async def fail_over_sentinel(
+    group: SentinelGroup, run: Run, doomed: Killable, *, cut_off: float, after: float
+) -> float:
+    """After a second of load, cut the replica off (frozen, its link killed) so that the
+    primary acknowledges alone for `cut_off` s; SIGKILL the primary and the `doomed` worker
+    (mid-task); bring a replica back once one is promoted (REDIS_REPLICA_ACKS=1 needs one) and
+    let the load run `after` s more. Returns the seconds the promotion took."""
+    await asyncio.sleep(1.0)
+    primary = Redis.from_url(group.direct_url(group.primary_port))
+    with group.paused_replica():
+        await primary.client_kill_filter(_type="replica")
+        await primary.aclose()
+        await asyncio.sleep(cut_off)
+        group.processes[group.primary_port].kill()
+        doomed.kill()
+        run.killed_at = time.monotonic()
+    promoted = await asyncio.to_thread(group.kill_primary)
+    await asyncio.to_thread(group.restart_replica)
+    await asyncio.sleep(after)
+    run.stop.set()
+    return promoted

@@ -10,17 +10,15 @@ the new primary without a restart; the recovery time is printed.
 """
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
 from httpx import AsyncClient
-from redis.asyncio import Redis
 
 from app.config import Settings
 from tests.redis_sentinel import SERVICE, SentinelGroup, running_sentinel_group
-from tests.tasks.celery.fixtures import CeleryProcess, CeleryProcesses
-from tests.tasks.failover_load import Run, enqueuer
+from tests.tasks.celery.fixtures import CeleryProcesses
+from tests.tasks.failover_load import Run, enqueuer, fail_over_sentinel
 from tests.tasks.helpers import enqueue, wait_final
 
 pytestmark = pytest.mark.slow
@@ -51,25 +49,6 @@ def settings(settings: Settings, group: SentinelGroup) -> Settings:
     )
 
 
-async def fail_over(group: SentinelGroup, run: Run, doomed: CeleryProcess) -> float:
-    """Cut the replica off, let the primary take messages alone, kill it and the `doomed`
-    worker (mid-task); the promotion time."""
-    await asyncio.sleep(1.0)
-    primary = Redis.from_url(group.direct_url(group.primary_port))
-    with group.paused_replica():
-        await primary.client_kill_filter(_type="replica")
-        await primary.aclose()
-        await asyncio.sleep(CUT_OFF)
-        group.processes[group.primary_port].kill()
-        doomed.kill()
-        run.killed_at = time.monotonic()
-    promoted = await asyncio.to_thread(group.kill_primary)
-    await asyncio.to_thread(group.restart_replica)  # REDIS_REPLICA_ACKS=1 needs a replica
-    await asyncio.sleep(AFTER)
-    run.stop.set()
-    return promoted
-
-
 async def test_a_broker_failover_under_load_loses_no_accepted_task(
     client: AsyncClient, celery_processes: CeleryProcesses, group: SentinelGroup
 ) -> None:
@@ -80,7 +59,7 @@ async def test_a_broker_failover_under_load_loses_no_accepted_task(
     run.accepted += [await enqueue(client, "sleep", {"seconds": SLEEP}) for _ in range(4)]
 
     promoted, *_ = await asyncio.gather(
-        fail_over(group, run, doomed),
+        fail_over_sentinel(group, run, doomed, cut_off=CUT_OFF, after=AFTER),
         enqueuer(client, run, {"name": "add", "payload": {"a": 1, "b": 2}}),
     )
 

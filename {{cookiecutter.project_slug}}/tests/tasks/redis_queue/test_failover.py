@@ -10,17 +10,21 @@ The service follows the new primary without a restart; the recovery time is prin
 """
 
 import asyncio
-import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from httpx import AsyncClient
-from redis.asyncio import Redis
 
 from app.config import Settings
 from tests.redis_sentinel import SentinelGroup, running_sentinel_group
-from tests.tasks.failover_load import Run, app_with_slow_reads, enqueuer, reader, writer
+from tests.tasks.failover_load import (
+    Run,
+    app_with_slow_reads,
+    enqueuer,
+    fail_over_sentinel,
+    reader,
+    writer,
+)
 from tests.tasks.helpers import wait_final
 from tests.tasks.redis_queue.fixtures import Workers
 
@@ -58,25 +62,6 @@ async def http(settings: Settings) -> AsyncIterator[AsyncClient]:
         yield client
 
 
-async def fail_over(group: SentinelGroup, run: Run, doomed: subprocess.Popen[bytes]) -> float:
-    """Cut the replica off, let the primary acknowledge alone, kill it and the `doomed`
-    worker (mid-task: it runs half-second tasks); the promotion time."""
-    await asyncio.sleep(1.0)
-    primary = Redis.from_url(group.direct_url(group.primary_port))
-    with group.paused_replica():
-        await primary.client_kill_filter(_type="replica")
-        await primary.aclose()
-        await asyncio.sleep(CUT_OFF)
-        group.processes[group.primary_port].kill()
-        doomed.kill()
-        run.killed_at = time.monotonic()
-    promoted = await asyncio.to_thread(group.kill_primary)
-    await asyncio.to_thread(group.restart_replica)  # REDIS_REPLICA_ACKS=1 needs a replica
-    await asyncio.sleep(AFTER)
-    run.stop.set()
-    return promoted
-
-
 async def test_a_failover_under_load_loses_no_task_and_brings_back_no_read(
     http: AsyncClient, group: SentinelGroup, workers: Workers
 ) -> None:
@@ -86,7 +71,7 @@ async def test_a_failover_under_load_loses_no_task_and_brings_back_no_read(
     await run.create_items(http, ITEMS)
 
     promoted, *_ = await asyncio.gather(
-        fail_over(group, run, doomed),
+        fail_over_sentinel(group, run, doomed, cut_off=CUT_OFF, after=AFTER),
         *(writer(http, number, run) for number in range(2)),
         *(reader(http, number, run) for number in range(8)),
         enqueuer(http, run, {"name": "add", "payload": {"a": 1, "b": 2}}),
