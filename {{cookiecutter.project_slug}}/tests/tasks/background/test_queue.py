@@ -74,8 +74,10 @@ async def test_stopping_lets_running_tasks_finish_within_the_shutdown_timeout(
 async def test_statuses_and_the_cache_each_keep_to_their_pool_bound(
     settings: Settings, redis_url: str
 ) -> None:
-    # One connection per pool: concurrent reads and enqueues open no third.
-    update = {"cache_url": redis_url, "cache_max_connections": 1}
+    # One connection per pool: concurrent reads and enqueues open no third. Twenty commands
+    # queue on one connection: on a busy machine the default 0.25 s could time one out, and a
+    # timeout opens the breaker, whose probe is a connection of its own.
+    update = {"cache_url": redis_url, "cache_max_connections": 1, "cache_socket_timeout": 5.0}
     observer = admin_client(redis_url)
     async with serve(settings.model_copy(update=update)) as http:
         item = await http.post("/api/v1/items", json={"name": "pooled", "price": 1})
