@@ -40,8 +40,9 @@ local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 local interval = tonumber(ARGV[1])
 local capacity = interval * tonumber(ARGV[2])
 local tat = math.max(tonumber(redis.call('GET', KEYS[1]) or now), now)
-if tat + interval - now > capacity then
-  return {0, 0, tat - now, tat + interval - capacity - now}
+local late = (tat - now) - (capacity - interval)
+if late > 0 then
+  return {0, 0, tat - now, late}
 end
 tat = tat + interval
 local ttl = math.max(1, math.ceil((tat - now) / 1000))
@@ -91,8 +92,12 @@ class MemoryCounters:
         while self.tats and next(iter(self.tats.values())) <= now:
             self.tats.popitem(last=False)
         tat = max(self.tats.get(key, now), now)
-        if tat + rate.interval - now > rate.period:
-            return Decision(False, 0, tat - now, tat + rate.interval - rate.period - now)
+        # How far the TAT is past the last admissible one. Compared as differences: at a large
+        # monotonic clock `now + period - now` is not exactly `period`, and a whole quota of 1
+        # would be refused by a rounding error.
+        late = (tat - now) - (rate.period - rate.interval)
+        if late > 1e-9:
+            return Decision(False, 0, tat - now, late)
         tat += rate.interval
         self.tats[key] = tat
         self.tats.move_to_end(key)

@@ -6,6 +6,7 @@ client whose quota is whole again is gone (a dict entry, a key that expired).
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -76,6 +77,18 @@ async def test_each_key_counts_apart(counters: Counters) -> None:
     assert not (await counters.count("a", rate)).allowed
 
     assert (await counters.count("b", rate)).allowed
+
+
+async def test_memory_admits_a_whole_quota_of_one_at_any_clock(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A process up for hours: at this monotonic reading `now + 3600 - now` is 3600.0000000000036.
+    monkeypatch.setattr(time, "monotonic", lambda: 31328.15862723585)
+    counters = MemoryCounters()
+    rate = Rate(amount=1, period=3600)
+
+    assert (await counters.count("client", rate)).allowed
+    assert not (await counters.count("client", rate)).allowed
 
 
 async def test_memory_forgets_a_client_whose_quota_is_whole() -> None:
