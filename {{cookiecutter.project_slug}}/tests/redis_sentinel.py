@@ -258,6 +258,14 @@ def group() -> Iterator[SentinelGroup]:
         yield sentinel_group
 
 
+@pytest.fixture(name="group")
+def failing_group() -> Iterator[SentinelGroup]:
+    """A group of the importing test's own, as `group`, with the 1 s `down-after`: the test
+    kills its primary, and no other test shares what is left of it."""
+    with running_sentinel_group() as sentinel_group:
+        yield sentinel_group
+
+
 async def emptied_primary(group: SentinelGroup) -> str:
     """The group's primary, addressed directly and emptied: what a test starts from."""
     primary = group.direct_url(group.primary_port)

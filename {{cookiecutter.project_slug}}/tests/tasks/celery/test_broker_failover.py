@@ -10,13 +10,13 @@ the new primary without a restart; the recovery time is printed.
 """
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from httpx import AsyncClient
 
 from app.config import Settings
-from tests.redis_sentinel import SERVICE, SentinelGroup, running_sentinel_group
+from tests.redis_sentinel import SERVICE, SentinelGroup
+from tests.redis_sentinel import failing_group as failing_group
 from tests.tasks.celery.fixtures import CeleryProcesses
 from tests.tasks.failover_load import Run, enqueuer, fail_over_sentinel
 from tests.tasks.helpers import enqueue, wait_final
@@ -26,13 +26,6 @@ pytestmark = pytest.mark.slow
 CUT_OFF = 1.0  # seconds the primary runs with no replica before it is killed
 AFTER = 6.0  # seconds the load goes on once the Sentinels named the new primary
 SLEEP = 3.0  # seconds of the tasks that are running when the primary dies
-
-
-@pytest.fixture
-def group() -> Iterator[SentinelGroup]:
-    """A Sentinel group of this test's own: it kills the primary."""
-    with running_sentinel_group() as sentinel_group:
-        yield sentinel_group
 
 
 @pytest.fixture

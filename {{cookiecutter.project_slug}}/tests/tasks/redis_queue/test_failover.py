@@ -10,13 +10,14 @@ The service follows the new primary without a restart; the recovery time is prin
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from httpx import AsyncClient
 
 from app.config import Settings
-from tests.redis_sentinel import SentinelGroup, running_sentinel_group
+from tests.redis_sentinel import SentinelGroup
+from tests.redis_sentinel import failing_group as failing_group
 from tests.tasks.failover_load import (
     Run,
     app_with_slow_reads,
@@ -33,13 +34,6 @@ pytestmark = pytest.mark.slow
 ITEMS = 3
 CUT_OFF = 1.0  # seconds the primary runs with no replica before it is killed
 AFTER = 4.0  # seconds the load goes on once the Sentinels named the new primary
-
-
-@pytest.fixture
-def group() -> Iterator[SentinelGroup]:
-    """A Sentinel group of this test's own: it kills the primary."""
-    with running_sentinel_group() as sentinel_group:
-        yield sentinel_group
 
 
 @pytest.fixture
