@@ -12,9 +12,10 @@ has every write the primary took before it.
 from dataclasses import dataclass
 
 from redis.asyncio.cluster import ClusterPipeline
+from redis.cluster import RedisCluster as SyncRedisCluster
 from redis.exceptions import RedisError
 
-from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis
+from app.infrastructure.redis_client import AsyncPipeline, AsyncRedis, BlockingRedis
 
 
 class NotReplicatedError(RedisError):
@@ -65,6 +66,23 @@ class ReplicaAcks:
                 f"{confirmed} of {self.count} replicas confirmed within {self.timeout_ms} ms"
             )
         return written
+
+    def set_blocking(self, redis: BlockingRedis, key: str, value: str, *, ex: int) -> None:
+        """SET `key` on a blocking client (beat's) with WAIT after it on the same connection:
+        on a cluster, the owner's (a slot that moved answers MOVED, raised). Raise
+        NotReplicatedError short of `count`."""
+        if isinstance(redis, SyncRedisCluster):
+            owner = redis.get_node_from_key(key)  # type: ignore[no-untyped-call]
+            if owner is None:
+                raise NotReplicatedError(f"no node of the cluster owns {key}")
+            redis = redis.get_redis_connection(owner)
+        with redis.pipeline(transaction=False) as pipe:
+            pipe.set(key, value, ex=ex)
+            if self.count:
+                pipe.wait(self.count, self.timeout_ms)
+            replies = pipe.execute()
+        if self.count:
+            self._checked(replies)
 
     async def confirm(self, redis: AsyncRedis, probe_key: str) -> None:
         """Wait until `count` replicas have every write made so far, on any connection

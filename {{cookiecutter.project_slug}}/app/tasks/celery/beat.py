@@ -9,7 +9,7 @@ from celery import beat
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from app.tasks.celery.publish import send_registered_task
+from app.tasks.celery.publish import broker_replicas, send_confirmed
 from app.tasks.definitions import registry
 from app.tasks.schedule import periodic_jobs, tick_lock
 from app.tasks.status import TaskStatus
@@ -33,12 +33,19 @@ class OncePerTickScheduler(beat.Scheduler):
     def setup_schedule(self) -> None:
         """Check each periodic job's task and payload, then load the app's `beat_schedule`."""
         self._jobs = {job.name: job for job in periodic_jobs(self._app.settings)}
+        self._replicas = broker_replicas(self._app.settings)
         for job in self._jobs.values():
             registry.accepted(self._app.settings.task_demo_tasks).validate(job.task, job.payload)
         super().setup_schedule()
 
     def apply_entry(self, entry: beat.ScheduleEntry, producer: Any = None) -> None:
-        """Record and send `entry`'s task if this beat is the first to claim the current tick."""
+        """Record and send `entry`'s task if this beat is the first to claim the current tick.
+
+        With REDIS_REPLICA_ACKS, as from the API, the `queued` status and (on a Redis broker)
+        the message each count only once that many replicas have them; short of them the task
+        ends `failed` ("not sent") and the tick is skipped: a failover never loses a tick that
+        beat recorded as sent.
+        """
         job = self._jobs.get(str(entry.name))
         if job is None:  # added to beat_schedule by hand: sent as Celery would, unguarded
             super().apply_entry(entry, producer)
@@ -49,13 +56,14 @@ class OncePerTickScheduler(beat.Scheduler):
             if not self._app.status_redis().set(claim, status.id, nx=True, px=lifetime_ms):
                 logger.info("beat: %s was sent by another beat", claim)
                 return
-            self._app.save_status(status)
         except (RedisError, OSError) as exc:
             logger.error("beat: could not claim %s: %s", claim, exc)
             return
         try:
-            send_registered_task(self._app, status.id, job.task, job.payload, producer)
-        except (OperationalError, OSError) as exc:
+            self._app.save_status(status)
+            sender = producer or self.producer
+            send_confirmed(self._app, self._replicas, status.id, job.task, job.payload, sender)
+        except (RedisError, OperationalError, OSError) as exc:
             logger.error("beat: could not send %s: %s", claim, exc)
             self._app.end_task(status.id, job.task, f"not sent: {exc}")
             return

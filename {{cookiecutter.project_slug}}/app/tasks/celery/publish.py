@@ -27,6 +27,7 @@ from kombu.exceptions import OperationalError
 from redis import Redis
 from redis.exceptions import RedisError
 
+from app.config import Settings
 from app.tasks.origin import outgoing
 
 RUN_TASK = "tasks.run"
@@ -100,6 +101,45 @@ class BrokerReplicas:
             )
 
 
+def broker_replicas(settings: Settings) -> BrokerReplicas | None:
+    """REDIS_REPLICA_ACKS for the broker's messages (on a Redis broker); None when 0."""
+    if not settings.redis_replica_acks:
+        return None
+    probe = f"{settings.cache_prefix}:broker-replication-probe"
+    return BrokerReplicas(settings.redis_replica_acks, settings.redis_replica_ack_timeout, probe)
+
+
+def send_confirmed(
+    app: Celery,
+    replicas: BrokerReplicas | None,
+    task_id: str,
+    name: str,
+    payload: dict[str, Any],
+    producer: Producer,
+) -> None:
+    """Send registry task `name` on `producer`; raise OperationalError when the broker is
+    unreachable, refuses the message (a RabbitMQ nack) or, on a Redis broker with `replicas`,
+    when they do not confirm it."""
+    connection = cast(Connection, producer.connection)  # a pooled or beat's producer has one
+    if replicas is None or connection.transport.driver_type != "redis":
+        _publish(app, task_id, name, payload, producer)
+        return
+    channel: Any = connection.default_channel  # kombu's Redis channel
+    with channel.conn_or_acquire() as redis:  # a client on the pool it publishes through
+        before = replicas.identity(redis)
+        _publish(app, task_id, name, payload, producer)
+        replicas.confirm(redis, before)
+
+
+def _publish(
+    app: Celery, task_id: str, name: str, payload: dict[str, Any], producer: Producer
+) -> None:
+    try:
+        send_registered_task(app, task_id, name, payload, producer)
+    except MessageNacked as exc:  # RabbitMQ confirmed it did not take the message
+        raise OperationalError("the broker refused the message (nack)") from exc
+
+
 class Publisher:
     """Send messages from a few threads of their own, each with one producer held for good.
 
@@ -127,24 +167,7 @@ class Publisher:
         await loop.run_in_executor(self._threads, context.run, self._send, task_id, name, payload)
 
     def _send(self, task_id: str, name: str, payload: dict[str, Any]) -> None:
-        producer = self._producer()
-        connection = cast(Connection, producer.connection)  # a pooled producer has one
-        if self._replicas is None or connection.transport.driver_type != "redis":
-            self._publish(task_id, name, payload, producer)
-            return
-        channel: Any = connection.default_channel  # kombu's Redis channel
-        with channel.conn_or_acquire() as redis:  # a client on the pool it publishes through
-            before = self._replicas.identity(redis)
-            self._publish(task_id, name, payload, producer)
-            self._replicas.confirm(redis, before)
-
-    def _publish(
-        self, task_id: str, name: str, payload: dict[str, Any], producer: Producer
-    ) -> None:
-        try:
-            send_registered_task(self._app, task_id, name, payload, producer)
-        except MessageNacked as exc:  # RabbitMQ confirmed it did not take the message
-            raise OperationalError("the broker refused the message (nack)") from exc
+        send_confirmed(self._app, self._replicas, task_id, name, payload, self._producer())
 
     async def waiting(self, name: str, payload: dict[str, Any]) -> int:
         """Messages ready in the queue Celery routes task `name` to (not yet given to a worker).

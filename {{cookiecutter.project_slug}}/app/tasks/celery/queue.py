@@ -17,7 +17,7 @@ from app.infrastructure.redis_client import AsyncRedis, check_redis, redis_clien
 from app.infrastructure.replication import ReplicaAcks
 from app.observability.metrics import Metrics
 from app.tasks.celery.backlog import Backlog
-from app.tasks.celery.publish import BrokerReplicas, Publisher
+from app.tasks.celery.publish import Publisher, broker_replicas
 from app.tasks.celery.task_app import create_celery_app
 {%- if cookiecutter.use_opentelemetry == "yes" %}
 from app.tasks.celery.tracing import instrument_celery
@@ -250,12 +250,7 @@ async def open_task_queue(settings: Settings) -> AsyncIterator[CeleryTaskQueue]:
 {%- endif %}
     celery.set_current()
     celery.set_default()
-    probe = f"{settings.cache_prefix}:broker-replication-probe"
-    replicas = settings.redis_replica_acks
-    confirm = (
-        BrokerReplicas(replicas, settings.redis_replica_ack_timeout, probe) if replicas else None
-    )
-    publisher = Publisher(celery, confirm)
+    publisher = Publisher(celery, broker_replicas(settings))
     redis = redis_client(
         settings.redis_url,
         max_connections=settings.cache_max_connections,

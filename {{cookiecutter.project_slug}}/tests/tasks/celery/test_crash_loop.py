@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 
 import tests.tasks.faulty_tasks  # noqa: F401 - registers exit_process, kill_process, block_loop
 from app.config import Settings
-from app.tasks.celery.task_app import HARD_LIMIT_GRACE, broker_url_of
+from app.tasks.celery.configuration import HARD_LIMIT_GRACE, broker_url_of
 from tests.tasks.celery.fixtures import QUIET, CeleryProcess, CeleryProcesses
 from tests.tasks.helpers import enqueue, wait_final, wait_status
 

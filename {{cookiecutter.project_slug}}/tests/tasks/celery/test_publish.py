@@ -15,8 +15,9 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.tasks.celery import queue as celery_queue
+from app.tasks.celery.configuration import broker_url_of
 from app.tasks.celery.publish import RUN_TASK
-from app.tasks.celery.task_app import TaskApp, broker_url_of
+from app.tasks.celery.task_app import TaskApp
 from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer, free_port
 from tests.tasks.celery.custom_app import (

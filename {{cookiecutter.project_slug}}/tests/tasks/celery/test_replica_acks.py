@@ -1,6 +1,7 @@
 """REDIS_REPLICA_ACKS for Celery: a 202 means the replicas have the `queued` status and the
-message, and a message is acknowledged only once they have its final status. Against a real
-primary and replica (the Sentinel group's), the broker on the same primary."""
+message, a message is acknowledged only once they have its final status, and beat counts a
+tick as sent on the same terms. Against a real primary and replica (the Sentinel group's),
+the broker on the same primary."""
 
 import asyncio
 import signal
@@ -10,7 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.tasks.celery.beat import OncePerTickScheduler
 from app.tasks.celery.queue import CeleryTaskQueue
+from app.tasks.celery.task_app import TaskApp, create_celery_app
 from app.tasks.status import TaskStatus, status_key
 from tests.redis_sentinel import SentinelGroup, emptied_primary
 from tests.redis_sentinel import group as group
@@ -33,6 +36,14 @@ async def _messages(url: str) -> int:
     """Messages kombu's Redis transport holds: waiting in the queue or delivered, unacked."""
     async with Redis.from_url(url) as redis:
         return int(await redis.llen("celery")) + int(await redis.hlen("unacked"))
+
+
+async def _acknowledged(url: str, within: float = 30.0) -> None:
+    """Wait until kombu holds no message: every one was acknowledged."""
+    deadline = asyncio.get_running_loop().time() + within
+    while await _messages(url):
+        assert asyncio.get_running_loop().time() < deadline, "a message was never acknowledged"
+        await asyncio.sleep(0.05)
 
 
 async def test_an_enqueue_no_replica_confirms_is_a_503_that_sends_nothing(
@@ -70,10 +81,7 @@ async def test_a_message_is_acknowledged_only_once_the_replicas_have_its_final_s
             held = await _messages(settings.redis_url)
         assert held == 1  # given back to the queue, not acknowledged
         body = await wait_final(client, task_id)
-        deadline = asyncio.get_running_loop().time() + 30
-        while await _messages(settings.redis_url):  # confirmed now: acknowledged
-            assert asyncio.get_running_loop().time() < deadline, "the message was never acked"
-            await asyncio.sleep(0.05)
+        await _acknowledged(settings.redis_url)  # confirmed now: acknowledged
     assert body["status"] == "succeeded"
 
 
@@ -84,6 +92,7 @@ async def test_a_requeue_no_replica_confirms_is_a_503_that_keeps_the_dead_letter
     async with serve(settings) as client:
         task_id = await enqueue(client, "flaky", {"fail_times": 3})
         assert (await wait_final(client, task_id))["dead_lettered"]
+        await _acknowledged(settings.redis_url)  # the worker confirmed the end, then acked
         requeue = f"/api/v1/tasks/dead-letters/{task_id}/requeue"
         with group.paused_replica():
             refused = await client.post(requeue)
@@ -122,10 +131,7 @@ async def test_a_message_the_broker_replicas_miss_is_a_503_and_never_runs(
         # A worker only now: one that takes the message before the API gives up runs it (the
         # 503 then says "not confirmed", as for a publish whose answer was lost).
         await celery_processes.worker()
-        deadline = asyncio.get_running_loop().time() + 30
-        while await _messages(settings.redis_url):  # the worker takes it and lets it go
-            assert asyncio.get_running_loop().time() < deadline, "the message was never acked"
-            await asyncio.sleep(0.05)
+        await _acknowledged(settings.redis_url)  # the worker takes it and lets it go
         after = (await _statuses(settings))[task_id]
 
     assert refused.status_code == 503, refused.text
@@ -143,3 +149,56 @@ async def _statuses(settings: Settings) -> dict[str, dict[str, Any]]:
         raws = [await redis.get(key) for key in keys]
     found = [TaskStatus.model_validate_json(raw) for raw in raws if raw]
     return {status.id: status.model_dump(mode="json") for status in found}
+
+
+def _tick(settings: Settings) -> None:
+    """Beat, in this process, sends the `heartbeat` job's current tick (or gives up on it)."""
+    scheduler = OncePerTickScheduler(app=create_celery_app(settings))
+    try:
+        scheduler.apply_entry(scheduler.schedule["heartbeat"], scheduler.producer)
+    finally:
+        scheduler.close()
+
+
+async def test_beat_sends_a_tick_the_replicas_confirm(settings: Settings) -> None:
+    await asyncio.to_thread(_tick, settings)
+    statuses = await _statuses(settings)
+    assert [status["status"] for status in statuses.values()] == ["queued"]
+    assert await _messages(settings.redis_url) == 1
+
+
+async def test_beat_sends_nothing_for_a_status_no_replica_confirms(
+    settings: Settings, group: SentinelGroup
+) -> None:
+    with group.paused_replica():
+        await asyncio.to_thread(_tick, settings)
+        sent = await _messages(settings.redis_url)
+    (status,) = (await _statuses(settings)).values()
+    assert sent == 0
+    assert status["status"] == "failed"
+    assert "not sent" in status["error"]
+    assert "0 of 1 replicas confirmed" in status["error"]
+
+
+async def test_a_tick_the_broker_replicas_miss_is_ended_not_sent(
+    settings: Settings, group: SentinelGroup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race widened: the replica confirms the `queued` status, then freezes before the
+    # message, which the broker's primary takes alone.
+    save_status = TaskApp.save_status
+
+    def saved_then_frozen(app: TaskApp, status: TaskStatus) -> None:
+        save_status(app, status)
+        group.signal_replica(signal.SIGSTOP)
+
+    monkeypatch.setattr(TaskApp, "save_status", saved_then_frozen)
+    try:
+        await asyncio.to_thread(_tick, settings)
+        sent = await _messages(settings.redis_url)
+    finally:
+        group.signal_replica(signal.SIGCONT)
+    (status,) = (await _statuses(settings)).values()
+    assert sent == 1  # on the primary alone: a worker that takes it finds the task ended
+    assert status["status"] == "failed"
+    assert "not sent" in status["error"]
+    assert "broker replicas confirmed" in status["error"]
