@@ -10,6 +10,7 @@ has every write the primary took before it.
 """
 
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio.cluster import ClusterPipeline
 from redis.cluster import RedisCluster as SyncRedisCluster
@@ -84,11 +85,21 @@ class ReplicaAcks:
         if self.count:
             self._checked(replies)
 
-    async def confirm(self, redis: AsyncRedis, probe_key: str) -> None:
+    async def confirm(
+        self, redis: AsyncRedis, probe_key: str, *, read: str | None = None
+    ) -> bytes | None:
         """Wait until `count` replicas have every write made so far, on any connection
-        (to the node that owns `probe_key`, on a cluster)."""
+        (to the node that owns `probe_key`, on a cluster); return the value of `read` (a key
+        of the probe's slot) on the server they confirmed, None without `count`.
+
+        A failover between a write and this call would send the probe to the promoted
+        replica, which may lack the write: the caller that must know compares `read`.
+        """
         if not self.count:
-            return
+            return None
         async with redis.pipeline(transaction=False) as pipe:
             pipe.incr(probe_key)
-            await self.execute(pipe, probe_key)
+            if read is not None:
+                pipe.get(read)
+            replies = await self.execute(pipe, probe_key)
+        return cast(bytes | None, replies[1]) if read is not None else None

@@ -118,10 +118,14 @@ class TaskRunner:
             logger.warning("task %s %s not confirmed: %s", status.id, status.status, exc)
 
     async def _confirm_final(self, status: TaskStatus) -> None:
-        """Wait for the replicas to have the final `status`; short of them, give the message
-        back to the queue (it must not be acknowledged for a status a failover could lose)."""
+        """Wait for the replicas to have the final `status`; short of them, or when the primary
+        they confirmed lacks it (a failover came between the write and the wait), give the
+        message back to the queue: it must not be acknowledged for a status a failover lost."""
         try:
-            await self.acks.confirm(self._redis, self._probe)
+            key = self.statuses.key(status.id)
+            kept = await self.acks.confirm(self._redis, self._probe, read=key)
+            if self.acks.count and not _same(kept, status):
+                raise NotReplicatedError("the primary the replicas confirmed lacks it (a failover)")
         except NotReplicatedError as exc:
             what = f"task {status.id} {status.status} not confirmed by the replicas: {exc}"
             raise Reject(what, requeue=True) from exc
@@ -134,6 +138,15 @@ class TaskRunner:
             if status.status == "failed":
                 self.dead.add_in(pipe, DeadLetter.of(status, payload))
             await pipe.execute()
+
+
+def _same(stored: bytes | None, status: TaskStatus) -> bool:
+    """Whether `stored` is `status` (compared as JSON: a tuple result reads back as a list)."""
+    if stored is None:
+        return False
+    return TaskStatus.model_validate_json(stored).model_dump(mode="json") == status.model_dump(
+        mode="json"
+    )
 
 
 class WorkerProcess:
