@@ -19,6 +19,7 @@ from celery import bootsteps
 from celery.exceptions import Reject
 from celery.worker import state
 from celery.worker.consumer import Consumer
+from pydantic import ValidationError
 
 from app.config import Settings
 from app.infrastructure.cache import cache_from_url
@@ -141,12 +142,12 @@ class TaskRunner:
 
 
 def _same(stored: bytes | None, status: TaskStatus) -> bool:
-    """Whether `stored` is `status` (compared as JSON: a tuple result reads back as a list)."""
-    if stored is None:
+    """Whether `stored` is `status`, compared as JSON (a tuple result reads back as a list)."""
+    try:
+        found = None if stored is None else TaskStatus.model_validate_json(stored)
+    except ValidationError:  # unreadable: not the status written
         return False
-    return TaskStatus.model_validate_json(stored).model_dump(mode="json") == status.model_dump(
-        mode="json"
-    )
+    return found is not None and found.model_dump(mode="json") == status.model_dump(mode="json")
 
 
 class WorkerProcess:
