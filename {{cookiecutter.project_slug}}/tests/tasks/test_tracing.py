@@ -50,10 +50,28 @@ async def traced_client(
 
 def attempts_of(task_id: str, count: int) -> Callable[[list[ReceivedSpan]], bool]:
     """Whether `count` attempt spans of `task_id` have arrived."""
-    return lambda spans: (
-        sum(s.name == "task.attempt" and s.attributes.get("task.id") == task_id for s in spans)
-        >= count
-    )
+    return lambda spans: len(task_spans(spans, "task.attempt", task_id)) >= count
+
+
+def traced_back_to_enqueue(task_id: str, count: int) -> Callable[[list[ReceivedSpan]], bool]:
+    """Whether `count` attempt spans of `task_id` and every span between each and the
+    enqueue have arrived (a worker exports a parent, Celery's, after its child ends)."""
+
+    def done(spans: list[ReceivedSpan]) -> bool:
+        enqueued = task_spans(spans, "task.enqueue", task_id)
+        attempts = task_spans(spans, "task.attempt", task_id)
+        return (
+            len(enqueued) == 1
+            and len(attempts) >= count
+            and all(enqueued[0] in ancestors(s, spans) for s in attempts)
+        )
+
+    return done
+
+
+def task_spans(spans: list[ReceivedSpan], name: str, task_id: str) -> list[ReceivedSpan]:
+    """The spans named `name` of task `task_id`."""
+    return [s for s in spans if s.name == name and s.attributes.get("task.id") == task_id]
 
 
 def ancestors(span: ReceivedSpan, spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
@@ -122,11 +140,11 @@ async def test_every_attempt_of_a_retried_task_is_a_span_in_the_same_trace(
 ) -> None:
     task_id = await enqueue(traced_client, "flaky", {"fail_times": 2})
     assert (await wait_final(traced_client, task_id, within=60))["status"] == "succeeded"
-    spans = await otlp_receiver.wait_for(attempts_of(task_id, 3))
+    spans = await otlp_receiver.wait_for(traced_back_to_enqueue(task_id, 3))
 
     enqueued = one(spans, "task.enqueue", **{"task.id": task_id})
     attempts = sorted(
-        (s for s in spans if s.name == "task.attempt" and s.attributes.get("task.id") == task_id),
+        task_spans(spans, "task.attempt", task_id),
         key=lambda s: int(str(s.attributes["task.attempt"])),
     )
     assert [s.attributes["task.attempt"] for s in attempts] == [1, 2, 3]
