@@ -2,6 +2,7 @@
 the task's slot has it; that replica frozen (SIGSTOP), the enqueue is a 503 that leaves
 nothing. Run once per master, since the replicas of the other masters must never count."""
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -9,7 +10,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.tasks.redis_queue.queue import QueueKeys
-from app.tasks.status import status_key
+from app.tasks.status import status_key, tasks_key
 from tests.redis_cluster import RedisCluster, running_cluster
 from tests.tasks.failover_load import owned_prefix
 from tests.tasks.helpers import enqueue, serve, wait_final
@@ -54,6 +55,17 @@ async def task_keys(port: int, settings: Settings) -> dict[str, int]:
         }
 
 
+async def caught_up(owner: int, settings: Settings, within: float = 30.0) -> None:
+    """Wait until the replica of `owner`, thawed, confirms a write there: it has drained what
+    it missed (on a busy machine that can take longer than one REDIS_REPLICA_ACK_TIMEOUT)."""
+    probe = tasks_key(settings.cache_prefix, "test-probe")  # in the task slot, on `owner`
+    deadline = asyncio.get_running_loop().time() + within
+    async with Redis(host="127.0.0.1", port=owner, single_connection_client=True) as redis:
+        await redis.incr(probe)
+        while int(await redis.wait(1, 100)) < 1:
+            assert asyncio.get_running_loop().time() < deadline, "the replica never caught up"
+
+
 async def test_an_enqueue_only_the_slot_owner_s_replica_confirms(
     settings: Settings, cluster: RedisCluster, owner: int, workers: Workers
 ) -> None:
@@ -72,6 +84,7 @@ async def test_an_enqueue_only_the_slot_owner_s_replica_confirms(
         assert int(refused.headers["Retry-After"]) >= 1
         assert left == {"statuses": 0, "stream": 0, "delayed": 0}
         # The replica back: the next enqueue is confirmed, the replica has it, a worker runs it.
+        await caught_up(owner, settings)
         task_id = await enqueue(client, "add", {"a": 2, "b": 3})
         assert (await task_keys(replica, settings))["statuses"] == 1
         assert (await wait_final(client, task_id))["result"] == 5
