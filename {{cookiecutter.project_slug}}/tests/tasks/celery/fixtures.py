@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from kombu import Connection
+from redis.asyncio import Redis
 
 from app.config import Settings
 from app.redis_urls import parse_redis_url
@@ -129,6 +130,20 @@ class CeleryProcesses:
         """SIGKILL every process group: teardown needs no graceful stop (the tests that do wait)."""
         for started in self.started:
             started.kill()
+
+
+async def held_by_kombu(redis_url: str, queue: str = "celery") -> int:
+    """Messages kombu's Redis transport holds: waiting in `queue` or delivered, unacked."""
+    async with Redis.from_url(redis_url) as redis:
+        return int(await redis.llen(queue)) + int(await redis.hlen("unacked"))
+
+
+async def until_acknowledged(redis_url: str, within: float = 30.0) -> None:
+    """Wait until kombu holds no message: every one was acknowledged (or dropped)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while await held_by_kombu(redis_url):
+        assert asyncio.get_running_loop().time() < deadline, "a message was never acknowledged"
+        await asyncio.sleep(0.05)
 
 
 @pytest.fixture(scope="session")

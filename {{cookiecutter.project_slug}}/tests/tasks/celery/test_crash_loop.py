@@ -13,12 +13,11 @@ from typing import Any
 import pytest
 from httpx import AsyncClient
 from kombu import Connection
-from redis.asyncio import Redis
 
 import tests.tasks.faulty_tasks  # noqa: F401 - registers exit_process, kill_process, block_loop
 from app.config import Settings
 from app.tasks.celery.configuration import HARD_LIMIT_GRACE, broker_url_of
-from tests.tasks.celery.fixtures import QUIET, CeleryProcess, CeleryProcesses
+from tests.tasks.celery.fixtures import QUIET, CeleryProcess, CeleryProcesses, held_by_kombu
 from tests.tasks.helpers import enqueue, wait_final, wait_status
 
 pytestmark = pytest.mark.slow
@@ -52,11 +51,7 @@ async def queued_on_broker(settings: Settings, broker: str) -> int:
         with Connection(broker_url_of(settings)) as connection:
             channel: Any = connection.default_channel
             return int(channel.queue_declare("celery", passive=True).message_count)
-    redis = Redis.from_url(settings.redis_url)
-    try:
-        return int(await redis.llen("celery")) + int(await redis.hlen("unacked"))
-    finally:
-        await redis.aclose()
+    return await held_by_kombu(settings.redis_url)
 
 
 async def assert_dead_lettered(client: AsyncClient, task_id: str, name: str, attempts: int) -> None:

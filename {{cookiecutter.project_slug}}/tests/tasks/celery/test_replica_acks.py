@@ -17,7 +17,7 @@ from app.tasks.celery.task_app import TaskApp, create_celery_app
 from app.tasks.status import TaskStatus, status_key
 from tests.redis_sentinel import SentinelGroup, emptied_primary
 from tests.redis_sentinel import group as group
-from tests.tasks.celery.fixtures import CeleryProcesses
+from tests.tasks.celery.fixtures import CeleryProcesses, held_by_kombu, until_acknowledged
 from tests.tasks.helpers import enqueue, serve, wait_final, wait_status
 
 HELD = 1.0  # seconds the replica stays frozen while a worker would acknowledge the message
@@ -32,20 +32,6 @@ async def settings(settings: Settings, group: SentinelGroup) -> Settings:
     return settings.model_copy(update=update)
 
 
-async def _messages(url: str) -> int:
-    """Messages kombu's Redis transport holds: waiting in the queue or delivered, unacked."""
-    async with Redis.from_url(url) as redis:
-        return int(await redis.llen("celery")) + int(await redis.hlen("unacked"))
-
-
-async def _acknowledged(url: str, within: float = 30.0) -> None:
-    """Wait until kombu holds no message: every one was acknowledged."""
-    deadline = asyncio.get_running_loop().time() + within
-    while await _messages(url):
-        assert asyncio.get_running_loop().time() < deadline, "a message was never acknowledged"
-        await asyncio.sleep(0.05)
-
-
 async def test_an_enqueue_no_replica_confirms_is_a_503_that_sends_nothing(
     settings: Settings, group: SentinelGroup, celery_processes: CeleryProcesses
 ) -> None:
@@ -55,7 +41,7 @@ async def test_an_enqueue_no_replica_confirms_is_a_503_that_sends_nothing(
             refused = await client.post(
                 "/api/v1/tasks", json={"name": "add", "payload": {"a": 1, "b": 2}}
             )
-            sent = await _messages(settings.redis_url)
+            sent = await held_by_kombu(settings.redis_url)
         assert refused.status_code == 503, refused.text
         assert int(refused.headers["Retry-After"]) >= 1
         assert sent == 0
@@ -78,10 +64,10 @@ async def test_a_message_is_acknowledged_only_once_the_replicas_have_its_final_s
         with group.paused_replica():
             await wait_final(client, task_id)  # the primary has it, the replica not
             await asyncio.sleep(HELD)
-            held = await _messages(settings.redis_url)
+            held = await held_by_kombu(settings.redis_url)
         assert held == 1  # given back to the queue, not acknowledged
         body = await wait_final(client, task_id)
-        await _acknowledged(settings.redis_url)  # confirmed now: acknowledged
+        await until_acknowledged(settings.redis_url)  # confirmed now: acknowledged
     assert body["status"] == "succeeded"
 
 
@@ -92,11 +78,11 @@ async def test_a_requeue_no_replica_confirms_is_a_503_that_keeps_the_dead_letter
     async with serve(settings) as client:
         task_id = await enqueue(client, "flaky", {"fail_times": 3})
         assert (await wait_final(client, task_id))["dead_lettered"]
-        await _acknowledged(settings.redis_url)  # the worker confirmed the end, then acked
+        await until_acknowledged(settings.redis_url)  # the worker confirmed the end, then acked
         requeue = f"/api/v1/tasks/dead-letters/{task_id}/requeue"
         with group.paused_replica():
             refused = await client.post(requeue)
-            sent = await _messages(settings.redis_url)
+            sent = await held_by_kombu(settings.redis_url)
         assert refused.status_code == 503, refused.text
         assert sent == 0
         letters = (await client.get("/api/v1/tasks/dead-letters")).json()
@@ -122,7 +108,7 @@ async def test_a_message_the_broker_replicas_miss_is_a_503_and_never_runs(
     async with serve(settings) as client:
         try:
             refused = await client.post("/api/v1/tasks", json=ADD)
-            sent = await _messages(settings.redis_url)
+            sent = await held_by_kombu(settings.redis_url)
         finally:
             group.signal_replica(signal.SIGCONT)
         monkeypatch.undo()
@@ -131,7 +117,7 @@ async def test_a_message_the_broker_replicas_miss_is_a_503_and_never_runs(
         # A worker only now: one that takes the message before the API gives up runs it (the
         # 503 then says "not confirmed", as for a publish whose answer was lost).
         await celery_processes.worker()
-        await _acknowledged(settings.redis_url)  # the worker takes it and lets it go
+        await until_acknowledged(settings.redis_url)  # the worker takes it and lets it go
         after = (await _statuses(settings))[task_id]
 
     assert refused.status_code == 503, refused.text
@@ -164,7 +150,7 @@ async def test_beat_sends_a_tick_the_replicas_confirm(settings: Settings) -> Non
     await asyncio.to_thread(_tick, settings)
     statuses = await _statuses(settings)
     assert [status["status"] for status in statuses.values()] == ["queued"]
-    assert await _messages(settings.redis_url) == 1
+    assert await held_by_kombu(settings.redis_url) == 1
 
 
 async def test_beat_sends_nothing_for_a_status_no_replica_confirms(
@@ -172,7 +158,7 @@ async def test_beat_sends_nothing_for_a_status_no_replica_confirms(
 ) -> None:
     with group.paused_replica():
         await asyncio.to_thread(_tick, settings)
-        sent = await _messages(settings.redis_url)
+        sent = await held_by_kombu(settings.redis_url)
     (status,) = (await _statuses(settings)).values()
     assert sent == 0
     assert status["status"] == "failed"
@@ -194,7 +180,7 @@ async def test_a_tick_the_broker_replicas_miss_is_ended_not_sent(
     monkeypatch.setattr(TaskApp, "save_status", saved_then_frozen)
     try:
         await asyncio.to_thread(_tick, settings)
-        sent = await _messages(settings.redis_url)
+        sent = await held_by_kombu(settings.redis_url)
     finally:
         group.signal_replica(signal.SIGCONT)
     (status,) = (await _statuses(settings)).values()

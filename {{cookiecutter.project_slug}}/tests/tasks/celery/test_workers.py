@@ -21,7 +21,7 @@ from app.tasks.celery.task_app import create_celery_app
 from app.tasks.status import TaskStatus, status_key
 from tests.servers import RedisServer
 from tests.tasks.celery import probe_tasks
-from tests.tasks.celery.fixtures import PROJECT_ROOT, CeleryProcesses
+from tests.tasks.celery.fixtures import PROJECT_ROOT, CeleryProcesses, until_acknowledged
 from tests.tasks.helpers import enqueue, serve, wait_final, wait_status
 
 pytestmark = pytest.mark.slow
@@ -142,14 +142,8 @@ async def test_a_pickle_message_is_refused_unread(
         sender.close()
     await asyncio.to_thread(worker.wait_for, "Refusing to deserialize untrusted content")
     assert not marker.exists()
-    redis = Redis.from_url(settings.redis_url)
-    try:  # Celery logs the refusal, then acknowledges the message: not left to be retried
-        deadline = asyncio.get_running_loop().time() + 30
-        while await redis.llen("celery") or await redis.hlen("unacked"):
-            assert asyncio.get_running_loop().time() < deadline, "the refused message was kept"
-            await asyncio.sleep(0.05)
-    finally:
-        await redis.aclose()
+    # Celery logs the refusal, then acknowledges the message: it is not left to be retried.
+    await until_acknowledged(settings.redis_url)
     body = await wait_final(client, await enqueue(client, "add", {"a": 1, "b": 1}))
     assert body["status"] == "succeeded"
     refusals = [line for line in worker.lines if "Received invalid task message" in line]
