@@ -5,14 +5,14 @@ Extra callers wait for a connection instead of failing: redis-py's default pool 
 `MaxConnectionsError` as soon as more commands are in flight than it has connections, and a
 burst of requests would then look like a Redis outage. They wait up to `timeout` seconds,
 and only then fail. One node and Sentinel use a blocking pool of `max_connections` (Sentinel's
-asks the Sentinels where the primary is, and again after a failover); on a cluster, at most
-`max_connections` commands or pipelines are in flight at once, each using at most one
-connection per node. A command is retried once, at once, when its connection turns out to be
-broken (Redis restarted, or a cluster's slots moved, since it was opened), and never after a
-timeout: a Redis that is down fails in milliseconds, one that hangs in one `timeout`.
+asks the Sentinels where the primary is, and again after a failover); on a cluster
+(`redis_cluster`), at most `max_connections` commands or pipelines are in flight at once,
+each using at most one connection per node. A command is retried once, at once, when its
+connection turns out to be broken (Redis restarted, or a cluster's slots moved, since it was
+opened), and never after a timeout: a Redis that is down fails in milliseconds, one that hangs
+in one `timeout`.
 """
 
-import asyncio
 from typing import Any, Protocol, cast
 
 from redis import Redis as SyncRedis
@@ -30,6 +30,7 @@ from redis.retry import Retry as SyncRetry
 from redis.sentinel import Sentinel as SyncSentinel
 from redis.sentinel import SentinelConnectionPool as SyncSentinelConnectionPool
 
+from app.infrastructure.redis_cluster import BoundedRedisCluster
 from app.redis_urls import RedisUrl, parse_redis_url
 
 AsyncRedis = Redis | RedisCluster  # what `redis_client` returns
@@ -203,57 +204,6 @@ def _sentinel_credentials(target: RedisUrl, sentinel_password: str | None) -> di
 def _tls(target: RedisUrl) -> dict[str, Any]:
     """TLS for a cluster's or Sentinel's connections, trusting the URL's `ssl_ca_certs` if any."""
     return {"ssl": target.tls} | ({"ssl_ca_certs": target.ca_certs} if target.ca_certs else {})
-
-
-class BoundedRedisCluster(RedisCluster):
-    """A cluster client on which at most `max_connections` commands or pipelines run at
-    once; the others wait up to `connection_wait` s, then raise ConnectionError."""
-
-    def __init__(self, *, connection_wait: float, max_connections: int, **kwargs: Any) -> None:
-        super().__init__(max_connections=max_connections, **kwargs)
-        self.connection_wait = connection_wait
-        self.in_flight = asyncio.Semaphore(max_connections)
-
-    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        """Run one command once a slot is free."""
-        async with self.turn():
-            return await super().execute_command(*args, **kwargs)
-
-    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
-        """A pipeline that takes one slot while it runs."""
-        return _BoundedPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py's own
-
-    def turn(self) -> "_Turn":
-        """Wait (up to `connection_wait` s) for one of the slots."""
-        return _Turn(self)
-
-
-class _Turn:
-    """One slot of a `BoundedRedisCluster`, held for a command or a pipeline."""
-
-    def __init__(self, cluster: BoundedRedisCluster) -> None:
-        self.cluster = cluster
-
-    async def __aenter__(self) -> None:
-        try:
-            async with asyncio.timeout(self.cluster.connection_wait):
-                await self.cluster.in_flight.acquire()
-        except TimeoutError:
-            raise RedisConnectionError("no connection to the cluster became free") from None
-
-    async def __aexit__(self, *_: object) -> None:
-        self.cluster.in_flight.release()
-
-
-class _BoundedPipeline(ClusterPipeline):
-    """A cluster pipeline that runs in one slot of its `BoundedRedisCluster`."""
-
-    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
-        """Send the pipeline once a slot is free."""
-        cluster = self.cluster_client
-        assert isinstance(cluster, BoundedRedisCluster)
-        async with cluster.turn():
-            return await super().execute(raise_on_error, allow_redirections)
 
 
 class _BlockingSentinelPool(SentinelConnectionPool, BlockingConnectionPool):
