@@ -7,7 +7,8 @@ redis-py's asyncio cluster pipeline finds the slot of each command queued in a t
 a thread of its own with a new event loop (queueing is synchronous, and the slot lookup is a
 coroutine in case a node must be asked for the keys). That costs about 0.5 ms a command, and
 halved redis_queue's task throughput on a cluster: its worker claims each batch in a MULTI.
-So a transaction's command whose key the client's command table places (every command the app
+So a transaction's command whose keys the client finds without I/O (a script, or a command of
+the table it read from the cluster with its keys at fixed places: every command the app
 queues) is queued at once; WATCH, and a command whose keys only a node can tell, go the
 library's way.
 """
@@ -19,6 +20,8 @@ from redis.asyncio import RedisCluster
 from redis.asyncio.cluster import AbstractStrategy, ClusterPipeline, TransactionStrategy
 from redis.cluster import is_zero_key_eval_command
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+SCRIPTS = frozenset({"EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO"})  # their keys follow a count
 
 
 class BoundedRedisCluster(RedisCluster):
@@ -76,26 +79,33 @@ class _BoundedPipeline(ClusterPipeline):
         return super().execute_command(*args, **kwargs)
 
     def _slot_at_once(self, strategy: TransactionStrategy, args: tuple[Any, ...]) -> int | None:
-        """The slot of a command the transaction queues, if the command table places its
-        key; None for what redis-py must handle: WATCH and what runs at once under it, a
-        zero-key script, a client not yet initialised, keys only a node can tell."""
+        """The slot of a command the transaction queues, if finding it needs no I/O; None for
+        what redis-py must handle: WATCH and what runs at once under it, a zero-key script, a
+        client not yet initialised, a command whose keys only a node can tell."""
         runs_at_once = strategy._watching or args[0] in strategy.IMMEDIATE_EXECUTE_COMMANDS
         if runs_at_once and not strategy._explicit_transaction:
             return None
         scripted_slot = strategy._pipeline_slots and not strategy._transaction_has_keyed_slot
-        if scripted_slot or is_zero_key_eval_command(*args):
+        if scripted_slot or is_zero_key_eval_command(*args) or not self._placed_by_table(args[0]):
             return None
-        cluster = self.cluster_client
-        if cluster.nodes_manager.default_node is None:
-            return None
-        lookup = cluster._determine_slot(*args)
+        lookup = self.cluster_client._determine_slot(*args)
         try:
-            lookup.send(None)  # runs to its end unless it must ask a node
+            lookup.send(None)  # no I/O to wait for, so it runs to its end at once
         except StopIteration as found:
             return cast(int, found.value)
-        finally:
-            lookup.close()
+        lookup.close()  # only if a later redis-py waited here: then its thread finds the slot
         return None
+
+    def _placed_by_table(self, command: str) -> bool:
+        """Whether the client finds `command`'s keys itself: a script (its key count says),
+        or a command of the table the client read from the cluster, keys at fixed places."""
+        cluster = self.cluster_client
+        if cluster.nodes_manager.default_node is None:  # not initialised: redis-py does that
+            return False
+        if command.upper() in SCRIPTS:
+            return True
+        described = cluster.commands_parser.commands.get(command.lower())
+        return isinstance(described, dict) and "movablekeys" not in described["flags"]
 
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
         """Send the pipeline once a slot is free."""
