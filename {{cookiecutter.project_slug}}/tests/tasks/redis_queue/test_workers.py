@@ -25,7 +25,9 @@ from tests.tasks.redis_queue.fixtures import PROJECT_ROOT, Workers
 pytestmark = pytest.mark.slow
 
 
-HELD_SECONDS = 4  # long enough to still be running when a second worker has started
+# Long enough to still be running when a second worker has started: a new worker process
+# took 4 s to import on a machine running two suites at once.
+HELD_SECONDS = 8
 
 
 async def test_kill_9_loses_nothing(client: AsyncClient, workers: Workers) -> None:
@@ -36,6 +38,7 @@ async def test_kill_9_loses_nothing(client: AsyncClient, workers: Workers) -> No
     # not how long a new Python process takes to import on a busy machine.
     await workers.start(concurrency=4)
     waiting = [await enqueue(client, "add", {"a": n, "b": 1}) for n in range(5)]
+    await wait_status(client, held, "running", within=1)  # still, so the kill interrupts them
     doomed.send_signal(signal.SIGKILL)
     doomed.wait()
     killed_at = time.monotonic()
