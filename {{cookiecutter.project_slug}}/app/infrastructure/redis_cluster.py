@@ -93,8 +93,8 @@ class _BoundedPipeline(ClusterPipeline):
             lookup.send(None)  # no I/O to wait for, so it runs to its end at once
         except StopIteration as found:
             return cast(int, found.value)
-        lookup.close()  # only if a later redis-py waited here: then its thread finds the slot
-        return None
+        lookup.close()
+        raise RuntimeError(f"redis-py's slot lookup for {args[0]} waited: the table check is stale")
 
     def _placed_by_table(self, command: str) -> bool:
         """Whether the client finds `command`'s keys itself: a script (its key count says),
